@@ -1,0 +1,109 @@
+//! The HTTP interface: routes, auth extractors, problem+json errors and
+//! the OpenAPI document.
+//!
+//! Each resource module exposes `router()`; [`router`] merges them and adds
+//! the cross-cutting layers (request ids, tracing, body limit, timeout).
+//! Handlers are thin: extract, call one `App` use case, map the result.
+
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod orders;
+pub mod products;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request, StatusCode};
+use axum::middleware::map_response;
+use axum::routing::get;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::app::App;
+use crate::auth::JwtKeys;
+use error::ApiError;
+
+/// Largest request body accepted (an order of 100 lines is ~5 KiB).
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// A request that takes longer is answered 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every handler can reach. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub app: App,
+    pub keys: Arc<JwtKeys>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "commerce", description = "Orders, carts, inventory and sagas, extended by WebAssembly plugins. Errors are RFC 9457 problem+json."),
+    paths(
+        health::healthz, health::readyz,
+        orders::create_order, orders::get_order, orders::list_orders, orders::update_order,
+        orders::cancel_order, orders::order_events, orders::ship_order, orders::deliver_order,
+        orders::refund_order,
+        products::put_product, products::get_product,
+    ),
+    modifiers(&BearerAuth),
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    axum::Json(ApiDoc::openapi())
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not-found", "no such route")
+}
+
+/// The whole HTTP service.
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/openapi.json", get(openapi_json))
+        .merge(orders::router())
+        .merge(products::router())
+        .fallback(not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(map_response(error::problem_for_bare_errors))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                tracing::info_span!("commerce.http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

@@ -1,0 +1,59 @@
+//! The one error type of the use cases. Each variant says how a caller
+//! should handle it; `crate::api::error` maps them to HTTP statuses.
+
+use crate::app::ports::StoreError;
+use crate::domain::{MoneyError, OrderError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// Missing, or not the caller's to see (the two are not told apart, so
+    /// that a customer cannot probe for other customers' orders).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("this operation needs the admin role")]
+    Forbidden,
+    #[error(transparent)]
+    Order(#[from] OrderError),
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    #[error("unknown SKUs: {}", .0.join(", "))]
+    UnknownSkus(Vec<String>),
+    #[error("SKU {sku} is sold in {product_currency}, not in {order_currency}")]
+    CurrencyMismatch {
+        sku: String,
+        product_currency: String,
+        order_currency: String,
+    },
+    #[error("this Idempotency-Key was already used for a different request")]
+    IdempotencyKeyReused,
+    /// `If-Match` names a version the order has moved past.
+    #[error("the order is at version {current}, not {expected}")]
+    PreconditionFailed { expected: u64, current: u64 },
+    /// Concurrent writers kept winning; the caller may retry.
+    #[error("{0}")]
+    Conflict(String),
+    /// Input that parsed but is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// Input that could not be understood (bad cursor, bad header).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("a dependency is unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("unexpected error")]
+    Unexpected(#[source] anyhow::Error),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::VersionConflict { .. } => {
+                AppError::Conflict("the order was changed concurrently; retry".into())
+            }
+            StoreError::Unavailable(e) => AppError::Unavailable(e),
+            e @ (StoreError::IdempotencyKeyTaken | StoreError::Unexpected(_)) => {
+                AppError::Unexpected(e.into())
+            }
+        }
+    }
+}

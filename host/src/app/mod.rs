@@ -1,0 +1,62 @@
+//! Application layer: use cases and the ports they need.
+//!
+//! Each use case takes a [`Caller`] (who asks) and enforces access here, so
+//! that handlers stay thin and every interface (HTTP today, others later)
+//! gets the same rules. Storage is reached only through the traits of
+//! [`ports`], implemented by the adapters in `crate::store`.
+
+pub mod catalog;
+pub mod error;
+pub mod orders;
+pub mod ports;
+pub mod replay;
+pub mod views;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use uuid::Uuid;
+
+pub use error::AppError;
+pub use ports::Store;
+
+/// Who is asking: the verified subject of a bearer token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub subject: Uuid,
+    pub role: Role,
+}
+
+/// What a caller may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Sees and changes only their own carts and orders.
+    Customer,
+    /// Manages products, sees every order, ships, refunds.
+    Admin,
+}
+
+impl Caller {
+    pub fn is_admin(&self) -> bool {
+        self.role == Role::Admin
+    }
+}
+
+/// The current time, at the microsecond precision every store keeps, so
+/// that a read model written now equals one replayed from stored events.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// The use cases, bound to one store. Cheap to clone.
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn Store>,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        App { store }
+    }
+}

@@ -1,0 +1,154 @@
+//! Ports: what the application needs from storage. Adapters in
+//! `crate::store` implement them for SQLite and PostgreSQL, and one
+//! contract test suite (`tests/store_contract.rs`) holds both to the same
+//! behaviour.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::views::{OrderQuery, OrderView};
+use crate::domain::{Currency, Sku};
+
+/// Storage failures the application distinguishes.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Another writer appended to the aggregate first: the expected version
+    /// is stale. Reload and retry, or report a conflict.
+    #[error("version conflict on aggregate {aggregate_id}: expected version {expected}")]
+    VersionConflict { aggregate_id: Uuid, expected: u64 },
+    /// The idempotency key was already used by this customer; the append
+    /// was not made.
+    #[error("idempotency key already used")]
+    IdempotencyKeyTaken,
+    /// The database cannot be reached or timed out.
+    #[error("database unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("unexpected storage error")]
+    Unexpected(#[source] anyhow::Error),
+}
+
+/// An event to append.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub event_id: Uuid,
+    pub event_type: &'static str,
+    pub schema_version: u32,
+    pub data: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// An event as stored, with its place in the aggregate's stream
+/// (`version`, from 1) and in the global feed (`position`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
+pub struct StoredEvent {
+    pub position: i64,
+    pub event_id: Uuid,
+    pub aggregate_id: Uuid,
+    pub aggregate_type: String,
+    pub version: u64,
+    pub event_type: String,
+    pub schema_version: u32,
+    #[schema(value_type = Object)]
+    pub data: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// "This customer used this key for this request and got this order."
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub customer_id: Uuid,
+    pub key: String,
+    /// sha256 of the canonical request, to refuse a key reused for another request.
+    pub request_hash: String,
+    pub order_id: Uuid,
+}
+
+/// One atomic write: events appended to one aggregate at an expected
+/// version, the read model brought up to date, and optionally an
+/// idempotency key recorded; all in one transaction, or nothing.
+#[derive(Debug, Clone)]
+pub struct Append {
+    pub aggregate_id: Uuid,
+    pub aggregate_type: &'static str,
+    /// The version the stream must be at (0 for a new aggregate).
+    pub expected_version: u64,
+    pub events: Vec<NewEvent>,
+    pub view: OrderView,
+    pub idempotency: Option<IdempotencyRecord>,
+}
+
+/// The event store with its inline order projection.
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends atomically; `VersionConflict` if the stream moved on,
+    /// `IdempotencyKeyTaken` if the key exists (nothing is written).
+    async fn append(&self, append: Append) -> Result<(), StoreError>;
+    /// An aggregate's events in version order.
+    async fn load_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Up to `limit` events with `position > after`, in position order.
+    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+    /// The record for a customer's idempotency key, if any.
+    async fn find_idempotency(
+        &self,
+        customer_id: Uuid,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+}
+
+/// The `order_views` read model.
+#[async_trait]
+pub trait OrderViews: Send + Sync {
+    async fn get_view(&self, order_id: Uuid) -> Result<Option<OrderView>, StoreError>;
+    /// Up to `query.limit` views, newest first: keyset-paginated by order
+    /// id, which is a UUIDv7 and so ordered by creation time.
+    async fn list_views(&self, query: &OrderQuery) -> Result<Vec<OrderView>, StoreError>;
+    /// Replaces the whole read model in one transaction (replay).
+    async fn replace_views(&self, views: Vec<OrderView>) -> Result<(), StoreError>;
+}
+
+/// A product with its price and stock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub sku: Sku,
+    pub name: String,
+    pub unit_price: Decimal,
+    pub currency: Currency,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub version: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What an admin sets with `PUT /v1/products/{sku}`.
+#[derive(Debug, Clone)]
+pub struct ProductUpsert {
+    pub sku: Sku,
+    pub name: String,
+    pub unit_price: Decimal,
+    pub currency: Currency,
+    pub on_hand: i64,
+    pub at: DateTime<Utc>,
+}
+
+/// The product table.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    /// Creates or replaces a product. Stock below what is reserved is a
+    /// `Ok(None)`, leaving the product unchanged.
+    async fn upsert_product(&self, product: ProductUpsert) -> Result<Option<Product>, StoreError>;
+    async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError>;
+    /// The products among `skus` that exist (in no particular order).
+    async fn get_products(&self, skus: &[Sku]) -> Result<Vec<Product>, StoreError>;
+}
+
+/// Everything a backend provides.
+#[async_trait]
+pub trait Store: EventStore + OrderViews + Catalog {
+    /// Which backend this is, for logs (`sqlite` or `postgres`).
+    fn backend(&self) -> &'static str;
+    /// Checks that the database answers (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,26 @@
+//! The domain: pure types and rules of commerce, free of I/O.
+//!
+//! Nothing here talks to a database, the network, a clock or a plugin; it
+//! imports no sqlx, axum, redis, wasmtime or tokio. Values that cross the
+//! boundary (`Sku`, `Quantity`, `Currency`, money amounts) are parsed once
+//! into newtypes so that an invalid one cannot exist past it, and the order
+//! lifecycle is a state machine whose every transition is decided in
+//! [`order::Order::handle`].
+//!
+//! Layout:
+//! - [`money`]: ISO-4217 currencies and decimal amounts in them;
+//! - [`product`]: SKUs and quantities;
+//! - [`aggregate`]: the event-sourcing abstraction (handle / apply / rehydrate);
+//! - [`order`]: the `Order` aggregate, its commands, events and lifecycle.
+
+pub mod aggregate;
+pub mod money;
+pub mod order;
+pub mod product;
+
+pub use aggregate::{Aggregate, DomainEvent};
+pub use money::{Currency, MoneyError};
+pub use order::{
+    Order, OrderAction, OrderCommand, OrderError, OrderEvent, OrderLine, OrderStatus, PlaceOrder,
+};
+pub use product::{Quantity, Sku};

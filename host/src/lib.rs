@@ -1,0 +1,28 @@
+//! The commerce service: event-sourced orders, carts, inventory and
+//! order-fulfilment sagas, extended by WebAssembly plugins.
+//!
+//! # Layout
+//!
+//! Dependency arrows point inwards: `api` -> `app` -> `domain`.
+//!
+//! - [`domain`]: pure types and rules (money, SKUs, the `Order` aggregate);
+//!   no I/O, no async.
+//! - [`app`]: use cases (place, read, list, change, cancel orders; the
+//!   product catalog; read-model replay) and the ports (traits) that storage
+//!   adapters implement.
+//! - [`store`]: adapters for the ports: embedded SQLite and PostgreSQL.
+//! - [`api`]: the HTTP interface (axum): routes, auth, problem+json errors,
+//!   OpenAPI document.
+//! - [`auth`]: JWT claims, minting and verification, shared by `api` and
+//!   the `commerce token` command.
+//! - [`config`], [`startup`], [`telemetry`], [`cli`]: process wiring.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
