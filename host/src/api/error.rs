@@ -107,7 +107,7 @@ impl From<AppError> for ApiError {
                 OrderError::IllegalTransition { action, from } => {
                     let (action, from) = (*action, *from);
                     ApiError::new(S::CONFLICT, "illegal-transition", e.to_string())
-                        .with("status", from.as_str())
+                        .with("order_status", from.as_str())
                         .with(
                             "action",
                             serde_json::to_value(action).unwrap_or(Value::Null),

@@ -1,0 +1,830 @@
+//! The orders API over HTTP, on both backends.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::both_backends;
+use crate::helpers::{Backend, SECRET, TestApp};
+use commerce::app::Role;
+
+both_backends!(
+    order_lifecycle_over_http,
+    idempotent_create_returns_the_same_order,
+    customers_see_only_their_own_orders,
+    tokens_are_required_and_checked,
+    bad_input_gets_a_problem_json_4xx,
+    list_paginates_with_a_stable_cursor,
+    restart_keeps_orders,
+    replay_rebuilds_identical_views,
+    probes_and_openapi,
+);
+
+fn assert_problem(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+    expected: StatusCode,
+    case: &str,
+) {
+    assert_eq!(status, expected, "{case}: {body}");
+    assert_eq!(
+        headers.get("content-type").and_then(|v| v.to_str().ok()),
+        Some("application/problem+json"),
+        "{case}: content type"
+    );
+    assert_eq!(body["status"], expected.as_u16(), "{case}: {body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{case}: {body}"
+    );
+    assert!(
+        body["type"]
+            .as_str()
+            .is_some_and(|t| t.starts_with("/problems/")),
+        "{case}: {body}"
+    );
+}
+
+async fn order_lifecycle_over_http(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.put_product("MUG", "12.50", "EUR", 100).await;
+    app.put_product("TEE", "20", "EUR", 100).await;
+    let (customer, token) = app.customer();
+
+    // Create: priced by the server, 201 with Location and ETag.
+    let (status, headers, order) = app.place(&token, &[("MUG", 2)], None).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let id = order["id"].as_str().unwrap().to_owned();
+    assert_eq!(headers["location"], format!("/v1/orders/{id}").as_str());
+    assert_eq!(headers["etag"], "\"1\"");
+    assert_eq!(order["customer_id"], customer.to_string());
+    assert_eq!(order["status"], "pending");
+    assert_eq!(order["total"], "25.00");
+    assert_eq!(order["items"][0]["unit_price"], "12.50");
+    assert_eq!(order["items"][0]["line_total"], "25.00");
+    assert_eq!(order["version"], 1);
+
+    // Read and list.
+    let (status, _, read) = app.get(&format!("/v1/orders/{id}"), &token).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read, order);
+    let (_, _, list) = app.get("/v1/orders", &token).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["id"], id.as_str());
+
+    // Update with If-Match: lines replaced, total recomputed.
+    let patch = json!({"items": [{"sku": "MUG", "quantity": 1}, {"sku": "TEE", "quantity": 3}]});
+    let path = format!("/v1/orders/{id}");
+    let (status, headers, changed) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(patch.clone()),
+            &[("If-Match", "\"1\"")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["total"], "72.50");
+    assert_eq!(changed["version"], 2);
+    assert_eq!(headers["etag"], "\"2\"");
+
+    // A stale version is 412 with the current one; no If-Match is 428.
+    let (status, h, body) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(patch.clone()),
+            &[("If-Match", "\"1\"")],
+        )
+        .await;
+    assert_problem(
+        status,
+        &h,
+        &body,
+        StatusCode::PRECONDITION_FAILED,
+        "stale If-Match",
+    );
+    assert_eq!(body["current_version"], 2);
+    let (status, h, body) = app
+        .call(Method::PATCH, &path, Some(&token), Some(patch.clone()), &[])
+        .await;
+    assert_problem(
+        status,
+        &h,
+        &body,
+        StatusCode::PRECONDITION_REQUIRED,
+        "missing If-Match",
+    );
+
+    // Admin transitions follow the lifecycle: a pending order cannot ship.
+    let (status, h, body) = app
+        .call(
+            Method::POST,
+            &format!("{path}/ship"),
+            Some(&app.admin()),
+            None,
+            &[],
+        )
+        .await;
+    assert_problem(
+        status,
+        &h,
+        &body,
+        StatusCode::CONFLICT,
+        "ship a pending order",
+    );
+    assert_eq!(body["type"], "/problems/illegal-transition");
+    let (status, _, _) = app
+        .call(
+            Method::POST,
+            &format!("{path}/ship"),
+            Some(&token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "customers cannot ship");
+
+    // Cancel, then every further change is an illegal transition (409).
+    let (status, _, cancelled) = app
+        .call(Method::DELETE, &path, Some(&token), None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["version"], 3);
+    let (status, h, body) = app
+        .call(Method::DELETE, &path, Some(&token), None, &[])
+        .await;
+    assert_problem(status, &h, &body, StatusCode::CONFLICT, "cancel twice");
+    assert_eq!(body["status"], 409);
+    let (status, h, body) = app
+        .call(
+            Method::PATCH,
+            &path,
+            Some(&token),
+            Some(patch),
+            &[("If-Match", "3")],
+        )
+        .await;
+    assert_problem(
+        status,
+        &h,
+        &body,
+        StatusCode::CONFLICT,
+        "change a cancelled order",
+    );
+
+    // The history tells it all, in order.
+    let (status, _, events) = app.get(&format!("{path}/events"), &token).await;
+    assert_eq!(status, StatusCode::OK);
+    let types: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["OrderPlaced", "OrderItemsChanged", "OrderCancelled"]
+    );
+    let versions: Vec<u64> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(versions, [1, 2, 3]);
+
+    // The status filter sees the cancellation.
+    let (_, _, list) = app.get("/v1/orders?status=cancelled", &token).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let (_, _, list) = app.get("/v1/orders?status=pending", &token).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 0);
+}
+
+async fn idempotent_create_returns_the_same_order(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.put_product("MUG", "12.50", "EUR", 100).await;
+    let (_, token) = app.customer();
+
+    let (s1, h1, first) = app.place(&token, &[("MUG", 1)], Some("key-1")).await;
+    let (s2, h2, second) = app.place(&token, &[("MUG", 1)], Some("key-1")).await;
+    assert_eq!(s1, StatusCode::CREATED);
+    assert_eq!(s2, StatusCode::CREATED);
+    assert_eq!(first["id"], second["id"]);
+    assert!(h1.get("idempotent-replayed").is_none());
+    assert_eq!(h2["idempotent-replayed"], "true");
+
+    // The same key for a different request is refused, not replayed.
+    let (status, h, body) = app.place(&token, &[("MUG", 2)], Some("key-1")).await;
+    assert_problem(
+        status,
+        &h,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "key reuse",
+    );
+
+    // Concurrent retries with one key place one order.
+    let mut tasks = tokio::task::JoinSet::new();
+    let app = std::sync::Arc::new(app);
+    for _ in 0..12 {
+        let app = app.clone();
+        let token = token.clone();
+        tasks.spawn(async move { app.place(&token, &[("MUG", 3)], Some("key-2")).await });
+    }
+    let mut ids = std::collections::HashSet::new();
+    while let Some(r) = tasks.join_next().await {
+        let (status, _, body) = r.unwrap();
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.insert(body["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 1, "one order for one key: {ids:?}");
+
+    // Keys are per customer: another customer's "key-1" is a new order.
+    let (_, other) = app.customer();
+    let (status, _, third) = app.place(&other, &[("MUG", 1)], Some("key-1")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(third["id"], first["id"]);
+
+    let (_, _, list) = app.get("/v1/orders", &token).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 2, "{list}");
+}
+
+async fn customers_see_only_their_own_orders(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.put_product("MUG", "12.50", "EUR", 100).await;
+    let (_, alice) = app.customer();
+    let (_, bob) = app.customer();
+    let (_, _, order) = app.place(&alice, &[("MUG", 1)], None).await;
+    let path = format!("/v1/orders/{}", order["id"].as_str().unwrap());
+
+    for (method, suffix, body, headers) in [
+        (Method::GET, "", None, vec![]),
+        (Method::GET, "/events", None, vec![]),
+        (Method::DELETE, "", None, vec![]),
+        (
+            Method::PATCH,
+            "",
+            Some(json!({"items": [{"sku": "MUG", "quantity": 5}]})),
+            vec![("If-Match", "1")],
+        ),
+    ] {
+        let (status, h, body) = app
+            .call(
+                method.clone(),
+                &format!("{path}{suffix}"),
+                Some(&bob),
+                body,
+                &headers,
+            )
+            .await;
+        assert_problem(
+            status,
+            &h,
+            &body,
+            StatusCode::NOT_FOUND,
+            &format!("bob {method} {suffix}"),
+        );
+    }
+    let (_, _, list) = app.get("/v1/orders", &bob).await;
+    assert_eq!(list["items"], json!([]));
+
+    // Alice's order is untouched, and an admin sees it.
+    let (status, _, read) = app.get(&path, &app.admin()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["status"], "pending");
+    assert_eq!(read["version"], 1);
+    let (_, _, all) = app.get("/v1/orders", &app.admin()).await;
+    assert_eq!(all["items"].as_array().unwrap().len(), 1);
+}
+
+async fn tokens_are_required_and_checked(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let forged = commerce::auth::JwtKeys::new(b"another-secret-another-secret-another")
+        .mint(
+            Uuid::new_v4(),
+            Role::Admin,
+            std::time::Duration::from_secs(60),
+        )
+        .unwrap();
+    let expired = {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+        let claims = json!({"sub": Uuid::new_v4(), "role": "customer", "exp": 1_000_000, "iat": 0});
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    let not_a_uuid = {
+        use jsonwebtoken::{Algorithm, EncodingKey, Header};
+        let claims = json!({"sub": "bob", "role": "admin", "exp": 9_999_999_999u64});
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap()
+    };
+    for (case, token) in [
+        ("no token", None),
+        ("forged", Some(forged.as_str())),
+        ("expired", Some(expired.as_str())),
+        ("sub not a uuid", Some(not_a_uuid.as_str())),
+        ("garbage", Some("abc.def.ghi")),
+    ] {
+        for path in ["/v1/orders", "/v1/products/MUG"] {
+            let (status, h, body) = app.call(Method::GET, path, token, None, &[]).await;
+            assert_problem(status, &h, &body, StatusCode::UNAUTHORIZED, case);
+            assert!(h.get("www-authenticate").is_some(), "{case}");
+        }
+    }
+    let (status, h, body) = app
+        .call(
+            Method::GET,
+            "/v1/orders",
+            None,
+            None,
+            &[("Authorization", "Basic YTpi")],
+        )
+        .await;
+    assert_problem(status, &h, &body, StatusCode::UNAUTHORIZED, "basic auth");
+
+    // A customer cannot manage products.
+    let (_, customer) = app.customer();
+    let (status, h, body) = app
+        .call(
+            Method::PUT,
+            "/v1/products/MUG",
+            Some(&customer),
+            Some(json!({"name": "Mug", "unit_price": "1.00", "currency": "EUR", "stock": 1})),
+            &[],
+        )
+        .await;
+    assert_problem(
+        status,
+        &h,
+        &body,
+        StatusCode::FORBIDDEN,
+        "customer puts product",
+    );
+}
+
+async fn bad_input_gets_a_problem_json_4xx(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.put_product("MUG", "12.50", "EUR", 100).await;
+    app.put_product("USD-ONLY", "3.00", "USD", 100).await;
+    let (_, token) = app.customer();
+    let admin = app.admin();
+    let order = |items: Value, currency: &str| json!({"items": items, "currency": currency});
+    let huge = "x".repeat(200 * 1024);
+
+    // (case, method, path, token, raw body, content type, expected status)
+    let cases: Vec<(&str, Method, String, &str, String, &str, StatusCode)> = vec![
+        (
+            "malformed json",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            "{\"items\": [".into(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown field",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            json!({"items": [{"sku": "MUG", "quantity": 1}], "currency": "EUR", "total": "0.01"})
+                .to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "zero quantity",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            order(json!([{"sku": "MUG", "quantity": 0}]), "EUR").to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "negative quantity",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            order(json!([{"sku": "MUG", "quantity": -3}]), "EUR").to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "absurd quantity",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            order(
+                json!([{"sku": "MUG", "quantity": 1_000_000_000_000u64}]),
+                "EUR",
+            )
+            .to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "fractional quantity",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            order(json!([{"sku": "MUG", "quantity": 1.5}]), "EUR").to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "no items",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            order(json!([]), "EUR").to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "duplicate sku",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            order(
+                json!([{"sku": "MUG", "quantity": 1}, {"sku": "MUG", "quantity": 1}]),
+                "EUR",
+            )
+            .to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "unknown sku",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            order(json!([{"sku": "NOPE", "quantity": 1}]), "EUR").to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "invalid sku",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            order(json!([{"sku": "a b/c", "quantity": 1}]), "EUR").to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "unsupported currency",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            order(json!([{"sku": "MUG", "quantity": 1}]), "XYZ").to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "currency mismatch",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            order(json!([{"sku": "USD-ONLY", "quantity": 1}]), "EUR").to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "not json content type",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            order(json!([{"sku": "MUG", "quantity": 1}]), "EUR").to_string(),
+            "text/plain",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (
+            "absurd body size",
+            Method::POST,
+            "/v1/orders".into(),
+            &token,
+            format!("{{\"items\": [], \"currency\": \"EUR\", \"pad\": \"{huge}\"}}"),
+            "application/json",
+            StatusCode::PAYLOAD_TOO_LARGE,
+        ),
+        (
+            "bad order uuid",
+            Method::GET,
+            "/v1/orders/not-a-uuid".into(),
+            &token,
+            String::new(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown order",
+            Method::GET,
+            format!("/v1/orders/{}", Uuid::new_v4()),
+            &token,
+            String::new(),
+            "application/json",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "bad status filter",
+            Method::GET,
+            "/v1/orders?status=lost".into(),
+            &token,
+            String::new(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "bad cursor",
+            Method::GET,
+            "/v1/orders?cursor=%%%".into(),
+            &token,
+            String::new(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "limit zero",
+            Method::GET,
+            "/v1/orders?limit=0".into(),
+            &token,
+            String::new(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "limit not a number",
+            Method::GET,
+            "/v1/orders?limit=ten".into(),
+            &token,
+            String::new(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown route",
+            Method::GET,
+            "/v1/nothing".into(),
+            &token,
+            String::new(),
+            "application/json",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "wrong method",
+            Method::PUT,
+            "/v1/orders".into(),
+            &token,
+            String::new(),
+            "application/json",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "price as a number",
+            Method::PUT,
+            "/v1/products/MUG2".into(),
+            &admin,
+            json!({"name": "Mug", "unit_price": 12.5, "currency": "EUR", "stock": 1}).to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "price too precise",
+            Method::PUT,
+            "/v1/products/MUG2".into(),
+            &admin,
+            json!({"name": "Mug", "unit_price": "12.505", "currency": "EUR", "stock": 1})
+                .to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "negative price",
+            Method::PUT,
+            "/v1/products/MUG2".into(),
+            &admin,
+            json!({"name": "Mug", "unit_price": "-1.00", "currency": "EUR", "stock": 1})
+                .to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "negative stock",
+            Method::PUT,
+            "/v1/products/MUG2".into(),
+            &admin,
+            json!({"name": "Mug", "unit_price": "1.00", "currency": "EUR", "stock": -1})
+                .to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "empty name",
+            Method::PUT,
+            "/v1/products/MUG2".into(),
+            &admin,
+            json!({"name": " ", "unit_price": "1.00", "currency": "EUR", "stock": 1}).to_string(),
+            "application/json",
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            "invalid sku in path",
+            Method::PUT,
+            "/v1/products/a%20b".into(),
+            &admin,
+            json!({"name": "Mug", "unit_price": "1.00", "currency": "EUR", "stock": 1}).to_string(),
+            "application/json",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "unknown product",
+            Method::GET,
+            "/v1/products/NOPE".into(),
+            &token,
+            String::new(),
+            "application/json",
+            StatusCode::NOT_FOUND,
+        ),
+    ];
+    for (case, method, path, token, body, content_type, expected) in cases {
+        let mut req = app
+            .client
+            .request(method, format!("{}{path}", app.base))
+            .bearer_auth(token);
+        if !body.is_empty() {
+            req = req.header("content-type", content_type).body(body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert_problem(status, &headers, &body, expected, case);
+    }
+
+    // The refused requests left nothing behind.
+    let (_, _, list) = app.get("/v1/orders", &token).await;
+    assert_eq!(list["items"], json!([]));
+    let (_, _, unknown) = app
+        .call(
+            Method::POST,
+            "/v1/orders",
+            Some(&token),
+            Some(order(
+                json!([{"sku": "NOPE", "quantity": 1}, {"sku": "ZZZ", "quantity": 1}]),
+                "EUR",
+            )),
+            &[],
+        )
+        .await;
+    assert_eq!(unknown["skus"], json!(["NOPE", "ZZZ"]));
+}
+
+async fn list_paginates_with_a_stable_cursor(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.put_product("MUG", "1.00", "EUR", 100).await;
+    let (_, token) = app.customer();
+    let mut placed = Vec::new();
+    for q in 1..=5 {
+        let (_, _, o) = app.place(&token, &[("MUG", q)], None).await;
+        placed.push(o["id"].as_str().unwrap().to_owned());
+    }
+    // Another customer's orders never show up.
+    let (_, other) = app.customer();
+    app.place(&other, &[("MUG", 1)], None).await;
+
+    let mut seen = Vec::new();
+    let mut path = "/v1/orders?limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let (status, _, page) = app.get(&path, &token).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        for o in page["items"].as_array().unwrap() {
+            seen.push(o["id"].as_str().unwrap().to_owned());
+        }
+        // An order placed while paging does not disturb the pages.
+        if pages == 1 {
+            app.place(&token, &[("MUG", 9)], None).await;
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => path = format!("/v1/orders?limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    placed.reverse();
+    assert_eq!(seen, placed, "newest first, each once");
+    assert_eq!(pages, 3);
+}
+
+async fn restart_keeps_orders(backend: Backend) {
+    let mut app = TestApp::spawn(backend).await;
+    app.put_product("MUG", "12.50", "EUR", 100).await;
+    let (_, token) = app.customer();
+    let (_, _, order) = app
+        .place(&token, &[("MUG", 2)], Some("before-restart"))
+        .await;
+    app.restart();
+    let (status, _, read) = app
+        .get(
+            &format!("/v1/orders/{}", order["id"].as_str().unwrap()),
+            &token,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read, order);
+    // The idempotency key survives too.
+    let (_, h, again) = app
+        .place(&token, &[("MUG", 2)], Some("before-restart"))
+        .await;
+    assert_eq!(again["id"], order["id"]);
+    assert_eq!(h["idempotent-replayed"], "true");
+}
+
+async fn replay_rebuilds_identical_views(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.put_product("MUG", "12.50", "EUR", 100).await;
+    app.put_product("TEE", "7.25", "EUR", 100).await;
+    let admin = app.admin();
+    for i in 0..6 {
+        let (_, token) = app.customer();
+        let (_, _, o) = app.place(&token, &[("MUG", i + 1), ("TEE", 1)], None).await;
+        let path = format!("/v1/orders/{}", o["id"].as_str().unwrap());
+        if i % 2 == 0 {
+            let (s, _, _) = app
+                .call(
+                    Method::PATCH,
+                    &path,
+                    Some(&token),
+                    Some(json!({"items": [{"sku": "TEE", "quantity": 4}]})),
+                    &[("If-Match", "1")],
+                )
+                .await;
+            assert_eq!(s, StatusCode::OK);
+        }
+        if i % 3 == 0 {
+            let (s, _, _) = app
+                .call(Method::DELETE, &path, Some(&token), None, &[])
+                .await;
+            assert_eq!(s, StatusCode::OK);
+        }
+    }
+    let (_, _, before) = app.get("/v1/orders?limit=100", &admin).await;
+    assert_eq!(before["items"].as_array().unwrap().len(), 6);
+
+    // Wipe the read model behind the service's back: the orders vanish...
+    let store = app.db.open_store().await;
+    store.replace_views(vec![]).await.unwrap();
+    let (_, _, empty) = app.get("/v1/orders?limit=100", &admin).await;
+    assert_eq!(empty["items"], json!([]));
+
+    // ...and `commerce replay` brings back exactly what the inline projection wrote.
+    let out = app.run_cli(&["replay"]);
+    assert!(
+        out.status.success(),
+        "replay failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("6 orders"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let (_, _, after) = app.get("/v1/orders?limit=100", &admin).await;
+    assert_eq!(after, before);
+}
+
+async fn probes_and_openapi(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (status, _, body) = app.call(Method::GET, "/healthz", None, None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _, body) = app.call(Method::GET, "/readyz", None, None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["checks"]["database"], "ok");
+    let (status, _, doc) = app
+        .call(Method::GET, "/openapi.json", None, None, &[])
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    for path in [
+        "/v1/orders",
+        "/v1/orders/{id}",
+        "/v1/orders/{id}/events",
+        "/v1/products/{sku}",
+    ] {
+        assert!(doc["paths"][path].is_object(), "openapi lacks {path}");
+    }
+    assert!(doc["components"]["schemas"]["OrderView"].is_object());
+}

@@ -1,0 +1,313 @@
+//! Spawning the service and talking to it.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use commerce::app::{Role, Store};
+use commerce::auth::JwtKeys;
+use reqwest::{Method, StatusCode, header::HeaderMap};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+pub const SECRET: &str = "e2e-test-secret-that-is-long-enough-0123456789";
+
+/// The two storage backends every test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one test body against both backends, as two tests.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name($crate::helpers::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                super::$name($crate::helpers::Backend::Postgres).await
+            }
+        }
+    )*};
+}
+
+pub fn admin_database_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A private place to store data: a temporary directory, and for
+/// PostgreSQL a fresh schema (dropped when this is dropped).
+pub struct TestDb {
+    pub backend: Backend,
+    pub dir: tempfile::TempDir,
+    pub schema: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let schema = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => {
+                let schema = format!("e2e_{}", Uuid::new_v4().simple());
+                let mut conn = connect_admin().await;
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test schema");
+                Some(schema)
+            }
+        };
+        TestDb {
+            backend,
+            dir,
+            schema,
+        }
+    }
+
+    /// `DATABASE_URL` for the service, if PostgreSQL.
+    pub fn database_url(&self) -> Option<String> {
+        self.schema.as_ref().map(|schema| {
+            let base = admin_database_url();
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}options=-c%20search_path%3D{schema}")
+        })
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The store, opened in-process (migrations applied).
+    pub async fn open_store(&self) -> Arc<dyn Store> {
+        let config = match self.database_url() {
+            Some(url) => commerce::store::StoreConfig::Postgres {
+                url,
+                max_connections: 30,
+            },
+            None => commerce::store::StoreConfig::Sqlite {
+                data_dir: self.data_dir(),
+            },
+        };
+        commerce::store::open(&config).await.expect("open store")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(schema) = self.schema.take() {
+            // Drop runs inside the test's runtime; use a thread of our own.
+            let _ = std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async {
+                    let mut conn = connect_admin().await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                });
+            })
+            .join();
+        }
+    }
+}
+
+async fn connect_admin() -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let url = admin_database_url();
+    sqlx::PgConnection::connect(&url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for these tests and is unreachable at {url}: {e}")
+    })
+}
+
+/// A running `commerce serve` and a client for it.
+pub struct TestApp {
+    pub db: TestDb,
+    pub base: String,
+    pub client: reqwest::Client,
+    keys: JwtKeys,
+    child: Child,
+}
+
+impl TestApp {
+    pub async fn spawn(backend: Backend) -> TestApp {
+        let db = TestDb::new(backend).await;
+        let (child, base) = start_service(&db);
+        TestApp {
+            db,
+            base,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
+            keys: JwtKeys::new(SECRET.as_bytes()),
+            child,
+        }
+    }
+
+    /// Stops the service and starts it again on the same data.
+    pub fn restart(&mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+        let (child, base) = start_service(&self.db);
+        self.child = child;
+        self.base = base;
+    }
+
+    /// Runs another `commerce` subcommand against the same data.
+    pub fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_commerce"));
+        configure(&mut cmd, &self.db);
+        cmd.args(args).output().expect("run commerce")
+    }
+
+    pub fn token(&self, subject: Uuid, role: Role) -> String {
+        self.keys
+            .mint(subject, role, Duration::from_secs(600))
+            .expect("mint")
+    }
+
+    pub fn admin(&self) -> String {
+        self.token(Uuid::from_u128(1), Role::Admin)
+    }
+
+    pub fn customer(&self) -> (Uuid, String) {
+        let id = Uuid::new_v4();
+        (id, self.token(id, Role::Customer))
+    }
+
+    /// Sends a request; returns status, headers and the JSON body (Null if none).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        (status, headers, body)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, HeaderMap, Value) {
+        self.call(Method::GET, path, Some(token), None, &[]).await
+    }
+
+    pub async fn put_product(&self, sku: &str, price: &str, currency: &str, stock: i64) {
+        let (status, _, body) = self
+            .call(
+                Method::PUT,
+                &format!("/v1/products/{sku}"),
+                Some(&self.admin()),
+                Some(json!({"name": format!("Product {sku}"), "unit_price": price, "currency": currency, "stock": stock})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "put product: {body}");
+    }
+
+    /// Places an order of `items` (sku, quantity) in EUR; returns status and body.
+    pub async fn place(
+        &self,
+        token: &str,
+        items: &[(&str, i64)],
+        key: Option<&str>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let items: Vec<Value> = items
+            .iter()
+            .map(|(sku, q)| json!({"sku": sku, "quantity": q}))
+            .collect();
+        let headers: Vec<(&str, &str)> = key.map(|k| ("Idempotency-Key", k)).into_iter().collect();
+        self.call(
+            Method::POST,
+            "/v1/orders",
+            Some(token),
+            Some(json!({"items": items, "currency": "EUR", "payment": {"token": "tok_ok"}})),
+            &headers,
+        )
+        .await
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn configure(cmd: &mut Command, db: &TestDb) {
+    cmd.env("COMMERCE_JWT_SECRET", SECRET)
+        .env("COMMERCE_DATA_DIR", db.data_dir())
+        .env("COMMERCE_LOG_FORMAT", "json")
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null());
+    if let Some(url) = db.database_url() {
+        cmd.env("DATABASE_URL", url);
+    }
+}
+
+/// Starts `commerce serve` on port 0 and waits for its "listening" line.
+fn start_service(db: &TestDb) -> (Child, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_commerce"));
+    configure(&mut cmd, db);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    let mut child = cmd.spawn().expect("spawn commerce serve");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let log = std::env::var_os("TEST_LOG").is_some();
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if log {
+                println!("{line}");
+            }
+            if let Some(sender) = &tx
+                && let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "listening"
+            {
+                let _ = sender.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                tx = None;
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("commerce serve did not start ({:?})", db.backend));
+    (child, format!("http://{addr}"))
+}

@@ -1,0 +1,400 @@
+//! The storage contract: one suite, run unchanged against SQLite and
+//! PostgreSQL through the `Store` trait the application uses.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use chrono::{SubsecRound, Utc};
+use commerce::app::orders::{PlaceOrderRequest, RequestedLine};
+use commerce::app::ports::{Append, IdempotencyRecord, NewEvent, ProductUpsert, StoreError};
+use commerce::app::views::{OrderQuery, OrderView};
+use commerce::app::{App, Caller, Role, Store};
+use commerce::domain::{Currency, OrderStatus, Quantity, Sku};
+use rust_decimal::Decimal;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::both_backends;
+use crate::helpers::{Backend, TestDb};
+
+both_backends!(
+    appends_load_in_order_and_read_after_positions,
+    a_stale_expected_version_is_a_conflict_and_writes_nothing,
+    concurrent_appends_one_winner_per_version,
+    an_idempotency_key_is_taken_once,
+    views_list_by_customer_status_and_cursor,
+    products_upsert_and_fetch,
+    replay_equals_the_inline_projection,
+);
+
+fn event(n: u32) -> NewEvent {
+    NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "TestHappened",
+        schema_version: 1,
+        data: json!({ "n": n }),
+        recorded_at: Utc::now().trunc_subsecs(6),
+    }
+}
+
+fn view(id: Uuid, customer: Uuid, status: OrderStatus, version: u64) -> OrderView {
+    let at = Utc::now().trunc_subsecs(6);
+    OrderView {
+        id,
+        customer_id: customer,
+        status,
+        currency: "EUR".into(),
+        items: vec![],
+        total: Decimal::new(1050, 2),
+        status_reason: None,
+        version,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+fn append(id: Uuid, expected: u64, events: Vec<NewEvent>, customer: Uuid) -> Append {
+    let version = expected + events.len() as u64;
+    Append {
+        aggregate_id: id,
+        aggregate_type: "order",
+        expected_version: expected,
+        events,
+        view: view(id, customer, OrderStatus::Pending, version),
+        idempotency: None,
+    }
+}
+
+async fn appends_load_in_order_and_read_after_positions(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::new_v4());
+    store
+        .append(append(a, 0, vec![event(1), event(2)], c))
+        .await
+        .unwrap();
+    store.append(append(b, 0, vec![event(1)], c)).await.unwrap();
+    store.append(append(a, 2, vec![event(3)], c)).await.unwrap();
+
+    let stream = store.load_stream(a).await.unwrap();
+    assert_eq!(
+        stream.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        stream
+            .iter()
+            .map(|e| e.data["n"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert!(
+        stream
+            .iter()
+            .all(|e| e.aggregate_type == "order" && e.event_type == "TestHappened")
+    );
+
+    let all = store.read_after(0, 100).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].position < w[1].position));
+    let tail = store.read_after(all[1].position, 100).await.unwrap();
+    assert_eq!(tail, all[2..].to_vec());
+    assert_eq!(store.read_after(0, 1).await.unwrap(), all[..1].to_vec());
+    assert!(store.load_stream(Uuid::new_v4()).await.unwrap().is_empty());
+
+    let v = store.get_view(a).await.unwrap().unwrap();
+    assert_eq!(v.version, 3);
+    assert_eq!(v.total.to_string(), "10.50");
+}
+
+async fn a_stale_expected_version_is_a_conflict_and_writes_nothing(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let (id, c) = (Uuid::now_v7(), Uuid::new_v4());
+    store
+        .append(append(id, 0, vec![event(1), event(2)], c))
+        .await
+        .unwrap();
+    for stale in [0, 1] {
+        let mut stale_append = append(id, stale, vec![event(9)], c);
+        stale_append.view.status = OrderStatus::Cancelled;
+        let err = store.append(stale_append).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::VersionConflict { expected, .. } if expected == stale),
+            "{err:?}"
+        );
+    }
+    assert_eq!(store.load_stream(id).await.unwrap().len(), 2);
+    assert_eq!(
+        store.get_view(id).await.unwrap().unwrap().status,
+        OrderStatus::Pending
+    );
+}
+
+async fn concurrent_appends_one_winner_per_version(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let (id, c) = (Uuid::now_v7(), Uuid::new_v4());
+    store
+        .append(append(id, 0, vec![event(0)], c))
+        .await
+        .unwrap();
+    const WRITERS: u32 = 24;
+    for round in 1..=3u64 {
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..WRITERS {
+            let store = store.clone();
+            tasks.spawn(async move { store.append(append(id, round, vec![event(w)], c)).await });
+        }
+        let (mut won, mut conflicts) = (0, 0);
+        while let Some(r) = tasks.join_next().await {
+            match r.unwrap() {
+                Ok(()) => won += 1,
+                Err(StoreError::VersionConflict { .. }) => conflicts += 1,
+                Err(e) => panic!("unexpected error: {e:?}"),
+            }
+        }
+        assert_eq!((won, conflicts), (1, WRITERS - 1), "round {round}");
+    }
+    let stream = store.load_stream(id).await.unwrap();
+    assert_eq!(
+        stream.iter().map(|e| e.version).collect::<Vec<_>>(),
+        [1, 2, 3, 4]
+    );
+}
+
+async fn an_idempotency_key_is_taken_once(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let customer = Uuid::new_v4();
+    let keyed = |order_id: Uuid| {
+        let mut a = append(order_id, 0, vec![event(1)], customer);
+        a.idempotency = Some(IdempotencyRecord {
+            customer_id: customer,
+            key: "k".into(),
+            request_hash: "h".into(),
+            order_id,
+        });
+        a
+    };
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    store.append(keyed(first)).await.unwrap();
+    let err = store.append(keyed(second)).await.unwrap_err();
+    assert!(matches!(err, StoreError::IdempotencyKeyTaken), "{err:?}");
+    assert!(
+        store.load_stream(second).await.unwrap().is_empty(),
+        "nothing of the loser is written"
+    );
+    assert!(store.get_view(second).await.unwrap().is_none());
+    let record = store
+        .find_idempotency(customer, "k")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.order_id, first);
+    assert_eq!(record.request_hash, "h");
+    assert!(
+        store
+            .find_idempotency(Uuid::new_v4(), "k")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn views_list_by_customer_status_and_cursor(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let (alice, bob) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut alices = Vec::new();
+    for i in 0..5 {
+        let id = Uuid::now_v7();
+        let mut a = append(id, 0, vec![event(i)], alice);
+        if i == 2 {
+            a.view.status = OrderStatus::Cancelled;
+        }
+        store.append(a).await.unwrap();
+        alices.push(id);
+    }
+    store
+        .append(append(Uuid::now_v7(), 0, vec![event(9)], bob))
+        .await
+        .unwrap();
+    let ids = |views: Vec<OrderView>| views.into_iter().map(|v| v.id).collect::<Vec<_>>();
+    let query = |customer_id, status, limit, before| OrderQuery {
+        customer_id,
+        status,
+        limit,
+        before,
+    };
+
+    let newest_first: Vec<Uuid> = alices.iter().rev().copied().collect();
+    assert_eq!(
+        ids(store
+            .list_views(&query(Some(alice), None, 10, None))
+            .await
+            .unwrap()),
+        newest_first
+    );
+    assert_eq!(
+        ids(store
+            .list_views(&query(Some(alice), None, 2, None))
+            .await
+            .unwrap()),
+        newest_first[..2]
+    );
+    assert_eq!(
+        ids(store
+            .list_views(&query(Some(alice), None, 2, Some(newest_first[1])))
+            .await
+            .unwrap()),
+        newest_first[2..4]
+    );
+    assert_eq!(
+        ids(store
+            .list_views(&query(Some(alice), Some(OrderStatus::Cancelled), 10, None))
+            .await
+            .unwrap()),
+        [alices[2]]
+    );
+    assert_eq!(
+        store
+            .list_views(&query(None, None, 100, None))
+            .await
+            .unwrap()
+            .len(),
+        6
+    );
+    assert_eq!(
+        store
+            .list_views(&query(Some(Uuid::new_v4()), None, 10, None))
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+async fn products_upsert_and_fetch(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let eur = Currency::parse("EUR").unwrap();
+    let upsert = |sku: &str, price: &str, on_hand| ProductUpsert {
+        sku: Sku::parse(sku).unwrap(),
+        name: format!("Product {sku}"),
+        unit_price: price.parse().unwrap(),
+        currency: eur,
+        on_hand,
+        at: Utc::now().trunc_subsecs(6),
+    };
+    let created = store
+        .upsert_product(upsert("A", "1.50", 10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (created.version, created.on_hand, created.reserved),
+        (1, 10, 0)
+    );
+    let updated = store
+        .upsert_product(upsert("A", "2.00", 20))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((updated.version, updated.on_hand), (2, 20));
+    assert_eq!(updated.unit_price.to_string(), "2.00");
+    store
+        .upsert_product(upsert("B", "3.00", 0))
+        .await
+        .unwrap()
+        .unwrap();
+
+    let a = store
+        .get_product(&Sku::parse("A").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(a, updated);
+    assert!(
+        store
+            .get_product(&Sku::parse("Z").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let skus = ["A", "B", "Z"].map(|s| Sku::parse(s).unwrap());
+    let found: HashSet<String> = store
+        .get_products(&skus)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.sku.to_string())
+        .collect();
+    assert_eq!(found, HashSet::from(["A".to_owned(), "B".to_owned()]));
+    assert!(store.get_products(&[]).await.unwrap().is_empty());
+}
+
+async fn replay_equals_the_inline_projection(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store: Arc<dyn Store> = db.open_store().await;
+    let app = App::new(store.clone());
+    let admin = Caller {
+        subject: Uuid::nil(),
+        role: Role::Admin,
+    };
+    let eur = Currency::parse("EUR").unwrap();
+    store
+        .upsert_product(ProductUpsert {
+            sku: Sku::parse("MUG").unwrap(),
+            name: "Mug".into(),
+            unit_price: "3.33".parse().unwrap(),
+            currency: eur,
+            on_hand: 100,
+            at: Utc::now().trunc_subsecs(6),
+        })
+        .await
+        .unwrap();
+    for i in 1..=8 {
+        let caller = Caller {
+            subject: Uuid::new_v4(),
+            role: Role::Customer,
+        };
+        let placed = app
+            .place_order(
+                caller,
+                PlaceOrderRequest {
+                    currency: eur,
+                    items: vec![RequestedLine {
+                        sku: Sku::parse("MUG").unwrap(),
+                        quantity: Quantity::parse(i).unwrap(),
+                    }],
+                    payment_token: None,
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        if i % 2 == 0 {
+            app.cancel_order(
+                caller,
+                placed.order.id,
+                None,
+                Some("changed my mind".into()),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let all = OrderQuery {
+        customer_id: None,
+        status: None,
+        limit: 100,
+        before: None,
+    };
+    let inline = store.list_views(&all).await.unwrap();
+    assert_eq!(inline.len(), 8);
+    let report = app.replay_order_views().await.unwrap();
+    assert_eq!((report.orders, report.events), (8, 12));
+    assert_eq!(store.list_views(&all).await.unwrap(), inline);
+    let _ = admin;
+}
