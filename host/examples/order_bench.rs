@@ -1,0 +1,197 @@
+//! Order creation over HTTP: orders/s and latency percentiles.
+//!
+//! Starts the service in-process on a free port against a fresh store
+//! (embedded SQLite in a temporary directory, or a fresh schema in
+//! PostgreSQL), seeds a catalog, then has `--concurrency` clients place
+//! orders (`POST /v1/orders` with an Idempotency-Key, 1 to 3 lines) as fast
+//! as the service answers, for `--duration` seconds. Client and service
+//! share the machine, as they would in a single-box deployment.
+//!
+//! ```text
+//! cargo run --release --example order_bench -- --backend sqlite
+//! cargo run --release --example order_bench -- --backend postgres
+//! ```
+//! PostgreSQL is reached at TEST_DATABASE_URL (default
+//! postgres://postgres@127.0.0.1:5432/test).
+
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use commerce::app::Role;
+use commerce::auth::JwtKeys;
+use commerce::startup::Application;
+use commerce::store::StoreConfig;
+use serde_json::json;
+use sqlx::Connection;
+use uuid::Uuid;
+
+#[derive(Debug, Parser)]
+struct Args {
+    #[arg(long, value_parser = ["sqlite", "postgres"], default_value = "sqlite")]
+    backend: String,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds of load (after a 2 s warm-up).
+    #[arg(long, default_value_t = 15)]
+    duration: u64,
+    /// Products in the catalog.
+    #[arg(long, default_value_t = 100)]
+    skus: usize,
+}
+
+const SECRET: &str = "benchmark-secret-benchmark-secret-0123456789";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let dir = tempfile::tempdir()?;
+    let admin_url = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!("bench_{}", Uuid::new_v4().simple());
+    let config = if args.backend == "postgres" {
+        let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&mut conn)
+            .await?;
+        StoreConfig::Postgres {
+            url: format!("{admin_url}?options=-c%20search_path%3D{schema}"),
+            max_connections: 32,
+        }
+    } else {
+        StoreConfig::Sqlite {
+            data_dir: dir.path().to_owned(),
+        }
+    };
+    let store = commerce::store::open(&config).await?;
+    let keys = JwtKeys::new(SECRET.as_bytes());
+    let app = Application::build("127.0.0.1:0", store, keys.clone()).await?;
+    let base = format!("http://{}", app.local_addr());
+    tokio::spawn(app.run_until_stopped());
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    let admin = keys.mint(Uuid::nil(), Role::Admin, Duration::from_secs(3600))?;
+    for i in 0..args.skus {
+        let resp = client
+            .put(format!("{base}/v1/products/SKU-{i}"))
+            .bearer_auth(&admin)
+            .json(&json!({"name": format!("Product {i}"), "unit_price": "9.99", "currency": "EUR", "stock": 1_000_000}))
+            .send()
+            .await?;
+        anyhow::ensure!(
+            resp.status().is_success(),
+            "seeding failed: {}",
+            resp.status()
+        );
+    }
+
+    let stats_before = pg_stats(&args, &admin_url).await?;
+    let warmup = Instant::now() + Duration::from_secs(2);
+    let deadline = warmup + Duration::from_secs(args.duration);
+    let skus = args.skus;
+    let mut tasks = Vec::new();
+    for worker in 0..args.concurrency {
+        let client = client.clone();
+        let base = base.clone();
+        let token = keys.mint(Uuid::new_v4(), Role::Customer, Duration::from_secs(3600))?;
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut placed = 0u64;
+            let mut n = worker;
+            loop {
+                let start = Instant::now();
+                if start >= deadline {
+                    break;
+                }
+                n += 7;
+                let lines = 1 + n % 3;
+                let items: Vec<_> = (0..lines)
+                    .map(|l| json!({"sku": format!("SKU-{}", (n + l * 13) % skus), "quantity": 1 + l}))
+                    .collect();
+                let result = client
+                    .post(format!("{base}/v1/orders"))
+                    .bearer_auth(&token)
+                    .header("Idempotency-Key", Uuid::new_v4().to_string())
+                    .json(&json!({"items": items, "currency": "EUR", "payment": {"token": "tok_ok"}}))
+                    .send()
+                    .await;
+                let ok = matches!(&result, Ok(r) if r.status() == reqwest::StatusCode::CREATED);
+                placed += ok as u64;
+                if start >= warmup {
+                    if ok {
+                        latencies.push(start.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies, errors, placed)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    let mut placed = 0;
+    for t in tasks {
+        let (l, e, p) = t.await?;
+        latencies.extend(l);
+        errors += e;
+        placed += p;
+    }
+    latencies.sort();
+    let orders = latencies.len() as f64;
+    let pct = |p: f64| {
+        latencies
+            .get(((orders * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(f64::NAN)
+    };
+    println!(
+        "backend={} concurrency={} duration={}s orders={} errors={} orders/s={:.0} p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
+        args.backend,
+        args.concurrency,
+        args.duration,
+        latencies.len(),
+        errors,
+        orders / args.duration as f64,
+        pct(0.50),
+        pct(0.95),
+        pct(0.99),
+        pct(1.0),
+    );
+    if let (Some(before), Some(after)) = (stats_before, pg_stats(&args, &admin_url).await?) {
+        // Over the whole run, warm-up included: transactions of any kind
+        // (reads are transactions too) and WAL flushes (durable commits).
+        println!(
+            "postgres per order: {:.2} transactions, {:.2} WAL flushes ({placed} orders)",
+            (after.0 - before.0) as f64 / placed as f64,
+            (after.1 - before.1) as f64 / placed as f64,
+        );
+    }
+    if args.backend == "postgres" {
+        let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// (transactions committed in this database, WAL syncs of the cluster).
+async fn pg_stats(args: &Args, url: &str) -> anyhow::Result<Option<(i64, i64)>> {
+    if args.backend != "postgres" {
+        return Ok(None);
+    }
+    let mut conn = sqlx::PgConnection::connect(url).await?;
+    // Statistics are flushed lazily; let them catch up.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let row: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()), \
+         (SELECT wal_sync FROM pg_stat_wal)",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    Ok(Some(row))
+}

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests, the storage contract suite and the
+# end-to-end tests, on SQLite and on PostgreSQL.
+#
+# PostgreSQL must answer at TEST_DATABASE_URL (default
+# postgres://postgres@127.0.0.1:5432/test). If it does not and a local
+# cluster is installed, this script starts it; the PostgreSQL tests are
+# never skipped: if the database cannot be reached, they fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+"$(dirname "$0")/services.sh"
+exec cargo test --workspace --locked "$@"
