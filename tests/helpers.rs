@@ -101,6 +101,20 @@ impl TestDb {
     }
 }
 
+impl TestDb {
+    /// The use cases over `store`, with a plugin runtime of its own.
+    pub async fn app(&self, store: Arc<dyn Store>) -> commerce::app::App {
+        let settings = commerce::plugins::PluginSettings {
+            cache_dir: self.dir.path().join("plugin-cache"),
+            ..Default::default()
+        };
+        commerce::startup::build_app(store, settings)
+            .await
+            .expect("plugin runtime")
+            .0
+    }
+}
+
 impl Drop for TestDb {
     fn drop(&mut self) {
         if let Some(schema) = self.schema.take() {

@@ -65,7 +65,12 @@ async fn main() -> anyhow::Result<()> {
     };
     let store = commerce::store::open(&config).await?;
     let keys = JwtKeys::new(SECRET.as_bytes());
-    let app = Application::build("127.0.0.1:0", store, keys.clone()).await?;
+    let settings = commerce::plugins::PluginSettings {
+        cache_dir: dir.path().join("plugin-cache"),
+        ..Default::default()
+    };
+    let (app, _runtime) = commerce::startup::build_app(store, settings).await?;
+    let app = Application::build("127.0.0.1:0", app, keys.clone()).await?;
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::app::{App, Role};
 use crate::auth::{JwtKeys, SecretSource, resolve_secret};
-use crate::config::{SecretArgs, StoreArgs};
+use crate::config::{PluginArgs, SecretArgs, StoreArgs};
 use crate::startup::Application;
 use crate::telemetry::{self, LogFormat};
 
@@ -34,6 +34,66 @@ pub enum Command {
     /// Print a bearer token for a subject and role, signed with the
     /// configured secret (or the development secret in --data-dir).
     Token(TokenArgs),
+    /// Manage plugins in the registry (the running services follow within
+    /// a second): install, list, activate, rollback, remove, run (dry run).
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PluginCommand {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    #[command(flatten)]
+    pub limits: PluginArgs,
+    #[command(subcommand)]
+    pub action: PluginAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginAction {
+    /// Check a component and store it as the next version of a plugin.
+    Install {
+        /// The component (.wasm).
+        file: std::path::PathBuf,
+        /// Plugin name (a-z, 0-9, '-', '_'); default: the file name.
+        #[arg(long)]
+        name: Option<String>,
+        /// Extension point; default: the world the component exports.
+        #[arg(long, value_parser = ["pricing", "validation", "saga-hook"])]
+        kind: Option<String>,
+        /// Lower runs first; ties are broken by name.
+        #[arg(long, default_value_t = 100)]
+        priority: i32,
+        /// JSON configuration handed to the plugin by `host.config()`.
+        #[arg(long)]
+        config: Option<String>,
+        /// Activate the new version at once.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// List every stored version.
+    List,
+    /// Activate a version (the newest by default).
+    Activate {
+        name: String,
+        #[arg(long)]
+        version: Option<i64>,
+    },
+    /// Re-activate the version that was active before the current one.
+    Rollback { name: String },
+    /// Delete every version of a plugin.
+    Remove { name: String },
+    /// Run a version (the active one by default) on a JSON input, with no
+    /// side effects; prints its output.
+    Run {
+        name: String,
+        #[arg(long)]
+        version: Option<i64>,
+        /// JSON file with a cart (pricing), an order (validation) or a step
+        /// context (saga-hook); see wit/README.md.
+        #[arg(long)]
+        input: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -48,6 +108,16 @@ pub struct ServeArgs {
     /// Log format on stdout; filter with RUST_LOG (e.g. RUST_LOG=debug).
     #[arg(long, env = "COMMERCE_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub plugins: PluginArgs,
+    /// Install and activate the example plugins of plugins/ (bulk
+    /// discount, quantity rules, high-value hold) if not already active.
+    #[arg(long, env = "COMMERCE_EXAMPLE_PLUGINS")]
+    pub example_plugins: bool,
+    /// Development: install every NAME.wasm of this directory as plugin
+    /// NAME (config from NAME.json), and again whenever it changes.
+    #[arg(long, env = "COMMERCE_PLUGIN_DIR")]
+    pub plugin_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -127,8 +197,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replay(args) => {
             telemetry::init(args.log_format, "info");
             let store = crate::store::open(&args.store.store_config()).await?;
-            let report = App::new(store)
-                .replay_order_views()
+            let report = crate::app::replay::replay_order_views(store.as_ref())
                 .await
                 .context("replaying the event log")?;
             println!(
@@ -137,6 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Plugin(command) => plugin(command).await,
         Command::Token(args) => {
             let (secret, _) = resolve_secret(args.secret.jwt_secret.as_deref(), &args.data_dir)?;
             let token = JwtKeys::new(&secret).mint(args.sub, args.role.into(), args.ttl)?;
@@ -161,11 +231,101 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.store.data_dir.display(),
         ),
     }
-    let app = Application::build(&args.listen, store.clone(), JwtKeys::new(&secret)).await?;
+    let settings = args.plugins.settings(&args.store.data_dir);
+    let (app, _runtime) = crate::startup::build_app(store.clone(), settings).await?;
+    if args.example_plugins {
+        crate::plugins::examples::install(&app).await;
+    }
+    if let Some(dir) = args.plugin_dir {
+        crate::plugins::watcher::spawn(app.clone(), dir);
+    }
+    let app = Application::build(&args.listen, app, JwtKeys::new(&secret)).await?;
     tracing::info!(addr = %app.local_addr(), backend = store.backend(), "listening");
     app.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    use crate::app::extensions::PluginKind;
+    use crate::app::plugins::InstallPlugin;
+    let store = crate::store::open(&command.store.store_config()).await?;
+    let settings = command.limits.settings(&command.store.data_dir);
+    let runtime = crate::plugins::PluginRuntime::start(store.clone(), settings).await?;
+    let app = App::new(store, runtime);
+    let admin = crate::app::Caller {
+        subject: Uuid::nil(),
+        role: Role::Admin,
+    };
+    let print = |v: serde_json::Value| -> anyhow::Result<()> {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        Ok(())
+    };
+    match command.action {
+        PluginAction::Install {
+            file,
+            name,
+            kind,
+            priority,
+            config,
+            activate,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let name = match name {
+                Some(n) => n,
+                None => file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .map(|s| s.to_ascii_lowercase().replace('_', "-"))
+                    .context("cannot derive a plugin name from the file name; pass --name")?,
+            };
+            let config_text = config.clone().unwrap_or_else(|| "{}".into());
+            let kind = match kind.as_deref().and_then(PluginKind::parse) {
+                Some(k) => k,
+                None => crate::plugins::watcher::detect_kind(&app, &name, &bytes, &config_text)
+                    .await
+                    .context("the component exports none of the plugin worlds (or its smoke call fails); pass --kind to see why")?,
+            };
+            let record = app
+                .install_plugin(
+                    admin,
+                    InstallPlugin {
+                        name,
+                        kind,
+                        bytes,
+                        config,
+                        priority,
+                        activate,
+                    },
+                )
+                .await?;
+            print(serde_json::to_value(record)?)
+        }
+        PluginAction::List => print(serde_json::to_value(app.list_plugins(admin).await?)?),
+        PluginAction::Activate { name, version } => print(serde_json::to_value(
+            app.activate_plugin(admin, &name, version).await?,
+        )?),
+        PluginAction::Rollback { name } => print(serde_json::to_value(
+            app.rollback_plugin(admin, &name).await?,
+        )?),
+        PluginAction::Remove { name } => {
+            app.remove_plugin(admin, &name).await?;
+            print(serde_json::json!({ "removed": name }))
+        }
+        PluginAction::Run {
+            name,
+            version,
+            input,
+        } => {
+            let input: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(&input)
+                    .with_context(|| format!("reading {}", input.display()))?,
+            )
+            .context("the input is not JSON")?;
+            print(app.dry_run_plugin(admin, &name, version, input).await?)
+        }
+    }
 }
 
 #[cfg(test)]

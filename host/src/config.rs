@@ -44,3 +44,51 @@ pub struct SecretArgs {
     #[arg(long, env = "COMMERCE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
 }
+
+/// The plugin runtime's limits and policies.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PluginArgs {
+    /// Fuel per plugin call (about one unit per WebAssembly instruction).
+    #[arg(long, env = "COMMERCE_PLUGIN_FUEL", default_value_t = 10_000_000)]
+    pub plugin_fuel: u64,
+    /// Wall-clock budget per plugin call, in milliseconds.
+    #[arg(long, env = "COMMERCE_PLUGIN_DEADLINE_MS", default_value_t = 5)]
+    pub plugin_deadline_ms: u64,
+    /// Linear memory per plugin call, in MiB.
+    #[arg(long, env = "COMMERCE_PLUGIN_MEMORY_MIB", default_value_t = 16)]
+    pub plugin_memory_mib: usize,
+    /// Largest plugin component accepted at upload, in MiB.
+    #[arg(long, env = "COMMERCE_PLUGIN_MAX_SIZE_MIB", default_value_t = 32)]
+    pub plugin_max_size_mib: usize,
+    /// What a failing pricing plugin does: refuse the order, or be skipped.
+    #[arg(
+        long,
+        env = "COMMERCE_PRICING_FAILURE",
+        value_enum,
+        default_value = "closed"
+    )]
+    pub pricing_failure: crate::plugins::FailurePolicy,
+    /// What a failing saga hook does: stop the saga, or be skipped.
+    #[arg(
+        long,
+        env = "COMMERCE_HOOK_FAILURE",
+        value_enum,
+        default_value = "closed"
+    )]
+    pub hook_failure: crate::plugins::FailurePolicy,
+}
+
+impl PluginArgs {
+    pub fn settings(&self, data_dir: &std::path::Path) -> crate::plugins::PluginSettings {
+        crate::plugins::PluginSettings {
+            fuel: self.plugin_fuel,
+            deadline: std::time::Duration::from_millis(self.plugin_deadline_ms.max(1)),
+            memory: self.plugin_memory_mib.max(1) << 20,
+            max_component: self.plugin_max_size_mib.max(1) << 20,
+            pricing_policy: self.pricing_failure,
+            hook_policy: self.hook_failure,
+            cache_dir: data_dir.join("plugin-cache"),
+            ..Default::default()
+        }
+    }
+}

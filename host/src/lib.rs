@@ -23,6 +23,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod plugins;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -11,6 +11,18 @@ use tokio::net::TcpListener;
 use crate::api::{self, AppState};
 use crate::app::{App, Store};
 use crate::auth::JwtKeys;
+use crate::plugins::{PluginRuntime, PluginSettings};
+
+/// The use cases over `store`, with a plugin runtime that follows the
+/// registry (polling it in the background).
+pub async fn build_app(
+    store: Arc<dyn Store>,
+    settings: PluginSettings,
+) -> anyhow::Result<(App, Arc<PluginRuntime>)> {
+    let runtime = PluginRuntime::start(store.clone(), settings).await?;
+    runtime.spawn_poller();
+    Ok((App::new(store, runtime.clone()), runtime))
+}
 
 pub struct Application {
     listener: TcpListener,
@@ -18,13 +30,13 @@ pub struct Application {
 }
 
 impl Application {
-    /// Binds `listen` and wires the routes to `store`.
-    pub async fn build(listen: &str, store: Arc<dyn Store>, keys: JwtKeys) -> anyhow::Result<Self> {
+    /// Binds `listen` and wires the routes to `app`.
+    pub async fn build(listen: &str, app: App, keys: JwtKeys) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
         let state = AppState {
-            app: App::new(store),
+            app,
             keys: Arc::new(keys),
         };
         Ok(Application {

@@ -23,6 +23,8 @@ CREATE TABLE order_views (
     customer_id   UUID        NOT NULL,
     status        TEXT        NOT NULL,
     currency      TEXT        NOT NULL,
+    subtotal_amount NUMERIC   NOT NULL,
+    adjustments   JSONB       NOT NULL DEFAULT '[]',
     total_amount  NUMERIC     NOT NULL,
     items         JSONB       NOT NULL,
     status_reason TEXT,

@@ -23,6 +23,8 @@ CREATE TABLE order_views (
     customer_id   BLOB    NOT NULL,
     status        TEXT    NOT NULL,
     currency      TEXT    NOT NULL,
+    subtotal_amount TEXT  NOT NULL,
+    adjustments   TEXT    NOT NULL DEFAULT '[]',
     total_amount  TEXT    NOT NULL,
     items         TEXT    NOT NULL,
     status_reason TEXT,

@@ -140,6 +140,26 @@ impl From<AppError> for ApiError {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid-request", e.to_string())
             }
             AppError::BadRequest(_) => ApiError::bad_request(e.to_string()),
+            AppError::Rejected(ref violations) => {
+                let violations = serde_json::to_value(violations).unwrap_or(Value::Null);
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "order-rejected", e.to_string())
+                    .with("violations", violations)
+            }
+            AppError::ExtensionFailed(ref failed) => {
+                tracing::error!(plugin = %failed.plugin, kind = %failed.kind, reason = %failed.reason, "refusing a request: a plugin failed");
+                ApiError::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "plugin-failed",
+                    format!(
+                        "the {} plugin {} failed; the request was not carried out",
+                        failed.kind, failed.plugin
+                    ),
+                )
+                .with("plugin", failed.plugin.clone())
+            }
+            AppError::PluginRejected(_) => {
+                ApiError::new(S::UNPROCESSABLE_ENTITY, "plugin-rejected", e.to_string())
+            }
             AppError::Unavailable(ref source) => {
                 tracing::error!(error = ?source, "dependency unavailable");
                 ApiError::new(

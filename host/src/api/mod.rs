@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod orders;
+pub mod plugins;
 pub mod products;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct AppState {
         orders::cancel_order, orders::order_events, orders::ship_order, orders::deliver_order,
         orders::refund_order,
         products::put_product, products::get_product,
+        plugins::upload_plugin, plugins::list_plugins, plugins::activate_plugin,
+        plugins::rollback_plugin, plugins::remove_plugin, plugins::dry_run_plugin,
     ),
     modifiers(&BearerAuth),
 )]
@@ -89,6 +92,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .merge(orders::router())
         .merge(products::router())
+        .merge(plugins::router(state.app.plugins.max_component_size()))
         .fallback(not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

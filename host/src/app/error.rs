@@ -38,6 +38,15 @@ pub enum AppError {
     /// Input that could not be understood (bad cursor, bad header).
     #[error("{0}")]
     BadRequest(String),
+    /// Validation plugins refused the order.
+    #[error("the order was refused by validation: {}", .0.iter().map(|v| v.message.as_str()).collect::<Vec<_>>().join("; "))]
+    Rejected(Vec<crate::app::extensions::Violation>),
+    /// A plugin failed and its extension point fails closed.
+    #[error(transparent)]
+    ExtensionFailed(#[from] crate::app::extensions::ExtensionFailed),
+    /// An uploaded component is not acceptable.
+    #[error("the plugin was refused: {0}")]
+    PluginRejected(String),
     #[error("a dependency is unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("unexpected error")]

@@ -7,7 +7,9 @@
 
 pub mod catalog;
 pub mod error;
+pub mod extensions;
 pub mod orders;
+pub mod plugins;
 pub mod ports;
 pub mod replay;
 pub mod views;
@@ -49,14 +51,15 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
-/// The use cases, bound to one store. Cheap to clone.
+/// The use cases, bound to one store and one plugin runtime. Cheap to clone.
 #[derive(Clone)]
 pub struct App {
     pub store: Arc<dyn Store>,
+    pub plugins: Arc<dyn plugins::PluginHost>,
 }
 
 impl App {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        App { store }
+    pub fn new(store: Arc<dyn Store>, plugins: Arc<dyn plugins::PluginHost>) -> Self {
+        App { store, plugins }
     }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::extensions::{Evaluation, Quote};
 use super::ports::{Append, IdempotencyRecord, NewEvent, StoreError, StoredEvent};
 use super::views::{DEFAULT_PAGE, MAX_PAGE, OrderPage, OrderQuery, OrderView};
 use super::{App, AppError, Caller, now};
@@ -105,13 +106,23 @@ impl App {
 
         let lines = self.price_lines(request.currency, &request.items).await?;
         let order_id = Uuid::now_v7();
+        let evaluation = self
+            .evaluate(Quote {
+                order_id,
+                customer_id: caller.subject,
+                status: OrderStatus::Pending,
+                currency: request.currency,
+                lines: lines.clone(),
+            })
+            .await?;
         let command = OrderCommand::Place(PlaceOrder {
             order_id,
             customer_id: caller.subject,
             currency: request.currency,
             lines,
             payment_token: request.payment_token,
-            plugins: vec![],
+            adjustments: evaluation.adjustments,
+            plugins: evaluation.plugins,
         });
         let order = Order::from_events(order_id, []);
         let events = order.handle(command)?;
@@ -215,6 +226,15 @@ impl App {
             .collect()
     }
 
+    /// Runs the pricing and validation plugins; any violation refuses.
+    async fn evaluate(&self, quote: Quote) -> Result<Evaluation, AppError> {
+        let evaluation = self.plugins.evaluate(quote).await?;
+        if !evaluation.violations.is_empty() {
+            return Err(AppError::Rejected(evaluation.violations));
+        }
+        Ok(evaluation)
+    }
+
     async fn price_lines(
         &self,
         currency: Currency,
@@ -297,7 +317,20 @@ impl App {
                     let lines = self
                         .price_lines_keeping(currency, items, &order.lines)
                         .await?;
-                    OrderCommand::ChangeItems { lines }
+                    let evaluation = self
+                        .evaluate(Quote {
+                            order_id: order.id,
+                            customer_id: order.customer_id,
+                            status: order.status.ok_or(OrderError::NotPlaced)?,
+                            currency,
+                            lines: lines.clone(),
+                        })
+                        .await?;
+                    OrderCommand::ChangeItems {
+                        lines,
+                        adjustments: evaluation.adjustments,
+                        plugins: evaluation.plugins,
+                    }
                 }
             };
             let events = order.handle(command)?;

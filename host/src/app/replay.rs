@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::orders::decode_event;
 use super::views::OrderView;
-use super::{App, AppError};
+use super::{AppError, Store};
 use crate::domain::{Aggregate, Order};
 
 /// Events read per round trip.
@@ -25,38 +25,36 @@ pub struct ReplayReport {
     pub orders: u64,
 }
 
-impl App {
-    /// Rebuilds `order_views` from `events`.
-    pub async fn replay_order_views(&self) -> Result<ReplayReport, AppError> {
-        let mut orders: BTreeMap<Uuid, Order> = BTreeMap::new();
-        let mut after = 0;
-        let mut events = 0u64;
-        loop {
-            let page = self.store.read_after(after, PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = last.position;
-            for stored in &page {
-                if stored.aggregate_type != Order::TYPE {
-                    continue;
-                }
-                let event = decode_event(stored)?;
-                let order = orders
-                    .entry(stored.aggregate_id)
-                    .or_insert_with(|| Order::from_events(stored.aggregate_id, []));
-                order.apply(&event, stored.recorded_at);
-                events += 1;
+/// Rebuilds `order_views` from `events`.
+pub async fn replay_order_views(store: &dyn Store) -> Result<ReplayReport, AppError> {
+    let mut orders: BTreeMap<Uuid, Order> = BTreeMap::new();
+    let mut after = 0;
+    let mut events = 0u64;
+    loop {
+        let page = store.read_after(after, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        for stored in &page {
+            if stored.aggregate_type != Order::TYPE {
+                continue;
             }
+            let event = decode_event(stored)?;
+            let order = orders
+                .entry(stored.aggregate_id)
+                .or_insert_with(|| Order::from_events(stored.aggregate_id, []));
+            order.apply(&event, stored.recorded_at);
+            events += 1;
         }
-        let views: Vec<OrderView> = orders
-            .values()
-            .filter(|o| o.status.is_some())
-            .map(OrderView::project)
-            .collect();
-        let report = ReplayReport {
-            events,
-            orders: views.len() as u64,
-        };
-        self.store.replace_views(views).await?;
-        Ok(report)
     }
+    let views: Vec<OrderView> = orders
+        .values()
+        .filter(|o| o.status.is_some())
+        .map(OrderView::project)
+        .collect();
+    let report = ReplayReport {
+        events,
+        orders: views.len() as u64,
+    };
+    store.replace_views(views).await?;
+    Ok(report)
 }

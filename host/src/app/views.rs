@@ -8,7 +8,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::domain::{Aggregate, Order, OrderStatus};
+use crate::domain::{Adjustment, Aggregate, Order, OrderStatus};
 
 /// Largest page of a list.
 pub const MAX_PAGE: u32 = 100;
@@ -40,8 +40,15 @@ pub struct OrderView {
     #[schema(example = "EUR")]
     pub currency: String,
     pub items: Vec<OrderLineView>,
+    /// Sum of the line totals.
     #[serde(with = "rust_decimal::serde::str")]
     #[schema(value_type = String, example = "25.00")]
+    pub subtotal: Decimal,
+    /// Discounts, fees and taxes from pricing plugins, in the order they apply.
+    pub adjustments: Vec<Adjustment>,
+    /// What the customer pays: the subtotal with every adjustment applied.
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String, example = "22.50")]
     pub total: Decimal,
     /// Why the order is cancelled, rejected, failed or refunded.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,6 +86,8 @@ impl OrderView {
             status,
             currency: currency.code().to_owned(),
             items,
+            subtotal: order.subtotal().expect("a placed order has a subtotal"),
+            adjustments: order.adjustments.clone(),
             total: order.total,
             status_reason: order.status_reason.clone(),
             version: order.version(),

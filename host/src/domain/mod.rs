@@ -11,16 +11,20 @@
 //! - [`money`]: ISO-4217 currencies and decimal amounts in them;
 //! - [`product`]: SKUs and quantities;
 //! - [`aggregate`]: the event-sourcing abstraction (handle / apply / rehydrate);
-//! - [`order`]: the `Order` aggregate, its commands, events and lifecycle.
+//! - [`order`]: the `Order` aggregate, its commands, events and lifecycle;
+//! - [`pricing`]: adjustments proposed by pricing plugins and how they add up.
 
 pub mod aggregate;
 pub mod money;
 pub mod order;
+pub mod pricing;
 pub mod product;
 
 pub use aggregate::{Aggregate, DomainEvent};
 pub use money::{Currency, MoneyError};
 pub use order::{
     Order, OrderAction, OrderCommand, OrderError, OrderEvent, OrderLine, OrderStatus, PlaceOrder,
+    PluginRef,
 };
+pub use pricing::{Adjustment, AdjustmentKind};
 pub use product::{Quantity, Sku};

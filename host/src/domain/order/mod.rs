@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use super::aggregate::{Aggregate, DomainEvent};
 use super::money::{Currency, MoneyError};
+use super::pricing::{Adjustment, AdjustmentError, apply_adjustments, check_adjustment};
 use super::product::{Quantity, Sku};
 
 /// Most lines in one order.
@@ -189,6 +190,9 @@ pub struct PlaceOrder {
     pub currency: Currency,
     pub lines: Vec<OrderLine>,
     pub payment_token: Option<String>,
+    /// Adjustments from pricing plugins, in the order they apply.
+    pub adjustments: Vec<Adjustment>,
+    /// Plugin versions that priced and validated the order.
     pub plugins: Vec<PluginRef>,
 }
 
@@ -196,16 +200,30 @@ pub struct PlaceOrder {
 #[derive(Debug, Clone)]
 pub enum OrderCommand {
     Place(PlaceOrder),
-    ChangeItems { lines: Vec<OrderLine> },
+    ChangeItems {
+        lines: Vec<OrderLine>,
+        adjustments: Vec<Adjustment>,
+        plugins: Vec<PluginRef>,
+    },
     MarkReserved,
-    Reject { reason: String },
-    RecordPayment { payment_id: String },
+    Reject {
+        reason: String,
+    },
+    RecordPayment {
+        payment_id: String,
+    },
     Confirm,
     Ship,
     Deliver,
-    Cancel { reason: Option<String> },
-    Fail { reason: String },
-    Refund { reason: Option<String> },
+    Cancel {
+        reason: Option<String>,
+    },
+    Fail {
+        reason: String,
+    },
+    Refund {
+        reason: Option<String>,
+    },
 }
 
 impl OrderCommand {
@@ -235,17 +253,24 @@ pub enum OrderEvent {
         customer_id: Uuid,
         currency: Currency,
         lines: Vec<OrderLine>,
+        #[serde(default)]
+        adjustments: Vec<Adjustment>,
         #[serde(with = "rust_decimal::serde::str")]
         total: Decimal,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         payment_token: Option<String>,
+        /// Plugin versions that priced and validated the order.
         #[serde(default)]
         plugins: Vec<PluginRef>,
     },
     OrderItemsChanged {
         lines: Vec<OrderLine>,
+        #[serde(default)]
+        adjustments: Vec<Adjustment>,
         #[serde(with = "rust_decimal::serde::str")]
         total: Decimal,
+        #[serde(default)]
+        plugins: Vec<PluginRef>,
     },
     OrderReserved,
     OrderRejected {
@@ -310,6 +335,8 @@ pub enum OrderError {
     DuplicateSku(Sku),
     #[error(transparent)]
     Money(#[from] MoneyError),
+    #[error("invalid price adjustment: {0}")]
+    Adjustment(#[from] AdjustmentError),
     #[error("reason is longer than {MAX_REASON_LEN} characters")]
     ReasonTooLong,
 }
@@ -323,6 +350,7 @@ pub struct Order {
     pub status: Option<OrderStatus>,
     pub currency: Option<Currency>,
     pub lines: Vec<OrderLine>,
+    pub adjustments: Vec<Adjustment>,
     pub total: Decimal,
     pub payment_token: Option<String>,
     pub payment_id: Option<String>,
@@ -342,6 +370,28 @@ impl Order {
             Some(_) => Ok(()),
             None => Err(OrderError::IllegalTransition { action, from }),
         }
+    }
+
+    /// Checks lines and adjustments; returns the checked adjustments and the total.
+    fn price(
+        currency: Currency,
+        lines: &[OrderLine],
+        adjustments: Vec<Adjustment>,
+    ) -> Result<(Vec<Adjustment>, Decimal), OrderError> {
+        let subtotal = Self::check_lines(currency, lines)?;
+        let adjustments = adjustments
+            .into_iter()
+            .map(|a| check_adjustment(currency, lines.len(), a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let total = apply_adjustments(currency, subtotal, &adjustments);
+        Ok((adjustments, total))
+    }
+
+    /// Sum of line totals at the currency's scale, once placed.
+    pub fn subtotal(&self) -> Option<Decimal> {
+        self.currency?
+            .total(self.lines.iter().map(|l| (l.unit_price, l.quantity.get())))
+            .ok()
     }
 
     fn check_lines(currency: Currency, lines: &[OrderLine]) -> Result<Decimal, OrderError> {
@@ -387,11 +437,13 @@ impl Aggregate for Order {
             if self.status.is_some() {
                 return Err(OrderError::AlreadyPlaced);
             }
-            let total = Self::check_lines(place.currency, &place.lines)?;
+            let (adjustments, total) =
+                Self::price(place.currency, &place.lines, place.adjustments)?;
             return Ok(vec![OrderEvent::OrderPlaced {
                 customer_id: place.customer_id,
                 currency: place.currency,
                 lines: place.lines,
+                adjustments,
                 total,
                 payment_token: place.payment_token,
                 plugins: place.plugins,
@@ -400,10 +452,19 @@ impl Aggregate for Order {
         self.check(action)?;
         let event = match command {
             OrderCommand::Place(_) => unreachable!("handled above"),
-            OrderCommand::ChangeItems { lines } => {
+            OrderCommand::ChangeItems {
+                lines,
+                adjustments,
+                plugins,
+            } => {
                 let currency = self.currency.ok_or(OrderError::NotPlaced)?;
-                let total = Self::check_lines(currency, &lines)?;
-                OrderEvent::OrderItemsChanged { lines, total }
+                let (adjustments, total) = Self::price(currency, &lines, adjustments)?;
+                OrderEvent::OrderItemsChanged {
+                    lines,
+                    adjustments,
+                    total,
+                    plugins,
+                }
             }
             OrderCommand::MarkReserved => OrderEvent::OrderReserved,
             OrderCommand::Reject { reason } => {
@@ -442,6 +503,7 @@ impl Aggregate for Order {
                 customer_id,
                 currency,
                 lines,
+                adjustments,
                 total,
                 payment_token,
                 plugins,
@@ -449,15 +511,23 @@ impl Aggregate for Order {
                 self.customer_id = *customer_id;
                 self.currency = Some(*currency);
                 self.lines = lines.clone();
+                self.adjustments = adjustments.clone();
                 self.total = *total;
                 self.payment_token = payment_token.clone();
                 self.plugins = plugins.clone();
                 self.created_at = Some(at);
                 OrderStatus::Pending
             }
-            OrderEvent::OrderItemsChanged { lines, total } => {
+            OrderEvent::OrderItemsChanged {
+                lines,
+                adjustments,
+                total,
+                plugins,
+            } => {
                 self.lines = lines.clone();
+                self.adjustments = adjustments.clone();
                 self.total = *total;
+                self.plugins = plugins.clone();
                 return;
             }
             OrderEvent::OrderReserved => OrderStatus::Reserved,

@@ -26,6 +26,7 @@ fn placed() -> OrderEvent {
         customer_id: Uuid::nil(),
         currency: eur(),
         lines: vec![line("A", 2, "10.00")],
+        adjustments: vec![],
         total: "20.00".parse().unwrap(),
         payment_token: Some("tok_ok".into()),
         plugins: vec![],
@@ -108,6 +109,8 @@ fn command_for(action: OrderAction) -> OrderCommand {
     match action {
         OrderAction::ChangeItems => OrderCommand::ChangeItems {
             lines: vec![line("B", 1, "5.00")],
+            adjustments: vec![],
+            plugins: vec![],
         },
         OrderAction::MarkReserved => OrderCommand::MarkReserved,
         OrderAction::Reject => OrderCommand::Reject {
@@ -213,6 +216,7 @@ fn placing_computes_the_total_from_lines() {
             currency: eur(),
             lines: vec![line("A", 3, "1.10"), line("B", 1, "0.05")],
             payment_token: None,
+            adjustments: vec![],
             plugins: vec![],
         }))
         .unwrap();
@@ -230,6 +234,7 @@ fn placing_twice_is_refused() {
         currency: eur(),
         lines: vec![line("A", 1, "1.00")],
         payment_token: None,
+        adjustments: vec![],
         plugins: vec![],
     });
     assert_eq!(
@@ -255,6 +260,7 @@ fn bad_lines_are_refused() {
             currency: eur(),
             lines,
             payment_token: None,
+            adjustments: vec![],
             plugins: vec![],
         }))
     };
@@ -278,13 +284,17 @@ fn changing_items_reprices_and_keeps_status() {
     let events = given(&history(OrderStatus::Reserved))
         .when(OrderCommand::ChangeItems {
             lines: vec![line("B", 4, "2.50")],
+            adjustments: vec![],
+            plugins: vec![],
         })
         .unwrap();
     assert_eq!(
         events,
         vec![OrderEvent::OrderItemsChanged {
             lines: vec![line("B", 4, "2.50")],
-            total: "10.00".parse().unwrap()
+            adjustments: vec![],
+            total: "10.00".parse().unwrap(),
+            plugins: vec![],
         }]
     );
 }
@@ -308,4 +318,49 @@ fn events_round_trip_through_json_with_stable_type_names() {
             assert_eq!(back, event);
         }
     }
+}
+
+#[test]
+fn adjustments_set_the_total_and_are_checked() {
+    use crate::domain::pricing::{Adjustment, AdjustmentKind};
+    let adj = |kind, amount: &str, line| Adjustment {
+        plugin: "bulk".into(),
+        label: "x".into(),
+        kind,
+        amount: amount.parse().unwrap(),
+        line,
+    };
+    let place = |adjustments| {
+        given(&[]).when(OrderCommand::Place(PlaceOrder {
+            order_id: Uuid::nil(),
+            customer_id: Uuid::nil(),
+            currency: eur(),
+            lines: vec![line("A", 10, "3.00")],
+            payment_token: None,
+            adjustments,
+            plugins: vec![],
+        }))
+    };
+    let events = place(vec![
+        adj(AdjustmentKind::Discount, "3", Some(0)),
+        adj(AdjustmentKind::Tax, "0.5", None),
+    ])
+    .unwrap();
+    let [
+        OrderEvent::OrderPlaced {
+            total, adjustments, ..
+        },
+    ] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(total.to_string(), "27.50");
+    assert_eq!(adjustments[1].amount.to_string(), "0.50");
+    assert!(matches!(
+        place(vec![adj(AdjustmentKind::Discount, "1", Some(3))]),
+        Err(OrderError::Adjustment(_))
+    ));
+    let order = given(&events).0;
+    assert_eq!(order.subtotal().unwrap().to_string(), "30.00");
+    assert_eq!(order.total.to_string(), "27.50");
 }

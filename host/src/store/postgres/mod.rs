@@ -1,83 +1,57 @@
-//! Embedded SQLite adapter, the default store: one file in the data
-//! directory, WAL journal, `synchronous=FULL` (a committed order survives
-//! a power cut). SQLite has one writer at a time, so writes go through a
-//! pool of exactly one connection (no `SQLITE_BUSY` races between our own
-//! writers) while reads use a separate pool and never wait for writes.
-
-use std::path::Path;
-use std::str::FromStr;
-use std::time::Duration;
+//! PostgreSQL adapter. Writes that must be atomic run in one transaction;
+//! the optimistic lock is the `events_aggregate_version` unique constraint.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
 use sqlx::types::Json;
-use sqlx::{QueryBuilder, Row, SqlitePool};
+use sqlx::{PgPool, QueryBuilder, Row};
 use uuid::Uuid;
 
-use super::{classify, corrupt, is_unique_violation, parse_currency, parse_sku, parse_status};
+use super::{classify, is_unique_violation, parse_currency, parse_sku, parse_status};
 use crate::app::Store;
 use crate::app::ports::{
     Append, Catalog, EventStore, IdempotencyRecord, OrderViews, Product, ProductUpsert, StoreError,
     StoredEvent,
 };
 use crate::app::views::{OrderLineView, OrderQuery, OrderView};
-use crate::domain::Sku;
+use crate::domain::{Adjustment, Sku};
 
-/// Migrations for SQLite, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
-
-/// Connections that serve reads concurrently.
-const READERS: u32 = 4;
+/// Migrations for PostgreSQL, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
 
 #[derive(Clone)]
-pub struct SqliteStore {
-    writer: SqlitePool,
-    reader: SqlitePool,
+pub struct PgStore {
+    pool: PgPool,
 }
 
-impl SqliteStore {
-    /// Opens (creating if needed) the database in `data_dir` and applies
-    /// pending migrations.
-    pub async fn open(data_dir: &Path) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(data_dir)?;
-        let options = SqliteConnectOptions::new()
-            .filename(super::sqlite_path(data_dir))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+impl PgStore {
+    /// Connects and applies pending migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Self> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(std::time::Duration::from_secs(5))
+            .connect_with(options)
             .await?;
-        MIGRATOR.run(&writer).await?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.read_only(true))
-            .await?;
-        Ok(SqliteStore { writer, reader })
+        MIGRATOR.run(&pool).await?;
+        Ok(PgStore { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
     }
 }
 
-const VIEW_COLUMNS: &str = "order_id, customer_id, status, currency, total_amount, items, \
-     status_reason, version, created_at, updated_at";
+const VIEW_COLUMNS: &str = "order_id, customer_id, status, currency, subtotal_amount, \
+     adjustments, total_amount, items, status_reason, version, created_at, updated_at";
 
-fn decimal(row: &SqliteRow, column: &str) -> Result<Decimal, StoreError> {
-    let text: String = row.try_get(column).map_err(classify)?;
-    Decimal::from_str(&text).map_err(|_| corrupt(column, &text))
-}
-
-fn view_from_row(row: &SqliteRow) -> Result<OrderView, StoreError> {
+fn view_from_row(row: &PgRow) -> Result<OrderView, StoreError> {
     let status: String = row.try_get("status").map_err(classify)?;
     let currency: String = row.try_get("currency").map_err(classify)?;
     let Json(items): Json<Vec<OrderLineView>> = row.try_get("items").map_err(classify)?;
+    let Json(adjustments): Json<Vec<Adjustment>> = row.try_get("adjustments").map_err(classify)?;
     let version: i64 = row.try_get("version").map_err(classify)?;
     Ok(OrderView {
         id: row.try_get("order_id").map_err(classify)?,
@@ -85,7 +59,9 @@ fn view_from_row(row: &SqliteRow) -> Result<OrderView, StoreError> {
         status: parse_status(&status)?,
         currency: parse_currency(&currency)?.code().to_owned(),
         items,
-        total: decimal(row, "total_amount")?,
+        subtotal: row.try_get("subtotal_amount").map_err(classify)?,
+        adjustments,
+        total: row.try_get("total_amount").map_err(classify)?,
         status_reason: row.try_get("status_reason").map_err(classify)?,
         version: version as u64,
         created_at: row.try_get("created_at").map_err(classify)?,
@@ -93,9 +69,9 @@ fn view_from_row(row: &SqliteRow) -> Result<OrderView, StoreError> {
     })
 }
 
-fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
+fn event_from_row(row: &PgRow) -> Result<StoredEvent, StoreError> {
     let version: i64 = row.try_get("version").map_err(classify)?;
-    let schema_version: i64 = row.try_get("schema_version").map_err(classify)?;
+    let schema_version: i32 = row.try_get("schema_version").map_err(classify)?;
     let Json(data): Json<serde_json::Value> = row.try_get("event_data").map_err(classify)?;
     Ok(StoredEvent {
         position: row.try_get("position").map_err(classify)?,
@@ -110,13 +86,13 @@ fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
     })
 }
 
-fn product_from_row(row: &SqliteRow) -> Result<Product, StoreError> {
+fn product_from_row(row: &PgRow) -> Result<Product, StoreError> {
     let sku: String = row.try_get("sku").map_err(classify)?;
     let currency: String = row.try_get("currency").map_err(classify)?;
     Ok(Product {
         sku: parse_sku(&sku)?,
         name: row.try_get("name").map_err(classify)?,
-        unit_price: decimal(row, "unit_price")?,
+        unit_price: row.try_get::<Decimal, _>("unit_price").map_err(classify)?,
         currency: parse_currency(&currency)?,
         on_hand: row.try_get("on_hand").map_err(classify)?,
         reserved: row.try_get("reserved").map_err(classify)?,
@@ -128,44 +104,46 @@ fn product_from_row(row: &SqliteRow) -> Result<Product, StoreError> {
 }
 
 const UPSERT_VIEW: &str = "INSERT INTO order_views (order_id, customer_id, status, currency, \
-     total_amount, items, status_reason, version, created_at, updated_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) \
-     ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, currency = excluded.currency, \
-     total_amount = excluded.total_amount, items = excluded.items, \
-     status_reason = excluded.status_reason, version = excluded.version, \
-     updated_at = excluded.updated_at";
+     total_amount, items, status_reason, version, created_at, updated_at, subtotal_amount, adjustments) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+     ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, currency = EXCLUDED.currency, \
+     total_amount = EXCLUDED.total_amount, items = EXCLUDED.items, \
+     subtotal_amount = EXCLUDED.subtotal_amount, adjustments = EXCLUDED.adjustments, \
+     status_reason = EXCLUDED.status_reason, version = EXCLUDED.version, \
+     updated_at = EXCLUDED.updated_at";
 
-async fn upsert_view(tx: &mut sqlx::SqliteConnection, view: &OrderView) -> Result<(), sqlx::Error> {
+async fn upsert_view(tx: &mut sqlx::PgConnection, view: &OrderView) -> Result<(), sqlx::Error> {
     sqlx::query(UPSERT_VIEW)
         .bind(view.id)
         .bind(view.customer_id)
         .bind(view.status.as_str())
         .bind(&view.currency)
-        .bind(view.total.to_string())
+        .bind(view.total)
         .bind(Json(&view.items))
         .bind(&view.status_reason)
         .bind(view.version as i64)
         .bind(view.created_at)
         .bind(view.updated_at)
+        .bind(view.subtotal)
+        .bind(Json(&view.adjustments))
         .execute(tx)
         .await?;
     Ok(())
 }
 
 #[async_trait]
-impl EventStore for SqliteStore {
+impl EventStore for PgStore {
     async fn append(&self, append: Append) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let mut tx = self.pool.begin().await.map_err(classify)?;
         if let Some(key) = &append.idempotency {
             let inserted = sqlx::query(
                 "INSERT INTO idempotency_keys (customer_id, idem_key, request_hash, order_id, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+                 VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING",
             )
             .bind(key.customer_id)
             .bind(&key.key)
             .bind(&key.request_hash)
             .bind(key.order_id)
-            .bind(Utc::now())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -178,13 +156,13 @@ impl EventStore for SqliteStore {
             let result = sqlx::query(
                 "INSERT INTO events (event_id, aggregate_id, aggregate_type, event_type, \
                  schema_version, event_data, version, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
             .bind(event.event_id)
             .bind(append.aggregate_id)
             .bind(append.aggregate_type)
             .bind(event.event_type)
-            .bind(event.schema_version as i64)
+            .bind(event.schema_version as i32)
             .bind(Json(&event.data))
             .bind(version as i64)
             .bind(event.recorded_at)
@@ -206,9 +184,9 @@ impl EventStore for SqliteStore {
     }
 
     async fn load_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        sqlx::query("SELECT * FROM events WHERE aggregate_id = ?1 ORDER BY version")
+        sqlx::query("SELECT * FROM events WHERE aggregate_id = $1 ORDER BY version")
             .bind(aggregate_id)
-            .fetch_all(&self.reader)
+            .fetch_all(&self.pool)
             .await
             .map_err(classify)?
             .iter()
@@ -217,10 +195,10 @@ impl EventStore for SqliteStore {
     }
 
     async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        sqlx::query("SELECT * FROM events WHERE position > ?1 ORDER BY position LIMIT ?2")
+        sqlx::query("SELECT * FROM events WHERE position > $1 ORDER BY position LIMIT $2")
             .bind(after)
             .bind(limit as i64)
-            .fetch_all(&self.reader)
+            .fetch_all(&self.pool)
             .await
             .map_err(classify)?
             .iter()
@@ -234,11 +212,11 @@ impl EventStore for SqliteStore {
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError> {
         let row = sqlx::query(
-            "SELECT request_hash, order_id FROM idempotency_keys WHERE customer_id = ?1 AND idem_key = ?2",
+            "SELECT request_hash, order_id FROM idempotency_keys WHERE customer_id = $1 AND idem_key = $2",
         )
         .bind(customer_id)
         .bind(key)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;
         row.map(|r| {
@@ -254,14 +232,14 @@ impl EventStore for SqliteStore {
 }
 
 #[async_trait]
-impl OrderViews for SqliteStore {
+impl OrderViews for PgStore {
     async fn get_view(&self, order_id: Uuid) -> Result<Option<OrderView>, StoreError> {
         let mut q = QueryBuilder::new(format!(
             "SELECT {VIEW_COLUMNS} FROM order_views WHERE order_id = "
         ));
         q.push_bind(order_id);
         q.build()
-            .fetch_optional(&self.reader)
+            .fetch_optional(&self.pool)
             .await
             .map_err(classify)?
             .as_ref()
@@ -270,7 +248,7 @@ impl OrderViews for SqliteStore {
     }
 
     async fn list_views(&self, query: &OrderQuery) -> Result<Vec<OrderView>, StoreError> {
-        let mut q = QueryBuilder::new(format!("SELECT {VIEW_COLUMNS} FROM order_views WHERE 1"));
+        let mut q = QueryBuilder::new(format!("SELECT {VIEW_COLUMNS} FROM order_views WHERE true"));
         if let Some(customer) = query.customer_id {
             q.push(" AND customer_id = ").push_bind(customer);
         }
@@ -283,7 +261,7 @@ impl OrderViews for SqliteStore {
         q.push(" ORDER BY order_id DESC LIMIT ")
             .push_bind(query.limit as i64);
         q.build()
-            .fetch_all(&self.reader)
+            .fetch_all(&self.pool)
             .await
             .map_err(classify)?
             .iter()
@@ -292,7 +270,7 @@ impl OrderViews for SqliteStore {
     }
 
     async fn replace_views(&self, views: Vec<OrderView>) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(classify)?;
+        let mut tx = self.pool.begin().await.map_err(classify)?;
         sqlx::query("DELETE FROM order_views")
             .execute(&mut *tx)
             .await
@@ -305,33 +283,33 @@ impl OrderViews for SqliteStore {
 }
 
 #[async_trait]
-impl Catalog for SqliteStore {
+impl Catalog for PgStore {
     async fn upsert_product(&self, p: ProductUpsert) -> Result<Option<Product>, StoreError> {
         let row = sqlx::query(
             "INSERT INTO products (sku, name, unit_price, currency, on_hand, reserved, version, updated_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, 0, 1, ?6) \
-             ON CONFLICT (sku) DO UPDATE SET name = excluded.name, unit_price = excluded.unit_price, \
-             currency = excluded.currency, on_hand = excluded.on_hand, \
-             version = products.version + 1, updated_at = excluded.updated_at \
-             WHERE products.reserved <= excluded.on_hand \
+             VALUES ($1, $2, $3, $4, $5, 0, 1, $6) \
+             ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, unit_price = EXCLUDED.unit_price, \
+             currency = EXCLUDED.currency, on_hand = EXCLUDED.on_hand, \
+             version = products.version + 1, updated_at = EXCLUDED.updated_at \
+             WHERE products.reserved <= EXCLUDED.on_hand \
              RETURNING *",
         )
         .bind(p.sku.as_str())
         .bind(&p.name)
-        .bind(p.unit_price.to_string())
+        .bind(p.unit_price)
         .bind(p.currency.code())
         .bind(p.on_hand)
         .bind(p.at)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&self.pool)
         .await
         .map_err(classify)?;
         row.as_ref().map(product_from_row).transpose()
     }
 
     async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
-        sqlx::query("SELECT * FROM products WHERE sku = ?1")
+        sqlx::query("SELECT * FROM products WHERE sku = $1")
             .bind(sku.as_str())
-            .fetch_optional(&self.reader)
+            .fetch_optional(&self.pool)
             .await
             .map_err(classify)?
             .as_ref()
@@ -340,17 +318,10 @@ impl Catalog for SqliteStore {
     }
 
     async fn get_products(&self, skus: &[Sku]) -> Result<Vec<Product>, StoreError> {
-        if skus.is_empty() {
-            return Ok(vec![]);
-        }
-        let mut q = QueryBuilder::new("SELECT * FROM products WHERE sku IN (");
-        let mut list = q.separated(", ");
-        for sku in skus {
-            list.push_bind(sku.as_str().to_owned());
-        }
-        q.push(")");
-        q.build()
-            .fetch_all(&self.reader)
+        let skus: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+        sqlx::query("SELECT * FROM products WHERE sku = ANY($1)")
+            .bind(&skus)
+            .fetch_all(&self.pool)
             .await
             .map_err(classify)?
             .iter()
@@ -360,16 +331,18 @@ impl Catalog for SqliteStore {
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for PgStore {
     fn backend(&self) -> &'static str {
-        "sqlite"
+        "postgres"
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
-            .execute(&self.reader)
+            .execute(&self.pool)
             .await
             .map(|_| ())
             .map_err(classify)
     }
 }
+
+mod plugins;

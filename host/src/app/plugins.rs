@@ -1,0 +1,263 @@
+//! Plugin lifecycle use cases (admin): install a version (checked before it
+//! is stored), list, activate, roll back, remove, dry-run.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::extensions::{Extensions, PluginKind};
+use super::ports::{NewPluginVersion, PluginRecord};
+use super::{App, AppError, Caller, now};
+
+/// Longest plugin name.
+pub const MAX_NAME_LEN: usize = 64;
+/// Largest configuration document.
+pub const MAX_CONFIG_LEN: usize = 64 * 1024;
+
+/// Why a component was refused (422).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct PluginRejected(pub String);
+
+/// Per-plugin call counters since this process started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct PluginStats {
+    pub calls: u64,
+    /// Failures by kind: trap, fuel, deadline, memory, output, input, error.
+    pub failures: BTreeMap<String, u64>,
+}
+
+/// The plugin runtime, as the lifecycle use cases need it.
+#[async_trait]
+pub trait PluginHost: Extensions {
+    /// Compiles a component, checks that it targets the world of `kind` and
+    /// imports nothing the host does not grant, and smoke-calls it with
+    /// `config`. Slow (compilation); never on the request path.
+    async fn check(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        bytes: Arc<Vec<u8>>,
+        config: &str,
+    ) -> Result<(), PluginRejected>;
+    /// Re-reads the active set from the registry and swaps it in.
+    async fn reload(&self) -> anyhow::Result<()>;
+    /// Runs a component on a JSON input, with no side effects.
+    async fn dry_run(
+        &self,
+        record: &PluginRecord,
+        bytes: Arc<Vec<u8>>,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, PluginRejected>;
+    /// Largest component accepted, in bytes.
+    fn max_component_size(&self) -> usize;
+    /// Call counters by plugin name.
+    fn stats(&self) -> BTreeMap<String, PluginStats>;
+}
+
+/// What an admin uploads.
+#[derive(Debug, Clone)]
+pub struct InstallPlugin {
+    pub name: String,
+    pub kind: PluginKind,
+    pub bytes: Vec<u8>,
+    pub config: Option<String>,
+    pub priority: i32,
+    pub activate: bool,
+}
+
+/// A plugin version with its call counters.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct PluginListing {
+    #[serde(flatten)]
+    pub record: PluginRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stats: Option<PluginStats>,
+}
+
+fn check_name(name: &str) -> Result<(), AppError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::BadRequest(format!(
+            "plugin names are 1 to {MAX_NAME_LEN} characters of a-z, 0-9, '-' and '_'"
+        )))
+    }
+}
+
+fn admin(caller: Caller) -> Result<(), AppError> {
+    if caller.is_admin() {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden)
+    }
+}
+
+impl App {
+    /// Checks and stores a new version of a plugin, and activates it if asked.
+    pub async fn install_plugin(
+        &self,
+        caller: Caller,
+        install: InstallPlugin,
+    ) -> Result<PluginRecord, AppError> {
+        admin(caller)?;
+        check_name(&install.name)?;
+        let config = install.config.unwrap_or_else(|| "{}".to_owned());
+        if config.len() > MAX_CONFIG_LEN {
+            return Err(AppError::Invalid(format!(
+                "config is larger than {MAX_CONFIG_LEN} bytes"
+            )));
+        }
+        serde_json::from_str::<serde_json::Value>(&config)
+            .map_err(|e| AppError::Invalid(format!("config is not JSON: {e}")))?;
+        let max = self.plugins.max_component_size();
+        if install.bytes.len() > max {
+            return Err(AppError::PluginRejected(format!(
+                "the component is {} bytes; the limit is {max}",
+                install.bytes.len()
+            )));
+        }
+        let bytes = Arc::new(install.bytes);
+        self.plugins
+            .check(install.kind, &install.name, bytes.clone(), &config)
+            .await
+            .map_err(|e| AppError::PluginRejected(e.0))?;
+        let sha256 = hex::encode(Sha256::digest(bytes.as_slice()));
+        let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
+        let record = self
+            .store
+            .insert_plugin_version(NewPluginVersion {
+                name: install.name.clone(),
+                kind: install.kind,
+                sha256,
+                bytes,
+                config,
+                priority: install.priority,
+                at: now(),
+            })
+            .await?
+            .ok_or_else(|| {
+                AppError::Conflict(format!(
+                    "plugin {} exists with another kind; remove it first or choose another name",
+                    install.name
+                ))
+            })?;
+        tracing::info!(plugin = %record.name, version = record.version, kind = record.kind.as_str(), sha256 = %record.sha256, "plugin version installed");
+        if install.activate {
+            return self
+                .activate_plugin(caller, &record.name, Some(record.version))
+                .await;
+        }
+        Ok(record)
+    }
+
+    pub async fn list_plugins(&self, caller: Caller) -> Result<Vec<PluginListing>, AppError> {
+        admin(caller)?;
+        let stats = self.plugins.stats();
+        Ok(self
+            .store
+            .list_plugins()
+            .await?
+            .into_iter()
+            .map(|record| PluginListing {
+                stats: record
+                    .active
+                    .then(|| stats.get(&record.name).cloned().unwrap_or_default()),
+                record,
+            })
+            .collect())
+    }
+
+    /// Activates a version (the newest by default) on every replica.
+    pub async fn activate_plugin(
+        &self,
+        caller: Caller,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<PluginRecord, AppError> {
+        admin(caller)?;
+        let record = self
+            .store
+            .activate_plugin(name, version)
+            .await?
+            .ok_or(AppError::NotFound("plugin version"))?;
+        self.reload_plugins().await;
+        tracing::info!(plugin = %record.name, version = record.version, sha256 = %record.sha256, "plugin activated");
+        Ok(record)
+    }
+
+    /// Re-activates the version that was active before the current one.
+    pub async fn rollback_plugin(
+        &self,
+        caller: Caller,
+        name: &str,
+    ) -> Result<PluginRecord, AppError> {
+        admin(caller)?;
+        let record = self.store.rollback_plugin(name).await?.ok_or_else(|| {
+            AppError::Conflict(format!(
+                "plugin {name} has no previous version to roll back to"
+            ))
+        })?;
+        self.reload_plugins().await;
+        tracing::info!(plugin = %record.name, version = record.version, "plugin rolled back");
+        Ok(record)
+    }
+
+    /// Deactivates and deletes every version of a plugin.
+    pub async fn remove_plugin(&self, caller: Caller, name: &str) -> Result<(), AppError> {
+        admin(caller)?;
+        if !self.store.remove_plugin(name).await? {
+            return Err(AppError::NotFound("plugin"));
+        }
+        self.reload_plugins().await;
+        tracing::info!(plugin = %name, "plugin removed");
+        Ok(())
+    }
+
+    /// Runs a version (the active one, else the newest) on `input`.
+    pub async fn dry_run_plugin(
+        &self,
+        caller: Caller,
+        name: &str,
+        version: Option<i64>,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, AppError> {
+        admin(caller)?;
+        let versions: Vec<PluginRecord> = self
+            .store
+            .list_plugins()
+            .await?
+            .into_iter()
+            .filter(|r| r.name == name)
+            .collect();
+        let record = match version {
+            Some(v) => versions.iter().find(|r| r.version == v),
+            None => versions.iter().find(|r| r.active).or(versions.last()),
+        }
+        .ok_or(AppError::NotFound("plugin version"))?;
+        let bytes = self
+            .store
+            .plugin_bytes(&record.name, record.version)
+            .await?
+            .ok_or(AppError::NotFound("plugin version"))?;
+        self.plugins
+            .dry_run(record, Arc::new(bytes), input)
+            .await
+            .map_err(|e| AppError::PluginRejected(e.0))
+    }
+
+    /// Applies registry changes here at once; other replicas follow by polling.
+    async fn reload_plugins(&self) {
+        if let Err(e) = self.plugins.reload().await {
+            tracing::error!(error = ?e, "reloading plugins failed; the poller will retry");
+        }
+    }
+}
