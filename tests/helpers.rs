@@ -104,6 +104,13 @@ impl TestDb {
 impl TestDb {
     /// The use cases over `store`, with a plugin runtime of its own.
     pub async fn app(&self, store: Arc<dyn Store>) -> commerce::app::App {
+        self.app_and_runtime(store).await.0
+    }
+
+    pub async fn app_and_runtime(
+        &self,
+        store: Arc<dyn Store>,
+    ) -> (commerce::app::App, Arc<commerce::plugins::PluginRuntime>) {
         let settings = commerce::plugins::PluginSettings {
             cache_dir: self.dir.path().join("plugin-cache"),
             ..Default::default()
@@ -111,7 +118,6 @@ impl TestDb {
         commerce::startup::build_app(store, settings)
             .await
             .expect("plugin runtime")
-            .0
     }
 }
 
@@ -153,12 +159,53 @@ pub struct TestApp {
     pub client: reqwest::Client,
     keys: JwtKeys,
     child: Child,
+    args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+/// A child process killed when dropped.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The bytes of a component built by host/build.rs (`bulk_discount`, ...).
+pub fn component(name: &str) -> Vec<u8> {
+    let path = format!("{}/{name}.wasm", env!("COMMERCE_PLUGIN_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Percent-encodes a query parameter value.
+pub fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 impl TestApp {
     pub async fn spawn(backend: Backend) -> TestApp {
+        Self::spawn_with(backend, &[], &[]).await
+    }
+
+    /// Spawns with extra `serve` arguments and environment.
+    pub async fn spawn_with(backend: Backend, args: &[&str], envs: &[(&str, &str)]) -> TestApp {
         let db = TestDb::new(backend).await;
-        let (child, base) = start_service(&db);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let envs: Vec<(String, String)> = envs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (child, base) = start_service_with(&db, &args, &envs);
         TestApp {
             db,
             base,
@@ -168,14 +215,52 @@ impl TestApp {
                 .expect("client"),
             keys: JwtKeys::new(SECRET.as_bytes()),
             child,
+            args,
+            envs,
         }
+    }
+
+    /// Starts another `commerce serve` on the same data: a second replica.
+    /// Returns its base URL; it is stopped when `child` is dropped.
+    pub fn spawn_replica(&self) -> (KillOnDrop, String) {
+        let (child, base) = start_service_with(&self.db, &self.args, &self.envs);
+        (KillOnDrop(child), base)
+    }
+
+    /// Uploads a component; returns status and body.
+    pub async fn upload(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        kind: Option<&str>,
+        config: Option<&str>,
+        activate: bool,
+    ) -> (StatusCode, Value) {
+        let mut url = format!("{}/v1/plugins/{name}?activate={activate}", self.base);
+        if let Some(kind) = kind {
+            url.push_str(&format!("&kind={kind}"));
+        }
+        if let Some(config) = config {
+            url.push_str(&format!("&config={}", encode(config)));
+        }
+        let resp = self
+            .client
+            .put(url)
+            .bearer_auth(self.admin())
+            .header("content-type", "application/wasm")
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
     }
 
     /// Stops the service and starts it again on the same data.
     pub fn restart(&mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("wait");
-        let (child, base) = start_service(&self.db);
+        let (child, base) = start_service_with(&self.db, &self.args, &self.envs);
         self.child = child;
         self.base = base;
     }
@@ -294,10 +379,12 @@ fn configure(cmd: &mut Command, db: &TestDb) {
 }
 
 /// Starts `commerce serve` on port 0 and waits for its "listening" line.
-fn start_service(db: &TestDb) -> (Child, String) {
+fn start_service_with(db: &TestDb, args: &[String], envs: &[(String, String)]) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_commerce"));
     configure(&mut cmd, db);
+    cmd.envs(envs.iter().map(|(k, v)| (k, v)));
     cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("spawn commerce serve");

@@ -10,4 +10,5 @@
 
 mod api;
 mod helpers;
+mod plugins;
 mod store_contract;

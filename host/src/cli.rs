@@ -116,7 +116,7 @@ pub struct ServeArgs {
     pub example_plugins: bool,
     /// Development: install every NAME.wasm of this directory as plugin
     /// NAME (config from NAME.json), and again whenever it changes.
-    #[arg(long, env = "COMMERCE_PLUGIN_DIR")]
+    #[arg(long, env = "COMMERCE_WATCH_PLUGIN_DIR")]
     pub plugin_dir: Option<std::path::PathBuf>,
 }
 

@@ -51,8 +51,10 @@ pub struct PluginArgs {
     /// Fuel per plugin call (about one unit per WebAssembly instruction).
     #[arg(long, env = "COMMERCE_PLUGIN_FUEL", default_value_t = 10_000_000)]
     pub plugin_fuel: u64,
-    /// Wall-clock budget per plugin call, in milliseconds.
-    #[arg(long, env = "COMMERCE_PLUGIN_DEADLINE_MS", default_value_t = 5)]
+    /// Wall-clock budget per plugin call, in milliseconds. Fuel bounds the
+    /// CPU a call uses; this bounds its time, including time the thread
+    /// spends descheduled on a busy machine, hence the headroom.
+    #[arg(long, env = "COMMERCE_PLUGIN_DEADLINE_MS", default_value_t = 50)]
     pub plugin_deadline_ms: u64,
     /// Linear memory per plugin call, in MiB.
     #[arg(long, env = "COMMERCE_PLUGIN_MEMORY_MIB", default_value_t = 16)]

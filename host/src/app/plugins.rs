@@ -201,11 +201,21 @@ impl App {
         name: &str,
     ) -> Result<PluginRecord, AppError> {
         admin(caller)?;
-        let record = self.store.rollback_plugin(name).await?.ok_or_else(|| {
-            AppError::Conflict(format!(
-                "plugin {name} has no previous version to roll back to"
-            ))
-        })?;
+        let Some(record) = self.store.rollback_plugin(name).await? else {
+            let exists = self
+                .store
+                .list_plugins()
+                .await?
+                .iter()
+                .any(|r| r.name == name);
+            return Err(if exists {
+                AppError::Conflict(format!(
+                    "plugin {name} has no previous version to roll back to"
+                ))
+            } else {
+                AppError::NotFound("plugin")
+            });
+        };
         self.reload_plugins().await;
         tracing::info!(plugin = %record.name, version = record.version, "plugin rolled back");
         Ok(record)

@@ -28,4 +28,4 @@ pub mod runtime;
 pub mod sandbox;
 pub mod watcher;
 
-pub use runtime::{FailurePolicy, PluginError, PluginRuntime, PluginSettings};
+pub use runtime::{CheckError, FailurePolicy, PluginError, PluginRuntime, PluginSettings};

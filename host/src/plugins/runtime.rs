@@ -67,7 +67,7 @@ impl Default for PluginSettings {
     fn default() -> Self {
         PluginSettings {
             fuel: 10_000_000,
-            deadline: Duration::from_millis(5),
+            deadline: Duration::from_millis(50),
             memory: 16 << 20,
             max_input: 128 << 10,
             max_output: 20 << 10,
@@ -124,6 +124,17 @@ impl PluginError {
     }
 }
 
+/// Why a candidate component was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error("{0}")]
+    Compile(String),
+    #[error("{0}")]
+    Link(String),
+    #[error("the smoke call failed: the plugin {0}")]
+    Smoke(PluginError),
+}
+
 /// A component linked for its world.
 enum Linked {
     Pricing(PricingPre<PluginState>),
@@ -136,6 +147,7 @@ enum Linked {
 /// One active plugin version.
 struct Loaded {
     name: String,
+    version: i64,
     sha256: String,
     kind: PluginKind,
     config: Arc<str>,
@@ -146,6 +158,7 @@ impl Loaded {
     fn reference(&self) -> PluginRef {
         PluginRef {
             name: self.name.clone(),
+            version: self.version,
             sha256: self.sha256.clone(),
         }
     }
@@ -405,6 +418,7 @@ impl PluginRuntime {
             });
             plugins.push(Loaded {
                 name: record.name,
+                version: record.version,
                 sha256: record.sha256,
                 kind: record.kind,
                 config: Arc::from(record.config.as_str()),
@@ -663,21 +677,37 @@ impl PluginRuntime {
         Ok(HookOutcome::Continue)
     }
 
-    /// Compiles and links a candidate, then smoke-calls it.
+    /// Compiles and links a candidate, then smoke-calls it on a sample
+    /// input: what an upload must pass.
+    pub async fn try_component(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        bytes: Arc<Vec<u8>>,
+        config: &str,
+    ) -> Result<(), CheckError> {
+        let runtime = self.self_arc();
+        let (name, config) = (name.to_owned(), config.to_owned());
+        tokio::task::spawn_blocking(move || runtime.check_sync(kind, &name, bytes, &config))
+            .await
+            .map_err(|e| CheckError::Compile(format!("the check did not finish: {e}")))?
+    }
+
     fn check_sync(
         &self,
         kind: PluginKind,
         name: &str,
         bytes: Arc<Vec<u8>>,
         config: &str,
-    ) -> Result<Loaded, PluginRejected> {
+    ) -> Result<(), CheckError> {
         let sha256 = hex::encode(Sha256::digest(bytes.as_slice()));
         let component = self
             .component(&sha256, || Some(bytes))
-            .map_err(PluginRejected)?;
-        let linked = self.link(kind, &component).map_err(PluginRejected)?;
+            .map_err(CheckError::Compile)?;
+        let linked = self.link(kind, &component).map_err(CheckError::Link)?;
         let candidate = Loaded {
             name: name.to_owned(),
+            version: 0,
             sha256,
             kind,
             config: Arc::from(config),
@@ -706,8 +736,7 @@ impl PluginRuntime {
                 .map(|_| ())
             }
         };
-        smoke.map_err(|e| PluginRejected(format!("the smoke call failed: the plugin {e}")))?;
-        Ok(candidate)
+        smoke.map_err(CheckError::Smoke)
     }
 }
 
@@ -800,13 +829,9 @@ impl PluginHost for PluginRuntime {
         bytes: Arc<Vec<u8>>,
         config: &str,
     ) -> Result<(), PluginRejected> {
-        let runtime = self.self_arc();
-        let (name, config) = (name.to_owned(), config.to_owned());
-        tokio::task::spawn_blocking(move || {
-            runtime.check_sync(kind, &name, bytes, &config).map(|_| ())
-        })
-        .await
-        .map_err(|e| PluginRejected(format!("checking the plugin failed: {e}")))?
+        self.try_component(kind, name, bytes, config)
+            .await
+            .map_err(|e| PluginRejected(e.to_string()))
     }
 
     async fn reload(&self) -> anyhow::Result<()> {
@@ -827,6 +852,7 @@ impl PluginHost for PluginRuntime {
                 .map_err(PluginRejected)?;
             let plugin = Loaded {
                 name: record.name.clone(),
+                version: record.version,
                 sha256: record.sha256.clone(),
                 kind: record.kind,
                 config: Arc::from(record.config.as_str()),

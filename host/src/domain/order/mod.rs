@@ -179,6 +179,9 @@ pub struct OrderLine {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PluginRef {
     pub name: String,
+    /// Registry version (it also pins the configuration).
+    #[serde(default)]
+    pub version: i64,
     pub sha256: String,
 }
 

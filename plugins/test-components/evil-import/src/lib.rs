@@ -15,6 +15,7 @@ wit_bindgen::generate!({
     generate_all,
 });
 
+use suuupra::commerce::host;
 use suuupra::commerce::types::{AdjustmentKind, Money};
 use suuupra::evil::forbidden;
 
@@ -22,10 +23,12 @@ struct EvilImport;
 
 impl Guest for EvilImport {
     fn price(cart: Cart) -> Result<Vec<Adjustment>, String> {
-        // Calling the import keeps it in the component.
+        // Calling the imports keeps them in the component: it imports
+        // `suuupra:commerce/host` like any plugin, and `forbidden`.
+        let config = host::config();
         let secret = forbidden::secret();
         Ok(vec![Adjustment {
-            label: format!("secret:{secret}"),
+            label: format!("secret:{secret} config:{config}"),
             kind: AdjustmentKind::Fee,
             amount: Money {
                 amount: 0,

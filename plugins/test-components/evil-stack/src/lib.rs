@@ -1,26 +1,34 @@
 //! Test component (world `pricing`): `price` recurses without end. Each
-//! frame keeps a buffer alive across the call and uses the callee's result,
-//! so the recursion is not a tail call and cannot become a loop. The wasm
-//! stack overflows, which is a trap.
+//! frame uses the callee's result (`f(n + 1) * 31 + n` is no tail call, and
+//! not an accumulator the optimizer can turn into a loop), and the end of
+//! the recursion depends on a value the optimizer cannot see through, so the
+//! recursion stays. It keeps its state in wasm locals, not in the shadow
+//! stack in linear memory, so it is the engine's call stack that overflows:
+//! a trap.
 
 use std::hint::black_box;
 
 wit_bindgen::generate!({ world: "pricing", path: "../../../wit" });
 
 #[inline(never)]
-#[allow(unconditional_recursion)] // the point of this component
-fn descend(depth: u64) -> u64 {
-    let frame = black_box([depth; 32]);
-    let below = descend(black_box(depth + 1));
-    black_box(frame[(depth % 32) as usize].wrapping_add(below))
+fn descend(depth: u64, bottom: u64) -> u64 {
+    if depth == bottom {
+        return depth;
+    }
+    descend(depth + 1, bottom)
+        .wrapping_mul(31)
+        .wrapping_add(depth)
 }
 
 struct EvilStack;
 
 impl Guest for EvilStack {
     fn price(cart: Cart) -> Result<Vec<Adjustment>, String> {
-        let depth = descend(black_box(cart.lines.len() as u64));
-        Err(format!("unreachable: came back from depth {depth}"))
+        // `bottom` is u64::MAX, out of reach; the optimizer only sees an
+        // opaque value.
+        let start = cart.lines.len() as u64;
+        let value = descend(start, black_box(u64::MAX));
+        Err(format!("unreachable: came back with {value}"))
     }
 }
 
