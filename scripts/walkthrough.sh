@@ -15,7 +15,7 @@ export BASE="http://127.0.0.1:$PORT"
 unset DATABASE_URL COMMERCE_JWT_SECRET
 
 start() {
-  "$BIN" serve --listen "127.0.0.1:$PORT" >>"$LOG" 2>&1 &
+  "$BIN" serve --example-plugins --listen "127.0.0.1:$PORT" >>"$LOG" 2>&1 &
   PID=$!
   for _ in $(seq 1 100); do
     curl -sf "$BASE/readyz" >/dev/null && return 0

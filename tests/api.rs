@@ -665,9 +665,18 @@ async fn bad_input_gets_a_problem_json_4xx(backend: Backend) {
         // closes the connection, which can reset it under the client while
         // it still writes: retry until the answer gets through.
         let mut attempts = 0;
+        // That closed connection must not be reused either: the oversized
+        // case gets a client of its own.
+        let client = if expected == StatusCode::PAYLOAD_TOO_LARGE {
+            reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .unwrap()
+        } else {
+            app.client.clone()
+        };
         let resp = loop {
-            let mut req = app
-                .client
+            let mut req = client
                 .request(method.clone(), format!("{}{path}", app.base))
                 .bearer_auth(token);
             if !body.is_empty() {

@@ -38,6 +38,9 @@ struct Args {
     /// Products in the catalog.
     #[arg(long, default_value_t = 100)]
     skus: usize,
+    /// Activate the example pricing and validation plugins.
+    #[arg(long)]
+    plugins: bool,
 }
 
 const SECRET: &str = "benchmark-secret-benchmark-secret-0123456789";
@@ -70,6 +73,9 @@ async fn main() -> anyhow::Result<()> {
         ..Default::default()
     };
     let (app, _runtime) = commerce::startup::build_app(store, settings).await?;
+    if args.plugins {
+        commerce::plugins::examples::install(&app).await;
+    }
     let app = Application::build("127.0.0.1:0", app, keys.clone()).await?;
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
@@ -154,8 +160,9 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(f64::NAN)
     };
     println!(
-        "backend={} concurrency={} duration={}s orders={} errors={} orders/s={:.0} p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
+        "backend={} plugins={} concurrency={} duration={}s orders={} errors={} orders/s={:.0} p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
         args.backend,
+        args.plugins,
         args.concurrency,
         args.duration,
         latencies.len(),

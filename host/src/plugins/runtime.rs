@@ -201,6 +201,9 @@ impl Drop for PluginRuntime {
     }
 }
 
+/// Bytes of each pooled memory and table kept resident between instances.
+const KEEP_RESIDENT: usize = 256 << 10;
+
 /// Milliseconds per epoch tick.
 const TICK: Duration = Duration::from_millis(1);
 
@@ -227,7 +230,12 @@ fn build_engine(settings: &PluginSettings) -> anyhow::Result<(Engine, bool)> {
         .total_stacks(256)
         // Our limiter, not the pool, is the binding memory constraint, so
         // that running out of memory is reported as such.
-        .max_memory_size(settings.memory.saturating_mul(2));
+        .max_memory_size(settings.memory.saturating_mul(2))
+        // Reset the first pages of a returned memory with memset rather
+        // than madvise, so that the next instance does not page-fault them
+        // back in: most calls touch only these.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&config) {
         Ok(engine) => Ok((engine, true)),
@@ -626,6 +634,13 @@ impl PluginRuntime {
             }
         }
         Ok(evaluation)
+    }
+
+    /// Pricing then validation on the current set, on this thread
+    /// (benchmarks; the service goes through [`Extensions::evaluate`]).
+    pub fn evaluate_now(&self, quote: &Quote) -> Result<Evaluation, ExtensionFailed> {
+        let set = self.active.load_full();
+        self.evaluate_on(&set, quote)
     }
 
     fn on_failure(
