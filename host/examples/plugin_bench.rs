@@ -138,6 +138,28 @@ async fn main() -> anyhow::Result<()> {
             activate: true,
         }
     };
+    // The floor: a 1.6 KB pricing component written in WAT, importing no
+    // WASI, doing no work; what instantiating and calling costs by itself.
+    app.install_plugin(
+        admin,
+        InstallPlugin {
+            name: "floor".into(),
+            kind: PluginKind::Pricing,
+            bytes: std::fs::read(concat!(
+                env!("COMMERCE_PLUGIN_DIR"),
+                "/wat_free_shipping.wasm"
+            ))?,
+            config: None,
+            priority: 100,
+            activate: true,
+        },
+    )
+    .await?;
+    let floor = measure(args.iterations, || {
+        black_box(runtime.evaluate_now(&quote).expect("floor"));
+    });
+    rows.push(("minimal WAT plugin (floor)", floor.0, floor.1, floor.2));
+    app.remove_plugin(admin, "floor").await?;
     app.install_plugin(admin, install("bulk-discount", PluginKind::Pricing))
         .await?;
     let pricing = measure(args.iterations, || {
