@@ -105,6 +105,10 @@ fn run() -> Result<()> {
 /// only then: never on the plugins' own target directory.
 fn watch(wit_dir: &Path, plugins_dir: &Path) -> Result<()> {
     println!("cargo:rerun-if-changed={}", wit_dir.display());
+    println!(
+        "cargo:rerun-if-changed={}",
+        plugins_dir.join(".cargo/config.toml").display()
+    );
     let mut paths = BTreeSet::new();
     collect_watched(plugins_dir, &mut paths)?;
     for path in paths {

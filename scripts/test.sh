@@ -10,4 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 "$(dirname "$0")/services.sh"
-exec cargo test --workspace --locked "$@"
+cargo test --workspace --locked "$@"
+# The example plugins' own unit tests (their config parsers), natively.
+cargo test --locked --manifest-path plugins/Cargo.toml --target-dir target/plugins \
+  -p bulk-discount -p quantity-rules

@@ -15,23 +15,48 @@
 //! single `invalid-config` violation, so the order is refused: validation
 //! fails closed.
 
-use serde::Deserialize;
+use std::borrow::Cow;
+
+mod json;
 
 wit_bindgen::generate!({ world: "validation", path: "../../wit" });
 
 use suuupra::commerce::host;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    #[serde(default = "default_max_quantity")]
+#[derive(Debug, PartialEq, Eq)]
+struct Config<'a> {
     max_quantity_per_sku: u32,
-    #[serde(default)]
-    blocked_skus: Vec<String>,
+    blocked_skus: Vec<Cow<'a, str>>,
 }
 
-fn default_max_quantity() -> u32 {
-    100
+impl<'a> Config<'a> {
+    /// `{"max_quantity_per_sku": u32, "blocked_skus": [string]}`, both
+    /// optional (100, nothing blocked), nothing else.
+    fn parse(input: &'a str) -> Result<Self, String> {
+        let mut p = json::Parser::new(input);
+        let mut config = Config {
+            max_quantity_per_sku: 100,
+            blocked_skus: Vec::new(),
+        };
+        let parsed = (|| {
+            p.record(&["max_quantity_per_sku", "blocked_skus"], |p, field| {
+                if field == 0 {
+                    config.max_quantity_per_sku = p.u32()?;
+                } else {
+                    p.list(|p| {
+                        config.blocked_skus.push(p.string()?);
+                        Ok(())
+                    })?;
+                }
+                Ok(())
+            })?;
+            p.end()
+        })();
+        match parsed {
+            Ok(()) => Ok(config),
+            Err(e) => Err(format!("invalid config: {}", e.describe(input))),
+        }
+    }
 }
 
 fn check(config: &Config, order: &Order) -> Vec<Violation> {
@@ -48,7 +73,7 @@ fn check(config: &Config, order: &Order) -> Vec<Violation> {
                 line: at,
             });
         }
-        if config.blocked_skus.contains(&line.sku) {
+        if config.blocked_skus.iter().any(|sku| *sku == line.sku) {
             violations.push(Violation {
                 code: "blocked-sku".into(),
                 message: format!("{} cannot be ordered", line.sku),
@@ -63,11 +88,12 @@ struct QuantityRules;
 
 impl Guest for QuantityRules {
     fn validate(order: Order) -> Vec<Violation> {
-        match serde_json::from_str::<Config>(&host::config()) {
+        let input = host::config();
+        match Config::parse(&input) {
             Ok(config) => check(&config, &order),
-            Err(e) => vec![Violation {
+            Err(message) => vec![Violation {
                 code: "invalid-config".into(),
-                message: format!("invalid config: {e}"),
+                message,
                 line: None,
             }],
         }
@@ -75,3 +101,53 @@ impl Guest for QuantityRules {
 }
 
 export!(QuantityRules);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        for ok in ["{}", " { } ", "[]"] {
+            let config = Config::parse(ok).unwrap();
+            assert_eq!(config.max_quantity_per_sku, 100, "{ok}");
+            assert!(config.blocked_skus.is_empty(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn fields() {
+        let config = Config::parse(
+            r#"{"blocked_skus": ["RECALLED-1", "A\u0042"], "max_quantity_per_sku": 5}"#,
+        )
+        .unwrap();
+        assert_eq!(config.max_quantity_per_sku, 5);
+        assert_eq!(config.blocked_skus, ["RECALLED-1", "AB"]);
+        let config = Config::parse(r#"[7, ["X"]]"#).unwrap();
+        assert_eq!(config.max_quantity_per_sku, 7);
+        assert_eq!(config.blocked_skus, ["X"]);
+    }
+
+    #[test]
+    fn invalid() {
+        for bad in [
+            "{not json",
+            "",
+            "null",
+            r#"{"max_quantity_per_sku": -1}"#,
+            r#"{"max_quantity_per_sku": 1.5}"#,
+            r#"{"max_quantity_per_sku": null}"#,
+            r#"{"max_quantity_per_sku": "5"}"#,
+            r#"{"blocked_skus": "X"}"#,
+            r#"{"blocked_skus": [1]}"#,
+            r#"{"blocked_skus": null}"#,
+            r#"{"other": 1}"#,
+            r#"{"max_quantity_per_sku": 1, "max_quantity_per_sku": 2}"#,
+            r#"[1, [], 3]"#,
+            r#"{} {}"#,
+        ] {
+            let e = Config::parse(bad).unwrap_err();
+            assert!(e.starts_with("invalid config: "), "{bad}: {e}");
+        }
+    }
+}
