@@ -13,4 +13,4 @@ cd "$(dirname "$0")/.."
 cargo test --workspace --locked "$@"
 # The example plugins' own unit tests (their config parsers), natively.
 cargo test --locked --manifest-path plugins/Cargo.toml --target-dir target/plugins \
-  -p bulk-discount -p quantity-rules
+  -p config-json -p bulk-discount -p quantity-rules

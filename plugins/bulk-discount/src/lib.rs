@@ -16,7 +16,7 @@
 //! percent above 100 makes every call return `Err("invalid config: ...")`,
 //! and the host's failure policy for pricing decides what happens.
 
-mod json;
+use config_json as json;
 
 wit_bindgen::generate!({ world: "pricing", path: "../../wit" });
 

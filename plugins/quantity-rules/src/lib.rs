@@ -17,7 +17,7 @@
 
 use std::borrow::Cow;
 
-mod json;
+use config_json as json;
 
 wit_bindgen::generate!({ world: "validation", path: "../../wit" });
 

@@ -3,8 +3,8 @@
 //! the same acceptance rules as `serde_json` + `#[derive(Deserialize)]` +
 //! `#[serde(deny_unknown_fields)]`: strict JSON grammar, no trailing
 //! characters, unknown or duplicate fields rejected, a record may also be
-//! written as an array of its fields in order. Kept in sync by hand between
-//! the plugins that copy it.
+//! written as an array of its fields in order. Shared by the example
+//! plugins as a path dependency.
 
 use std::borrow::Cow;
 
