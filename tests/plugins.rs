@@ -496,16 +496,13 @@ async fn a_plugin_written_in_another_language_runs(backend: Backend) {
     assert_eq!(order["total"], "10.00");
 }
 
-async fn failing_plugins_follow_the_failure_policy(backend: Backend) {
-    // A plugin that passed its checks can still fail on real input; put one
-    // straight into the registry, as if it had.
-    let app = TestApp::spawn(backend).await;
-    app.put_product("MUG", "10.00", "EUR", 1_000).await;
+/// Stores and activates a pricing plugin straight in the registry, skipping
+/// the upload checks, as if it had passed them.
+async fn activate_unchecked(app: &TestApp, name: &str, bytes: Vec<u8>) {
     let store = app.db.open_store().await;
-    let bytes = component("evil_trap");
     store
         .insert_plugin_version(NewPluginVersion {
-            name: "trapper".into(),
+            name: name.into(),
             kind: PluginKind::Pricing,
             sha256: "0".repeat(64),
             bytes,
@@ -516,11 +513,15 @@ async fn failing_plugins_follow_the_failure_policy(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    store
-        .activate_plugin("trapper", None)
-        .await
-        .unwrap()
-        .unwrap();
+    store.activate_plugin(name, None).await.unwrap().unwrap();
+}
+
+async fn failing_plugins_follow_the_failure_policy(backend: Backend) {
+    // A plugin that passed its checks can still fail on real input; put one
+    // straight into the registry, as if it had.
+    let app = TestApp::spawn(backend).await;
+    app.put_product("MUG", "10.00", "EUR", 1_000).await;
+    activate_unchecked(&app, "trapper", component("evil_trap")).await;
     let (_, token) = app.customer();
     // Pricing fails closed by default: 503, nothing placed.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -542,25 +543,7 @@ async fn failing_plugins_follow_the_failure_policy(backend: Backend) {
     // With the skip policy, orders go through without the failing plugin.
     let skipping = TestApp::spawn_with(app.db.backend, &["--pricing-failure", "skip"], &[]).await;
     skipping.put_product("MUG", "10.00", "EUR", 1_000).await;
-    let store = skipping.db.open_store().await;
-    store
-        .insert_plugin_version(NewPluginVersion {
-            name: "trapper".into(),
-            kind: PluginKind::Pricing,
-            sha256: "0".repeat(64),
-            bytes: component("evil_trap"),
-            config: "{}".into(),
-            priority: 1,
-            at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .activate_plugin("trapper", None)
-        .await
-        .unwrap()
-        .unwrap();
+    activate_unchecked(&skipping, "trapper", component("evil_trap")).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (s, order) = place(&skipping, &token, 1).await;

@@ -6,6 +6,7 @@ use rust_decimal::prelude::ToPrimitive;
 
 use super::bindings::types as wit;
 use crate::app::extensions::{HookContext, Quote, Violation};
+use crate::domain::pricing::apply_adjustments;
 use crate::domain::{Adjustment, AdjustmentKind, Currency, OrderLine};
 
 /// An amount in minor units, as WIT carries it.
@@ -30,6 +31,11 @@ fn line_item(line: &OrderLine, currency: Currency) -> wit::LineItem {
         ),
         attributes: vec![],
     }
+}
+
+/// The quote's total once `adjustments` apply (never below zero).
+pub fn priced_total(quote: &Quote, adjustments: &[Adjustment]) -> Decimal {
+    apply_adjustments(quote.currency, subtotal(quote), adjustments)
 }
 
 fn subtotal(quote: &Quote) -> Decimal {

@@ -26,7 +26,7 @@ use crate::app::extensions::{
 };
 use crate::app::plugins::{PluginHost, PluginRejected, PluginStats};
 use crate::app::ports::{PluginRecord, PluginRegistry};
-use crate::domain::pricing::{apply_adjustments, check_adjustment};
+use crate::domain::pricing::check_adjustment;
 use crate::domain::{Currency, OrderLine, OrderStatus, PluginRef, Quantity, Sku};
 
 /// What a plugin failing at an extension point does to the request.
@@ -334,16 +334,6 @@ impl PluginRuntime {
         });
     }
 
-    /// The (name, sha256) of the active plugins, in running order.
-    pub fn active_plugins(&self) -> Vec<(PluginKind, PluginRef)> {
-        self.active
-            .load()
-            .plugins
-            .iter()
-            .map(|p| (p.kind, p.reference()))
-            .collect()
-    }
-
     fn artifact_path(&self, sha256: &str) -> PathBuf {
         self.settings
             .cache_dir
@@ -620,11 +610,7 @@ impl PluginRuntime {
                 }
             }
         }
-        let subtotal = currency
-            .total(quote.lines.iter().map(|l| (l.unit_price, l.quantity.get())))
-            .unwrap_or_default();
-        let total = apply_adjustments(currency, subtotal, &evaluation.adjustments);
-        let order = convert::order(quote, total);
+        let order = convert::order(quote, convert::priced_total(quote, &evaluation.adjustments));
         for plugin in set.of(PluginKind::Validation) {
             match self.call_validation(plugin, &order) {
                 Ok(violations) => {
@@ -677,12 +663,7 @@ impl PluginRuntime {
         set: &PluginSet,
         context: &HookContext,
     ) -> Result<HookOutcome, ExtensionFailed> {
-        let quote = &context.quote;
-        let subtotal = quote
-            .currency
-            .total(quote.lines.iter().map(|l| (l.unit_price, l.quantity.get())))
-            .unwrap_or_default();
-        let total = apply_adjustments(quote.currency, subtotal, &context.adjustments);
+        let total = convert::priced_total(&context.quote, &context.adjustments);
         let wit_context = convert::step_context(context, total);
         for plugin in set.of(PluginKind::SagaHook) {
             match self.call_hook(plugin, &wit_context) {
