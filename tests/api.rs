@@ -57,13 +57,14 @@ async fn order_lifecycle_over_http(backend: Backend) {
     assert_eq!(status, StatusCode::CREATED, "{order}");
     let id = order["id"].as_str().unwrap().to_owned();
     assert_eq!(headers["location"], format!("/v1/orders/{id}").as_str());
-    assert_eq!(headers["etag"], "\"1\"");
+    assert_eq!(headers["etag"], "\"2\"");
     assert_eq!(order["customer_id"], customer.to_string());
-    assert_eq!(order["status"], "pending");
+    // Placed and reserved in one step.
+    assert_eq!(order["status"], "reserved");
     assert_eq!(order["total"], "25.00");
     assert_eq!(order["items"][0]["unit_price"], "12.50");
     assert_eq!(order["items"][0]["line_total"], "25.00");
-    assert_eq!(order["version"], 1);
+    assert_eq!(order["version"], 2);
 
     // Read and list.
     let (status, _, read) = app.get(&format!("/v1/orders/{id}"), &token).await;
@@ -82,13 +83,13 @@ async fn order_lifecycle_over_http(backend: Backend) {
             &path,
             Some(&token),
             Some(patch.clone()),
-            &[("If-Match", "\"1\"")],
+            &[("If-Match", "\"2\"")],
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{changed}");
     assert_eq!(changed["total"], "72.50");
-    assert_eq!(changed["version"], 2);
-    assert_eq!(headers["etag"], "\"2\"");
+    assert_eq!(changed["version"], 3);
+    assert_eq!(headers["etag"], "\"3\"");
 
     // A stale version is 412 with the current one; no If-Match is 428.
     let (status, h, body) = app
@@ -107,7 +108,7 @@ async fn order_lifecycle_over_http(backend: Backend) {
         StatusCode::PRECONDITION_FAILED,
         "stale If-Match",
     );
-    assert_eq!(body["current_version"], 2);
+    assert_eq!(body["current_version"], 3);
     let (status, h, body) = app
         .call(Method::PATCH, &path, Some(&token), Some(patch.clone()), &[])
         .await;
@@ -119,7 +120,7 @@ async fn order_lifecycle_over_http(backend: Backend) {
         "missing If-Match",
     );
 
-    // Admin transitions follow the lifecycle: a pending order cannot ship.
+    // Admin transitions follow the lifecycle: a reserved order cannot ship.
     let (status, h, body) = app
         .call(
             Method::POST,
@@ -134,7 +135,7 @@ async fn order_lifecycle_over_http(backend: Backend) {
         &h,
         &body,
         StatusCode::CONFLICT,
-        "ship a pending order",
+        "ship a reserved order",
     );
     assert_eq!(body["type"], "/problems/illegal-transition");
     let (status, _, _) = app
@@ -154,7 +155,7 @@ async fn order_lifecycle_over_http(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled");
-    assert_eq!(cancelled["version"], 3);
+    assert_eq!(cancelled["version"], 4);
     let (status, h, body) = app
         .call(Method::DELETE, &path, Some(&token), None, &[])
         .await;
@@ -166,7 +167,7 @@ async fn order_lifecycle_over_http(backend: Backend) {
             &path,
             Some(&token),
             Some(patch),
-            &[("If-Match", "3")],
+            &[("If-Match", "4")],
         )
         .await;
     assert_problem(
@@ -188,7 +189,12 @@ async fn order_lifecycle_over_http(backend: Backend) {
         .collect();
     assert_eq!(
         types,
-        ["OrderPlaced", "OrderItemsChanged", "OrderCancelled"]
+        [
+            "OrderPlaced",
+            "OrderReserved",
+            "OrderItemsChanged",
+            "OrderCancelled"
+        ]
     );
     let versions: Vec<u64> = events["items"]
         .as_array()
@@ -196,7 +202,7 @@ async fn order_lifecycle_over_http(backend: Backend) {
         .iter()
         .map(|e| e["version"].as_u64().unwrap())
         .collect();
-    assert_eq!(versions, [1, 2, 3]);
+    assert_eq!(versions, [1, 2, 3, 4]);
 
     // The status filter sees the cancellation.
     let (_, _, list) = app.get("/v1/orders?status=cancelled", &token).await;
@@ -296,8 +302,8 @@ async fn customers_see_only_their_own_orders(backend: Backend) {
     // Alice's order is untouched, and an admin sees it.
     let (status, _, read) = app.get(&path, &app.admin()).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(read["status"], "pending");
-    assert_eq!(read["version"], 1);
+    assert_eq!(read["status"], "reserved");
+    assert_eq!(read["version"], 2);
     let (_, _, all) = app.get("/v1/orders", &app.admin()).await;
     assert_eq!(all["items"].as_array().unwrap().len(), 1);
 }
@@ -792,7 +798,7 @@ async fn replay_rebuilds_identical_views(backend: Backend) {
                     &path,
                     Some(&token),
                     Some(json!({"items": [{"sku": "TEE", "quantity": 4}]})),
-                    &[("If-Match", "1")],
+                    &[("If-Match", "2")],
                 )
                 .await;
             assert_eq!(s, StatusCode::OK);

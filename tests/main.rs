@@ -10,5 +10,6 @@
 
 mod api;
 mod helpers;
+mod inventory;
 mod plugins;
 mod store_contract;

@@ -7,9 +7,15 @@
 //! as the service answers, for `--duration` seconds. Client and service
 //! share the machine, as they would in a single-box deployment.
 //!
+//! Every order reserves its stock as it is placed, so `--skus` sets the
+//! contention: `--skus 1` puts every order on one hot SKU (every claim
+//! races every other), `--skus 1000` spreads them out. The summary reports
+//! the stock claims that lost a race and were retried.
+//!
 //! ```text
 //! cargo run --release --example order_bench -- --backend sqlite
 //! cargo run --release --example order_bench -- --backend postgres
+//! cargo run --release --example order_bench -- --backend postgres --skus 1
 //! ```
 //! PostgreSQL is reached at TEST_DATABASE_URL (default
 //! postgres://postgres@127.0.0.1:5432/test).
@@ -76,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
     if args.plugins {
         commerce::plugins::examples::install(&app).await;
     }
+    let inventory = app.inventory_stats.clone();
     let app = Application::build("127.0.0.1:0", app, keys.clone()).await?;
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
@@ -118,9 +125,11 @@ async fn main() -> anyhow::Result<()> {
                     break;
                 }
                 n += 7;
-                let lines = 1 + n % 3;
+                // 1 to 3 lines of distinct SKUs (fewer when there are fewer SKUs).
+                let lines = 1 + n % skus.min(3);
+                let step = if skus >= 40 { 13 } else { 1 };
                 let items: Vec<_> = (0..lines)
-                    .map(|l| json!({"sku": format!("SKU-{}", (n + l * 13) % skus), "quantity": 1 + l}))
+                    .map(|l| json!({"sku": format!("SKU-{}", (n + l * step) % skus), "quantity": 1 + l}))
                     .collect();
                 let result = client
                     .post(format!("{base}/v1/orders"))
@@ -160,9 +169,10 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(f64::NAN)
     };
     println!(
-        "backend={} plugins={} concurrency={} duration={}s orders={} errors={} orders/s={:.0} p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
+        "backend={} plugins={} skus={} concurrency={} duration={}s orders={} errors={} orders/s={:.0} p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
         args.backend,
         args.plugins,
+        args.skus,
         args.concurrency,
         args.duration,
         latencies.len(),
@@ -173,6 +183,19 @@ async fn main() -> anyhow::Result<()> {
         pct(0.99),
         pct(1.0),
     );
+    {
+        use commerce::app::inventory::InventoryStats as S;
+        let attempts = S::get(&inventory.hold_attempts);
+        let conflicts = S::get(&inventory.hold_conflicts);
+        println!(
+            "stock claims (warm-up included): {attempts} attempts, {conflicts} lost a race and were retried \
+             ({:.1}% conflict rate, {:.2} retries per placed order), {} gave up, {} out of stock",
+            100.0 * conflicts as f64 / attempts.max(1) as f64,
+            conflicts as f64 / placed.max(1) as f64,
+            S::get(&inventory.exhausted),
+            S::get(&inventory.out_of_stock),
+        );
+    }
     if let (Some(before), Some(after)) = (stats_before, pg_stats(&args, &admin_url).await?) {
         // Over the whole run, warm-up included: transactions of any kind
         // (reads are transactions too) and WAL flushes (durable commits).

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::app::{App, Role};
 use crate::auth::{JwtKeys, SecretSource, resolve_secret};
-use crate::config::{PluginArgs, SecretArgs, StoreArgs};
+use crate::config::{InventoryArgs, PluginArgs, SecretArgs, StoreArgs};
 use crate::startup::Application;
 use crate::telemetry::{self, LogFormat};
 
@@ -110,6 +110,8 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub plugins: PluginArgs,
+    #[command(flatten)]
+    pub inventory: InventoryArgs,
     /// Install and activate the example plugins of plugins/ (bulk
     /// discount, quantity rules, high-value hold) if not already active.
     #[arg(long, env = "COMMERCE_EXAMPLE_PLUGINS")]
@@ -233,6 +235,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let settings = args.plugins.settings(&args.store.data_dir);
     let (app, _runtime) = crate::startup::build_app(store.clone(), settings).await?;
+    let app = app.with_inventory(args.inventory.settings());
+    tokio::spawn(crate::app::inventory::run_sweeper(
+        app.clone(),
+        args.inventory.sweep_every(),
+    ));
     if args.example_plugins {
         crate::plugins::examples::install(&app).await;
     }

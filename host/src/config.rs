@@ -94,3 +94,33 @@ impl PluginArgs {
         }
     }
 }
+
+/// How stock is held for orders.
+#[derive(Debug, Clone, clap::Args)]
+pub struct InventoryArgs {
+    /// Seconds an order holds its stock before it must be paid; an
+    /// expired hold is released by the sweeper and the order fails.
+    #[arg(long, env = "COMMERCE_RESERVATION_TTL_SECS", default_value_t = 900)]
+    pub reservation_ttl_secs: u64,
+    /// How often the sweeper looks for expired holds, in milliseconds.
+    #[arg(long, env = "COMMERCE_RESERVATION_SWEEP_MS", default_value_t = 1000)]
+    pub reservation_sweep_ms: u64,
+    /// Attempts at placing an order whose stock claim keeps losing races
+    /// to concurrent orders (with jittered exponential backoff between).
+    #[arg(long, env = "COMMERCE_STOCK_MAX_ATTEMPTS", default_value_t = 50)]
+    pub stock_max_attempts: u32,
+}
+
+impl InventoryArgs {
+    pub fn settings(&self) -> crate::app::inventory::InventorySettings {
+        crate::app::inventory::InventorySettings {
+            reservation_ttl: std::time::Duration::from_secs(self.reservation_ttl_secs.max(1)),
+            max_attempts: self.stock_max_attempts.max(1),
+            ..Default::default()
+        }
+    }
+
+    pub fn sweep_every(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.reservation_sweep_ms.max(10))
+    }
+}

@@ -135,6 +135,10 @@ impl From<AppError> for ApiError {
                 ApiError::new(S::PRECONDITION_FAILED, "stale-version", e.to_string())
                     .with("current_version", current)
             }
+            AppError::OutOfStock(ref short) => {
+                let short = serde_json::to_value(short).unwrap_or(Value::Null);
+                ApiError::new(S::CONFLICT, "out-of-stock", e.to_string()).with("short", short)
+            }
             AppError::Conflict(_) => ApiError::new(S::CONFLICT, "conflict", e.to_string()),
             AppError::Invalid(_) => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid-request", e.to_string())

@@ -49,7 +49,7 @@ pub struct AppState {
         orders::create_order, orders::get_order, orders::list_orders, orders::update_order,
         orders::cancel_order, orders::order_events, orders::ship_order, orders::deliver_order,
         orders::refund_order,
-        products::put_product, products::get_product,
+        products::put_product, products::get_product, products::adjust_stock,
         plugins::upload_plugin, plugins::list_plugins, plugins::activate_plugin,
         plugins::rollback_plugin, plugins::remove_plugin, plugins::dry_run_plugin,
     ),

@@ -2,7 +2,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::routing::put;
+use axum::routing::{post, put};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
@@ -10,10 +10,13 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Admin, ApiJson, ApiPath, Auth};
 use crate::app::catalog::{ProductView, PutProduct};
+use crate::app::inventory::AdjustStock;
 use crate::domain::{Currency, Sku};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/products/{sku}", put(put_product).get(get_product))
+    Router::new()
+        .route("/v1/products/{sku}", put(put_product).get(get_product))
+        .route("/v1/products/{sku}/adjust", post(adjust_stock))
 }
 
 /// Body of `PUT /v1/products/{sku}`.
@@ -82,4 +85,27 @@ pub async fn get_product(
 ) -> Result<axum::Json<ProductView>, ApiError> {
     let sku = parse_sku(&sku)?;
     Ok(axum::Json(state.app.get_product(caller, &sku).await?))
+}
+
+/// Add or remove stock (admin): `on_hand` moves by `delta`, never below
+/// the units reserved for orders. The reason is kept with the change.
+#[utoipa::path(post, path = "/v1/products/{sku}/adjust", tag = "products",
+    params(("sku" = String, Path)),
+    request_body = AdjustStock,
+    responses(
+        (status = 200, body = ProductView),
+        (status = 403, description = "Not an admin"),
+        (status = 404, description = "No such product"),
+        (status = 409, description = "On hand would go below what is reserved"),
+        (status = 422, description = "Zero delta, stock above the limit, or no reason"),
+    ),
+    security(("bearer" = [])))]
+pub async fn adjust_stock(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiPath(sku): ApiPath<String>,
+    ApiJson(body): ApiJson<AdjustStock>,
+) -> Result<axum::Json<ProductView>, ApiError> {
+    let sku = parse_sku(&sku)?;
+    Ok(axum::Json(state.app.adjust_stock(caller, sku, body).await?))
 }

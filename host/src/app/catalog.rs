@@ -1,7 +1,7 @@
 //! The product catalog: prices that orders are priced from, and stock.
 //!
-//! Inventory reservations arrive with the inventory issue; until then
-//! `reserved` stays 0 and `stock` sets `on_hand`.
+//! `stock` sets `on_hand`; `reserved` moves with orders (see
+//! `app::inventory`) and a product's stock is never set below it.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -98,13 +98,14 @@ impl App {
                 ))
             })?;
         tracing::info!(%sku, price = %product.unit_price, currency = %product.currency, on_hand = product.on_hand, "product saved");
+        self.stock_changed(std::slice::from_ref(&sku)).await;
         Ok(product.into())
     }
 
-    /// A product's price and availability (any authenticated caller).
+    /// A product's price and availability (any authenticated caller),
+    /// through the stock cache when there is one.
     pub async fn get_product(&self, _caller: Caller, sku: &Sku) -> Result<ProductView, AppError> {
-        self.store
-            .get_product(sku)
+        self.read_product(sku)
             .await?
             .map(ProductView::from)
             .ok_or(AppError::NotFound("product"))

@@ -24,6 +24,9 @@ pub enum AppError {
         product_currency: String,
         order_currency: String,
     },
+    /// Not enough free stock for every line: nothing was reserved.
+    #[error("out of stock: {}", .0.iter().map(|s| format!("{} (requested {}, available {})", s.sku, s.requested, s.available)).collect::<Vec<_>>().join(", "))]
+    OutOfStock(Vec<crate::domain::Shortage>),
     #[error("this Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
     /// `If-Match` names a version the order has moved past.
@@ -59,6 +62,9 @@ impl From<StoreError> for AppError {
             StoreError::VersionConflict { .. } => {
                 AppError::Conflict("the order was changed concurrently; retry".into())
             }
+            StoreError::StockConflict { sku } => AppError::Conflict(format!(
+                "the stock of {sku} is changing concurrently; retry"
+            )),
             StoreError::Unavailable(e) => AppError::Unavailable(e),
             e @ (StoreError::IdempotencyKeyTaken | StoreError::Unexpected(_)) => {
                 AppError::Unexpected(e.into())

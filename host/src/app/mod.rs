@@ -5,9 +5,11 @@
 //! gets the same rules. Storage is reached only through the traits of
 //! [`ports`], implemented by the adapters in `crate::store`.
 
+pub mod availability;
 pub mod catalog;
 pub mod error;
 pub mod extensions;
+pub mod inventory;
 pub mod orders;
 pub mod plugins;
 pub mod ports;
@@ -40,6 +42,15 @@ pub enum Role {
 }
 
 impl Caller {
+    /// The service itself, acting on its own schedule (the reservation
+    /// sweeper): an admin with the nil subject, so logs tell it apart.
+    pub fn system() -> Self {
+        Caller {
+            subject: Uuid::nil(),
+            role: Role::Admin,
+        }
+    }
+
     pub fn is_admin(&self) -> bool {
         self.role == Role::Admin
     }
@@ -56,10 +67,32 @@ pub fn now() -> DateTime<Utc> {
 pub struct App {
     pub store: Arc<dyn Store>,
     pub plugins: Arc<dyn plugins::PluginHost>,
+    pub inventory: inventory::InventorySettings,
+    pub inventory_stats: Arc<inventory::InventoryStats>,
+    /// Redis in front of product reads, when configured.
+    pub stock_cache: Option<Arc<dyn ports::StockCache>>,
 }
 
 impl App {
     pub fn new(store: Arc<dyn Store>, plugins: Arc<dyn plugins::PluginHost>) -> Self {
-        App { store, plugins }
+        App {
+            store,
+            plugins,
+            inventory: inventory::InventorySettings::default(),
+            inventory_stats: Arc::default(),
+            stock_cache: None,
+        }
+    }
+
+    /// The same use cases, reading products through `cache`.
+    pub fn with_stock_cache(mut self, cache: Arc<dyn ports::StockCache>) -> Self {
+        self.stock_cache = Some(cache);
+        self
+    }
+
+    /// The same use cases with other inventory settings.
+    pub fn with_inventory(mut self, settings: inventory::InventorySettings) -> Self {
+        self.inventory = settings;
+        self
     }
 }

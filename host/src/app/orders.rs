@@ -4,7 +4,7 @@
 //! Every write is one transaction: the new events at the expected version,
 //! the read-model row, and the idempotency key (see `ports::Append`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,9 +13,13 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::extensions::{Evaluation, Quote};
-use super::ports::{Append, IdempotencyRecord, NewEvent, StoreError, StoredEvent};
+use super::inventory::{InventoryStats, stock_of};
+use super::ports::{
+    Append, IdempotencyRecord, InventoryChange, NewEvent, Product, StoreError, StoredEvent,
+};
 use super::views::{DEFAULT_PAGE, MAX_PAGE, OrderPage, OrderQuery, OrderView};
 use super::{App, AppError, Caller, now};
+use crate::domain::inventory::plan_hold;
 use crate::domain::{
     Aggregate, Currency, DomainEvent, Order, OrderAction, OrderCommand, OrderError, OrderEvent,
     OrderLine, OrderStatus, PlaceOrder, Quantity, Sku,
@@ -61,7 +65,7 @@ pub struct ListOrders {
 }
 
 /// What a write to an existing order wants, decided on its current state.
-enum Intent {
+pub(crate) enum Intent {
     Command(OrderCommand),
     /// Replace the lines, pricing new SKUs from the catalog.
     ChangeItems(Vec<RequestedLine>),
@@ -104,7 +108,9 @@ impl App {
             None => None,
         };
 
-        let lines = self.price_lines(request.currency, &request.items).await?;
+        let skus: Vec<Sku> = request.items.iter().map(|i| i.sku.clone()).collect();
+        let mut products = self.load_products(&skus).await?;
+        let lines = price_lines(&products, request.currency, &request.items, &[])?;
         let order_id = Uuid::now_v7();
         let evaluation = self
             .evaluate(Quote {
@@ -119,37 +125,93 @@ impl App {
             order_id,
             customer_id: caller.subject,
             currency: request.currency,
-            lines,
+            lines: lines.clone(),
             payment_token: request.payment_token,
             adjustments: evaluation.adjustments,
             plugins: evaluation.plugins,
         });
+        // Placed and reserved in one write: the order exists only with its stock.
         let order = Order::from_events(order_id, []);
-        let events = order.handle(command)?;
+        let events = handle_all(&order, [command, OrderCommand::MarkReserved])?;
         let record = idempotency.as_ref().map(|(key, hash)| IdempotencyRecord {
             customer_id: caller.subject,
             key: key.clone(),
             request_hash: hash.clone(),
             order_id,
         });
-        match self.commit(order, events, record).await {
-            Ok(view) => {
-                tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, "order placed");
-                Ok(Placed {
-                    order: view,
-                    replayed: false,
-                })
+        let wanted = held_by(&lines);
+        let mut attempt = 0;
+        loop {
+            let hold = self.plan_hold(order_id, &BTreeMap::new(), &wanted, &products)?;
+            let result = self
+                .commit(order.clone(), events.clone(), record.clone(), Some(hold))
+                .await;
+            match result {
+                Ok(view) => {
+                    tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, attempts = attempt + 1, "order placed, stock reserved");
+                    self.stock_changed(&skus).await;
+                    return Ok(Placed {
+                        order: view,
+                        replayed: false,
+                    });
+                }
+                Err(StoreError::StockConflict { .. }) => {
+                    self.after_stock_conflict(&mut attempt).await?;
+                    products = self.load_products(&skus).await?;
+                }
+                // A concurrent request with the same key won the race: answer
+                // with what it placed.
+                Err(StoreError::IdempotencyKeyTaken) => {
+                    let (key, hash) = idempotency.expect("only keyed appends conflict on keys");
+                    return self
+                        .replay_idempotent(caller, &key, &hash)
+                        .await?
+                        .ok_or_else(|| AppError::Conflict("idempotency key is being used".into()));
+                }
+                Err(e) => return Err(e.into()),
             }
-            // A concurrent request with the same key won the race: answer
-            // with what it placed.
-            Err(StoreError::IdempotencyKeyTaken) => {
-                let (key, hash) = idempotency.expect("only keyed appends conflict on keys");
-                self.replay_idempotent(caller, &key, &hash)
-                    .await?
-                    .ok_or_else(|| AppError::Conflict("idempotency key is being used".into()))
-            }
-            Err(e) => Err(e.into()),
         }
+    }
+
+    /// Plans the claims that take `order_id` from holding `held` to
+    /// holding `wanted`, on the stock in `products`; a shortage refuses
+    /// the whole write.
+    fn plan_hold(
+        &self,
+        order_id: Uuid,
+        held: &BTreeMap<Sku, i64>,
+        wanted: &BTreeMap<Sku, i64>,
+        products: &HashMap<Sku, Product>,
+    ) -> Result<InventoryChange, AppError> {
+        InventoryStats::bump(&self.inventory_stats.hold_attempts);
+        match plan_hold(held, wanted, &stock_of(products)) {
+            Ok(claims) => Ok(InventoryChange::Hold {
+                order_id,
+                claims,
+                expires_at: now()
+                    + chrono::Duration::from_std(self.inventory.reservation_ttl)
+                        .unwrap_or(chrono::Duration::MAX),
+            }),
+            Err(short) => {
+                InventoryStats::bump(&self.inventory_stats.out_of_stock);
+                Err(AppError::OutOfStock(short))
+            }
+        }
+    }
+
+    /// A stock claim lost a race: pause (bounded, jittered) before the
+    /// next attempt, or give up after the last.
+    async fn after_stock_conflict(&self, attempt: &mut u32) -> Result<(), AppError> {
+        InventoryStats::bump(&self.inventory_stats.hold_conflicts);
+        if *attempt + 1 >= self.inventory.max_attempts {
+            InventoryStats::bump(&self.inventory_stats.exhausted);
+            return Err(AppError::Conflict(
+                "the stock of this order is in high demand and kept changing; retry".into(),
+            ));
+        }
+        tokio::time::sleep(self.inventory.backoff(*attempt)).await;
+        *attempt += 1;
+        Ok(())
     }
 
     async fn replay_idempotent(
@@ -173,59 +235,6 @@ impl App {
         }))
     }
 
-    /// Prices requested lines from the catalog, in the order's currency.
-    /// `keep` holds prices already quoted on the order, which stay.
-    async fn price_lines_keeping(
-        &self,
-        currency: Currency,
-        items: &[RequestedLine],
-        keep: &[OrderLine],
-    ) -> Result<Vec<OrderLine>, AppError> {
-        let skus: Vec<Sku> = items.iter().map(|i| i.sku.clone()).collect();
-        let products: HashMap<Sku, _> = self
-            .store
-            .get_products(&skus)
-            .await?
-            .into_iter()
-            .map(|p| (p.sku.clone(), p))
-            .collect();
-        let mut unknown: Vec<String> = skus
-            .iter()
-            .filter(|s| !products.contains_key(*s))
-            .map(|s| s.to_string())
-            .collect();
-        if !unknown.is_empty() {
-            unknown.sort();
-            unknown.dedup();
-            return Err(AppError::UnknownSkus(unknown));
-        }
-        items
-            .iter()
-            .map(|item| {
-                if let Some(quoted) = keep.iter().find(|l| l.sku == item.sku) {
-                    return Ok(OrderLine {
-                        quantity: item.quantity,
-                        ..quoted.clone()
-                    });
-                }
-                let product = &products[&item.sku];
-                if product.currency != currency {
-                    return Err(AppError::CurrencyMismatch {
-                        sku: item.sku.to_string(),
-                        product_currency: product.currency.to_string(),
-                        order_currency: currency.to_string(),
-                    });
-                }
-                Ok(OrderLine {
-                    sku: item.sku.clone(),
-                    name: product.name.clone(),
-                    quantity: item.quantity,
-                    unit_price: product.unit_price,
-                })
-            })
-            .collect()
-    }
-
     /// Runs the pricing and validation plugins; any violation refuses.
     async fn evaluate(&self, quote: Quote) -> Result<Evaluation, AppError> {
         let evaluation = self.plugins.evaluate(quote).await?;
@@ -235,14 +244,6 @@ impl App {
         Ok(evaluation)
     }
 
-    async fn price_lines(
-        &self,
-        currency: Currency,
-        items: &[RequestedLine],
-    ) -> Result<Vec<OrderLine>, AppError> {
-        self.price_lines_keeping(currency, items, &[]).await
-    }
-
     /// Appends `events` to `order` (whose version is the expected one) with
     /// its new view, in one transaction.
     async fn commit(
@@ -250,6 +251,7 @@ impl App {
         mut order: Order,
         events: Vec<OrderEvent>,
         idempotency: Option<IdempotencyRecord>,
+        inventory: Option<InventoryChange>,
     ) -> Result<OrderView, StoreError> {
         let expected_version = order.version();
         let at = now();
@@ -267,13 +269,18 @@ impl App {
                 events: new_events,
                 view: view.clone(),
                 idempotency,
+                inventory,
             })
             .await?;
         Ok(view)
     }
 
     /// Loads an order the caller may see, or `NotFound`.
-    async fn load_order(&self, caller: Caller, order_id: Uuid) -> Result<Order, AppError> {
+    pub(crate) async fn load_order(
+        &self,
+        caller: Caller,
+        order_id: Uuid,
+    ) -> Result<Order, AppError> {
         let stream = self.store.load_stream(order_id).await?;
         let events = stream
             .iter()
@@ -289,7 +296,7 @@ impl App {
     /// Runs a command on an existing order. With `if_match`, the order must
     /// be at that version (else `PreconditionFailed`); without, a lost race
     /// is retried on the fresh state.
-    async fn execute(
+    pub(crate) async fn execute(
         &self,
         caller: Caller,
         order_id: Uuid,
@@ -297,6 +304,7 @@ impl App {
         intent: Intent,
     ) -> Result<OrderView, AppError> {
         let mut attempt = 0;
+        let mut stock_attempt = 0;
         loop {
             let order = self.load_order(caller, order_id).await?;
             if let Some(expected) = if_match
@@ -307,35 +315,74 @@ impl App {
                     current: order.version(),
                 });
             }
-            let command = match &intent {
-                Intent::Command(command) => command.clone(),
+            let (command, inventory) = match &intent {
+                Intent::Command(command) => {
+                    // Leaving the order's life early gives its stock back.
+                    let inventory = matches!(
+                        command,
+                        OrderCommand::Cancel { .. } | OrderCommand::Fail { .. }
+                    )
+                    .then_some(InventoryChange::Release { order_id });
+                    (command.clone(), inventory)
+                }
                 Intent::ChangeItems(items) => {
                     // Check the transition first, so that changing a closed
                     // order is a 409 even if its new lines would not price.
                     order.check(OrderAction::ChangeItems)?;
                     let currency = order.currency.ok_or(OrderError::NotPlaced)?;
-                    let lines = self
-                        .price_lines_keeping(currency, items, &order.lines)
-                        .await?;
+                    let status = order.status.ok_or(OrderError::NotPlaced)?;
+                    let skus: Vec<Sku> = items
+                        .iter()
+                        .map(|i| i.sku.clone())
+                        .chain(order.lines.iter().map(|l| l.sku.clone()))
+                        .collect();
+                    let products = self.load_products(&skus).await?;
+                    let lines = price_lines(&products, currency, items, &order.lines)?;
                     let evaluation = self
                         .evaluate(Quote {
                             order_id: order.id,
                             customer_id: order.customer_id,
-                            status: order.status.ok_or(OrderError::NotPlaced)?,
+                            status,
                             currency,
                             lines: lines.clone(),
                         })
                         .await?;
-                    OrderCommand::ChangeItems {
+                    // A reserved order holds its lines: it holds the new ones
+                    // instead, claiming only the difference.
+                    let inventory = if status == OrderStatus::Reserved {
+                        Some(self.plan_hold(
+                            order_id,
+                            &held_by(&order.lines),
+                            &held_by(&lines),
+                            &products,
+                        )?)
+                    } else {
+                        None
+                    };
+                    let command = OrderCommand::ChangeItems {
                         lines,
                         adjustments: evaluation.adjustments,
                         plugins: evaluation.plugins,
-                    }
+                    };
+                    (command, inventory)
                 }
             };
             let events = order.handle(command)?;
-            match self.commit(order, events, None).await {
-                Ok(view) => return Ok(view),
+            let skus: Vec<Sku> = match &inventory {
+                Some(InventoryChange::Hold { claims, .. }) => {
+                    claims.iter().map(|c| c.sku.clone()).collect()
+                }
+                Some(_) => order.lines.iter().map(|l| l.sku.clone()).collect(),
+                None => Vec::new(),
+            };
+            match self.commit(order, events, None, inventory).await {
+                Ok(view) => {
+                    self.stock_changed(&skus).await;
+                    return Ok(view);
+                }
+                Err(StoreError::StockConflict { .. }) => {
+                    self.after_stock_conflict(&mut stock_attempt).await?;
+                }
                 Err(StoreError::VersionConflict { .. }) => match if_match {
                     None if attempt < CONFLICT_RETRIES => attempt += 1,
                     None => {
@@ -458,6 +505,78 @@ impl App {
         self.get_order(caller, order_id).await?;
         Ok(self.store.load_stream(order_id).await?)
     }
+}
+
+/// Runs several commands on an order in turn, as one decision: the events
+/// of all of them, or the first refusal.
+fn handle_all(
+    order: &Order,
+    commands: impl IntoIterator<Item = OrderCommand>,
+) -> Result<Vec<OrderEvent>, OrderError> {
+    let mut state = order.clone();
+    let mut all = Vec::new();
+    let at = now();
+    for command in commands {
+        let events = state.handle(command)?;
+        for event in &events {
+            state.apply(event, at);
+        }
+        all.extend(events);
+    }
+    Ok(all)
+}
+
+/// Units per SKU that holding `lines` takes.
+fn held_by(lines: &[OrderLine]) -> BTreeMap<Sku, i64> {
+    lines
+        .iter()
+        .map(|l| (l.sku.clone(), i64::from(l.quantity.get())))
+        .collect()
+}
+
+/// Prices requested lines from the catalog, in the order's currency.
+/// `keep` holds prices already quoted on the order, which stay.
+fn price_lines(
+    products: &HashMap<Sku, Product>,
+    currency: Currency,
+    items: &[RequestedLine],
+    keep: &[OrderLine],
+) -> Result<Vec<OrderLine>, AppError> {
+    let mut unknown: Vec<String> = items
+        .iter()
+        .filter(|i| !products.contains_key(&i.sku))
+        .map(|i| i.sku.to_string())
+        .collect();
+    if !unknown.is_empty() {
+        unknown.sort();
+        unknown.dedup();
+        return Err(AppError::UnknownSkus(unknown));
+    }
+    items
+        .iter()
+        .map(|item| {
+            if let Some(quoted) = keep.iter().find(|l| l.sku == item.sku) {
+                return Ok(OrderLine {
+                    quantity: item.quantity,
+                    ..quoted.clone()
+                });
+            }
+            let product = &products[&item.sku];
+            if product.currency != currency {
+                return Err(AppError::CurrencyMismatch {
+                    sku: item.sku.to_string(),
+                    product_currency: product.currency.to_string(),
+                    order_currency: currency.to_string(),
+                });
+            }
+            Ok(OrderLine {
+                sku: item.sku.clone(),
+                name: product.name.clone(),
+                quantity: item.quantity,
+                unit_price: product.unit_price,
+            })
+        })
+        .collect()
 }
 
 /// Turns a domain event into the stored shape: type name + payload.

@@ -10,7 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::views::{OrderQuery, OrderView};
-use crate::domain::{Currency, Sku};
+use crate::domain::{Currency, Sku, StockClaim};
 
 /// Storage failures the application distinguishes.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +23,11 @@ pub enum StoreError {
     /// was not made.
     #[error("idempotency key already used")]
     IdempotencyKeyTaken,
+    /// A stock claim did not apply: the product moved past the version it
+    /// was planned on, or no longer has the units. Nothing was written;
+    /// re-read the stock and plan again.
+    #[error("stock of {sku} changed concurrently")]
+    StockConflict { sku: Sku },
     /// The database cannot be reached or timed out.
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -78,6 +83,101 @@ pub struct Append {
     pub events: Vec<NewEvent>,
     pub view: OrderView,
     pub idempotency: Option<IdempotencyRecord>,
+    /// Stock moved in the same transaction as the events.
+    pub inventory: Option<InventoryChange>,
+}
+
+/// A change of the stock an order holds, written atomically with the
+/// order's events. Its idempotency per order comes from that: a retried
+/// `Hold` carries a stale expected version and is refused whole, and
+/// `Release`/`Commit` only touch reservations still `held`, so running
+/// one twice changes nothing the second time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InventoryChange {
+    /// Applies the claims: each moves `products.reserved` by its delta (a
+    /// positive one only if the product is at the expected version and has
+    /// the units, else `StockConflict`) and sets the order's held quantity
+    /// of that SKU, valid until `expires_at`.
+    Hold {
+        order_id: Uuid,
+        claims: Vec<StockClaim>,
+        expires_at: DateTime<Utc>,
+    },
+    /// Gives back everything the order holds.
+    Release { order_id: Uuid },
+    /// What the order holds leaves the shelf: `on_hand` and `reserved`
+    /// both go down by it (on payment).
+    Commit { order_id: Uuid },
+}
+
+/// Where a reservation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationState {
+    Held,
+    Committed,
+    Released,
+}
+
+impl ReservationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationState::Held => "held",
+            ReservationState::Committed => "committed",
+            ReservationState::Released => "released",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Held, Self::Committed, Self::Released]
+            .into_iter()
+            .find(|st| st.as_str() == s)
+    }
+}
+
+/// Units of one SKU held for one order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    pub order_id: Uuid,
+    pub sku: Sku,
+    pub quantity: i64,
+    pub state: ReservationState,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A manual change of a product's stock.
+#[derive(Debug, Clone)]
+pub struct StockAdjustment {
+    pub sku: Sku,
+    pub delta: i64,
+    /// Applies only if the product is still at this version.
+    pub expected_version: i64,
+    pub reason: String,
+    pub actor: Uuid,
+    pub at: DateTime<Utc>,
+}
+
+/// Reservations and stock, beyond what travels with an order's events.
+#[async_trait]
+pub trait Inventory: Send + Sync {
+    /// An order's reservations, by SKU.
+    async fn reservations(&self, order_id: Uuid) -> Result<Vec<Reservation>, StoreError>;
+    /// Orders holding a reservation that expired before `now`, oldest
+    /// expiry first.
+    async fn expired_holds(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>, StoreError>;
+    /// Releases what the order holds without touching its events (for an
+    /// order that can no longer record a failure). Returns the units given back.
+    async fn release_holds(&self, order_id: Uuid, at: DateTime<Utc>) -> Result<i64, StoreError>;
+    /// Applies a manual adjustment if the product is at the expected
+    /// version and stays at or above what is reserved; `Ok(None)` if not.
+    async fn adjust_stock(
+        &self,
+        adjustment: StockAdjustment,
+    ) -> Result<Option<Product>, StoreError>;
+    /// Every product's stock, for reconciling a cache (`limit` rows with
+    /// SKUs after `after`, by SKU).
+    async fn stock_page(&self, after: Option<&Sku>, limit: u32)
+    -> Result<Vec<Product>, StoreError>;
 }
 
 /// The event store with its inline order projection.
@@ -144,9 +244,23 @@ pub trait Catalog: Send + Sync {
     async fn get_products(&self, skus: &[Sku]) -> Result<Vec<Product>, StoreError>;
 }
 
+/// A cache of products (price and stock) in front of the database: Redis
+/// when configured. The database stays the truth; the cache may lag or be
+/// lost and is repaired by the reconciler.
+#[async_trait]
+pub trait StockCache: Send + Sync {
+    /// The cached products among `skus`, in the same order (`None`: not cached).
+    async fn get_many(&self, skus: &[Sku]) -> Result<Vec<Option<Product>>, StoreError>;
+    /// Caches products, except where the cache already holds a newer
+    /// version of one (concurrent writers cannot go back in time).
+    async fn put(&self, products: &[Product]) -> Result<(), StoreError>;
+    /// Checks the cache answers.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
 /// Everything a backend provides.
 #[async_trait]
-pub trait Store: EventStore + OrderViews + Catalog + PluginRegistry {
+pub trait Store: EventStore + OrderViews + Catalog + Inventory + PluginRegistry {
     /// Which backend this is, for logs (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
     /// Checks that the database answers (readiness).

@@ -10,17 +10,20 @@
 //! Layout:
 //! - [`money`]: ISO-4217 currencies and decimal amounts in them;
 //! - [`product`]: SKUs and quantities;
+//! - [`inventory`]: what an order holds of each SKU, and claims on stock;
 //! - [`aggregate`]: the event-sourcing abstraction (handle / apply / rehydrate);
 //! - [`order`]: the `Order` aggregate, its commands, events and lifecycle;
 //! - [`pricing`]: adjustments proposed by pricing plugins and how they add up.
 
 pub mod aggregate;
+pub mod inventory;
 pub mod money;
 pub mod order;
 pub mod pricing;
 pub mod product;
 
 pub use aggregate::{Aggregate, DomainEvent};
+pub use inventory::{Shortage, Stock, StockClaim};
 pub use money::{Currency, MoneyError};
 pub use order::{
     Order, OrderAction, OrderCommand, OrderError, OrderEvent, OrderLine, OrderStatus, PlaceOrder,

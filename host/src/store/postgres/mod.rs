@@ -180,6 +180,10 @@ impl EventStore for PgStore {
             }
         }
         upsert_view(&mut tx, &append.view).await.map_err(classify)?;
+        // Stock last: a hot product's row is then locked for the shortest time.
+        if let Some(change) = &append.inventory {
+            inventory::apply(&mut tx, change, append.view.updated_at).await?;
+        }
         tx.commit().await.map_err(classify)
     }
 
@@ -345,4 +349,5 @@ impl Store for PgStore {
     }
 }
 
+mod inventory;
 mod plugins;

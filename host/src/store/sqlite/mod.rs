@@ -208,6 +208,10 @@ impl EventStore for SqliteStore {
             }
         }
         upsert_view(&mut tx, &append.view).await.map_err(classify)?;
+        // Stock last: a hot product's row is then locked for the shortest time.
+        if let Some(change) = &append.inventory {
+            inventory::apply(&mut tx, change, append.view.updated_at).await?;
+        }
         tx.commit().await.map_err(classify)
     }
 
@@ -380,4 +384,5 @@ impl Store for SqliteStore {
     }
 }
 
+mod inventory;
 mod plugins;

@@ -1,0 +1,147 @@
+//! Cached availability: `GET /v1/products/{sku}` reads through a cache
+//! (Redis when configured), writes refresh it after they commit, and a
+//! reconciler compares it with the database, repairs drift and counts it
+//! (the `InventoryMismatch` alert).
+//!
+//! The database is the truth and every stock decision is taken there; the
+//! cache only answers reads. A cache that fails is skipped, never a reason
+//! to fail a request.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::inventory::InventoryStats;
+use super::ports::Product;
+use super::{App, AppError};
+use crate::domain::Sku;
+
+/// Products compared per round trip by the reconciler.
+const RECONCILE_PAGE: u32 = 500;
+/// How long a suspected drift is given to settle (a refresh in flight)
+/// before it counts as a mismatch.
+const SETTLE: Duration = Duration::from_millis(500);
+
+impl App {
+    /// A product for reading: from the cache if it holds it, else from the
+    /// database (and then cached).
+    pub(crate) async fn read_product(&self, sku: &Sku) -> Result<Option<Product>, AppError> {
+        if let Some(cache) = &self.stock_cache {
+            match cache.get_many(std::slice::from_ref(sku)).await {
+                Ok(mut hits) => {
+                    if let Some(Some(product)) = hits.pop() {
+                        InventoryStats::bump(&self.inventory_stats.cache_hits);
+                        return Ok(Some(product));
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "stock cache unavailable; reading the database")
+                }
+            }
+        }
+        let product = self.store.get_product(sku).await?;
+        if let (Some(cache), Some(p)) = (&self.stock_cache, &product)
+            && let Err(e) = cache.put(std::slice::from_ref(p)).await
+        {
+            tracing::debug!(error = %e, "stock cache unavailable; not cached");
+        }
+        Ok(product)
+    }
+
+    /// Called after a commit that changed the stock or price of `skus`:
+    /// refreshes their cache entries in the background, so that the
+    /// request that made the change does not wait for the cache.
+    pub(crate) async fn stock_changed(&self, skus: &[Sku]) {
+        let Some(cache) = self.stock_cache.clone() else {
+            return;
+        };
+        if skus.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let skus = skus.to_vec();
+        tokio::spawn(async move {
+            let refreshed = match store.get_products(&skus).await {
+                Ok(products) => cache.put(&products).await.map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = refreshed {
+                tracing::debug!(error = %e, "stock cache not refreshed; the reconciler will");
+            }
+        });
+    }
+
+    /// Compares every cached product with the database, repairs the ones
+    /// that drifted, and returns how many did. An entry newer than the
+    /// database read (a write that landed meanwhile) is not drift, and a
+    /// suspect is read again after a moment before it counts, so refreshes
+    /// in flight are not reported.
+    pub async fn reconcile_stock_cache(&self) -> Result<u64, AppError> {
+        let Some(cache) = &self.stock_cache else {
+            return Ok(0);
+        };
+        let mut after: Option<Sku> = None;
+        let mut mismatches = 0;
+        loop {
+            let page = self
+                .store
+                .stock_page(after.as_ref(), RECONCILE_PAGE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.sku.clone());
+            let suspects = drifted(&page, &cache.get_many(&skus_of(&page)).await?);
+            if !suspects.is_empty() {
+                tokio::time::sleep(SETTLE).await;
+                let fresh = self.store.get_products(&suspects).await?;
+                let cached = cache.get_many(&skus_of(&fresh)).await?;
+                let confirmed = drifted(&fresh, &cached);
+                if !confirmed.is_empty() {
+                    let by_sku: HashMap<&Sku, &Product> =
+                        fresh.iter().map(|p| (&p.sku, p)).collect();
+                    let repair: Vec<Product> = confirmed
+                        .iter()
+                        .filter_map(|s| by_sku.get(s).map(|p| (*p).clone()))
+                        .collect();
+                    cache.put(&repair).await?;
+                    tracing::warn!(skus = ?confirmed, "stock cache drifted from the database; repaired");
+                    mismatches += confirmed.len() as u64;
+                }
+            }
+            if (page.len() as u32) < RECONCILE_PAGE {
+                break;
+            }
+        }
+        self.inventory_stats
+            .cache_mismatches
+            .fetch_add(mismatches, std::sync::atomic::Ordering::Relaxed);
+        Ok(mismatches)
+    }
+}
+
+fn skus_of(products: &[Product]) -> Vec<Sku> {
+    products.iter().map(|p| p.sku.clone()).collect()
+}
+
+/// SKUs whose cache entry is older than, or disagrees at the same version
+/// with, the database. Missing entries are not drift (reads fill them).
+fn drifted(truth: &[Product], cached: &[Option<Product>]) -> Vec<Sku> {
+    truth
+        .iter()
+        .zip(cached)
+        .filter_map(|(db, cached)| match cached {
+            Some(c) if c.version < db.version || (c.version == db.version && c != db) => {
+                Some(db.sku.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Runs the reconciler for the life of the process, every `every`.
+pub async fn run_reconciler(app: App, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        if let Err(e) = app.reconcile_stock_cache().await {
+            tracing::warn!(error = %e, "stock cache reconciliation failed; retrying next round");
+        }
+    }
+}
