@@ -392,6 +392,19 @@ async fn many_buyers_of_few_units_exactly_the_stock_succeeds(backend: Backend) {
         let held = held_units(&store, id.parse().unwrap()).await;
         assert_eq!(held, [("LAST".to_owned(), 1)]);
     }
+
+    // The refusals are counted for Prometheus.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let refusals = format!("commerce_inventory_out_of_stock_total {refused}");
+    assert!(metrics.lines().any(|l| l == refusals), "{metrics}");
 }
 
 async fn a_multi_sku_order_with_one_short_sku_reserves_nothing(backend: Backend) {

@@ -109,6 +109,10 @@ pub struct InventoryArgs {
     /// to concurrent orders (with jittered exponential backoff between).
     #[arg(long, env = "COMMERCE_STOCK_MAX_ATTEMPTS", default_value_t = 50)]
     pub stock_max_attempts: u32,
+    /// With Redis: how often the cached availability is compared with the
+    /// database (drift is repaired and counted), in seconds.
+    #[arg(long, env = "COMMERCE_STOCK_RECONCILE_SECS", default_value_t = 30)]
+    pub stock_reconcile_secs: u64,
 }
 
 impl InventoryArgs {
@@ -122,5 +126,9 @@ impl InventoryArgs {
 
     pub fn sweep_every(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.reservation_sweep_ms.max(10))
+    }
+
+    pub fn reconcile_every(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.stock_reconcile_secs.max(1))
     }
 }

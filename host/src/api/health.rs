@@ -36,3 +36,16 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         }
     }
 }
+
+/// Prometheus metrics, in the text exposition format. Unauthenticated
+/// like the probes: the scraper runs inside the cluster, and nothing here
+/// names a customer.
+pub async fn metrics() -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::telemetry::metrics().render(),
+    )
+}

@@ -85,10 +85,12 @@ async fn not_found() -> ApiError {
 
 /// The whole HTTP service.
 pub fn router(state: AppState) -> Router {
+    crate::telemetry::metrics();
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
         .route("/openapi.json", get(openapi_json))
         .merge(orders::router())
         .merge(products::router())

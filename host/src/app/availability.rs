@@ -17,6 +17,8 @@ use crate::domain::Sku;
 
 /// Products compared per round trip by the reconciler.
 const RECONCILE_PAGE: u32 = 500;
+/// Longest a write waits for its cache refresh.
+const REFRESH_BUDGET: Duration = Duration::from_millis(200);
 /// How long a suspected drift is given to settle (a refresh in flight)
 /// before it counts as a mismatch.
 const SETTLE: Duration = Duration::from_millis(500);
@@ -48,26 +50,29 @@ impl App {
     }
 
     /// Called after a commit that changed the stock or price of `skus`:
-    /// refreshes their cache entries in the background, so that the
-    /// request that made the change does not wait for the cache.
+    /// refreshes their cache entries from the database before the caller
+    /// answers, so that a client reads its own writes. The cache keeps the
+    /// higher version, so a slower concurrent refresh cannot undo this one.
+    /// Bounded by [`REFRESH_BUDGET`]: a slow cache delays nobody for long,
+    /// and what it misses the reconciler repairs.
     pub(crate) async fn stock_changed(&self, skus: &[Sku]) {
-        let Some(cache) = self.stock_cache.clone() else {
+        let Some(cache) = &self.stock_cache else {
             return;
         };
         if skus.is_empty() {
             return;
         }
-        let store = self.store.clone();
-        let skus = skus.to_vec();
-        tokio::spawn(async move {
-            let refreshed = match store.get_products(&skus).await {
-                Ok(products) => cache.put(&products).await.map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = refreshed {
-                tracing::debug!(error = %e, "stock cache not refreshed; the reconciler will");
+        let refresh = async {
+            let products = self.store.get_products(skus).await?;
+            cache.put(&products).await
+        };
+        match tokio::time::timeout(REFRESH_BUDGET, refresh).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "stock cache not refreshed; the reconciler will")
             }
-        });
+            Err(_) => tracing::debug!("stock cache refresh timed out; the reconciler will"),
+        }
     }
 
     /// Compares every cached product with the database, repairs the ones
@@ -113,6 +118,8 @@ impl App {
         self.inventory_stats
             .cache_mismatches
             .fetch_add(mismatches, std::sync::atomic::Ordering::Relaxed);
+        // Always touched, so that the series exists (at 0) for the alert.
+        metrics::counter!(super::inventory::CACHE_MISMATCHES).increment(mismatches);
         Ok(mismatches)
     }
 }

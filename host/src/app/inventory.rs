@@ -23,6 +23,12 @@ use super::{App, AppError, Caller, now};
 use crate::domain::inventory::{AdjustError, adjust_on_hand};
 use crate::domain::{OrderAction, OrderCommand, Sku, Stock};
 
+/// Prometheus counters of the reservation path.
+pub(crate) const HOLD_CONFLICTS: &str = "commerce_inventory_hold_conflicts_total";
+pub(crate) const OUT_OF_STOCK: &str = "commerce_inventory_out_of_stock_total";
+pub(crate) const EXPIRED: &str = "commerce_inventory_holds_expired_total";
+pub(crate) const CACHE_MISMATCHES: &str = "commerce_inventory_cache_mismatches_total";
+
 /// Longest reason on a stock adjustment.
 pub const MAX_ADJUST_REASON_LEN: usize = 500;
 
@@ -90,6 +96,12 @@ impl InventoryStats {
 
     pub(crate) fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bumps `counter` and the Prometheus counter `name`.
+    pub(crate) fn count(counter: &AtomicU64, name: &'static str) {
+        Self::bump(counter);
+        metrics::counter!(name).increment(1);
     }
 }
 
@@ -237,7 +249,7 @@ impl App {
                 .await
             {
                 Ok(view) => {
-                    InventoryStats::bump(&self.inventory_stats.expired);
+                    InventoryStats::count(&self.inventory_stats.expired, EXPIRED);
                     tracing::info!(order_id = %view.id, "reservation expired: order failed, stock released");
                     return Ok(());
                 }
@@ -256,7 +268,7 @@ impl App {
             .collect();
         let units = self.store.release_holds(order_id, now()).await?;
         if units > 0 {
-            InventoryStats::bump(&self.inventory_stats.expired);
+            InventoryStats::count(&self.inventory_stats.expired, EXPIRED);
             tracing::warn!(%order_id, ?status, units, "reservation expired on an order that cannot fail: stock released");
             self.stock_changed(&skus).await;
         }

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::extensions::{Evaluation, Quote};
-use super::inventory::{InventoryStats, stock_of};
+use super::inventory::{HOLD_CONFLICTS, InventoryStats, OUT_OF_STOCK, stock_of};
 use super::ports::{
     Append, IdempotencyRecord, InventoryChange, NewEvent, Product, StoreError, StoredEvent,
 };
@@ -193,7 +193,7 @@ impl App {
                         .unwrap_or(chrono::Duration::MAX),
             }),
             Err(short) => {
-                InventoryStats::bump(&self.inventory_stats.out_of_stock);
+                InventoryStats::count(&self.inventory_stats.out_of_stock, OUT_OF_STOCK);
                 Err(AppError::OutOfStock(short))
             }
         }
@@ -202,7 +202,7 @@ impl App {
     /// A stock claim lost a race: pause (bounded, jittered) before the
     /// next attempt, or give up after the last.
     async fn after_stock_conflict(&self, attempt: &mut u32) -> Result<(), AppError> {
-        InventoryStats::bump(&self.inventory_stats.hold_conflicts);
+        InventoryStats::count(&self.inventory_stats.hold_conflicts, HOLD_CONFLICTS);
         if *attempt + 1 >= self.inventory.max_attempts {
             InventoryStats::bump(&self.inventory_stats.exhausted);
             return Err(AppError::Conflict(
