@@ -29,6 +29,13 @@ pub const MAX_PAYMENT_TOKEN_LEN: usize = 255;
 /// wins the race for the next version.
 const CONFLICT_RETRIES: usize = 5;
 
+/// An idempotency key and the fingerprint of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub request_hash: String,
+}
+
 /// A line as the customer asks for it: what and how many, never a price.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestedLine {
@@ -85,24 +92,31 @@ impl App {
         request: PlaceOrderRequest,
         idempotency_key: Option<String>,
     ) -> Result<Placed, AppError> {
-        if let Some(token) = &request.payment_token
-            && (token.is_empty() || token.len() > MAX_PAYMENT_TOKEN_LEN)
-        {
-            return Err(AppError::Invalid(format!(
-                "payment.token must be 1 to {MAX_PAYMENT_TOKEN_LEN} characters"
-            )));
-        }
-        let idempotency = match idempotency_key {
+        let keys = match idempotency_key {
             Some(key) => {
                 check_idempotency_key(&key)?;
-                let hash = request_hash(&request);
-                if let Some(placed) = self.replay_idempotent(caller, &key, &hash).await? {
-                    return Ok(placed);
-                }
-                Some((key, hash))
+                let request_hash = request_hash(&request);
+                vec![IdempotencyKey { key, request_hash }]
             }
-            None => None,
+            None => Vec::new(),
         };
+        self.place_order_with_keys(caller, request, keys).await
+    }
+
+    /// Places an order recorded under every one of `keys`, in the same
+    /// transaction: if any key already names an order, that order is the
+    /// answer and nothing is placed. A cart checkout passes two, the
+    /// caller's key and one for the cart's revision.
+    pub(crate) async fn place_order_with_keys(
+        &self,
+        caller: Caller,
+        request: PlaceOrderRequest,
+        keys: Vec<IdempotencyKey>,
+    ) -> Result<Placed, AppError> {
+        check_payment_token(&request)?;
+        if let Some(placed) = self.replay_any(caller, &keys).await? {
+            return Ok(placed);
+        }
 
         let lines = self.price_lines(request.currency, &request.items).await?;
         let order_id = Uuid::now_v7();
@@ -126,13 +140,16 @@ impl App {
         });
         let order = Order::from_events(order_id, []);
         let events = order.handle(command)?;
-        let record = idempotency.as_ref().map(|(key, hash)| IdempotencyRecord {
-            customer_id: caller.subject,
-            key: key.clone(),
-            request_hash: hash.clone(),
-            order_id,
-        });
-        match self.commit(order, events, record).await {
+        let records = keys
+            .iter()
+            .map(|k| IdempotencyRecord {
+                customer_id: caller.subject,
+                key: k.key.clone(),
+                request_hash: k.request_hash.clone(),
+                order_id,
+            })
+            .collect();
+        match self.commit(order, events, records).await {
             Ok(view) => {
                 tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, "order placed");
                 Ok(Placed {
@@ -140,19 +157,34 @@ impl App {
                     replayed: false,
                 })
             }
-            // A concurrent request with the same key won the race: answer
-            // with what it placed.
-            Err(StoreError::IdempotencyKeyTaken) => {
-                let (key, hash) = idempotency.expect("only keyed appends conflict on keys");
-                self.replay_idempotent(caller, &key, &hash)
-                    .await?
-                    .ok_or_else(|| AppError::Conflict("idempotency key is being used".into()))
-            }
+            // A concurrent request with one of the keys won the race:
+            // answer with what it placed.
+            Err(StoreError::IdempotencyKeyTaken) => self
+                .replay_any(caller, &keys)
+                .await?
+                .ok_or_else(|| AppError::Conflict("idempotency key is being used".into())),
             Err(e) => Err(e.into()),
         }
     }
 
-    async fn replay_idempotent(
+    /// The order recorded under the first of `keys` that has one.
+    async fn replay_any(
+        &self,
+        caller: Caller,
+        keys: &[IdempotencyKey],
+    ) -> Result<Option<Placed>, AppError> {
+        for k in keys {
+            if let Some(placed) = self
+                .replay_idempotent(caller, &k.key, &k.request_hash)
+                .await?
+            {
+                return Ok(Some(placed));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) async fn replay_idempotent(
         &self,
         caller: Caller,
         key: &str,
@@ -249,7 +281,7 @@ impl App {
         &self,
         mut order: Order,
         events: Vec<OrderEvent>,
-        idempotency: Option<IdempotencyRecord>,
+        idempotency: Vec<IdempotencyRecord>,
     ) -> Result<OrderView, StoreError> {
         let expected_version = order.version();
         let at = now();
@@ -334,7 +366,7 @@ impl App {
                 }
             };
             let events = order.handle(command)?;
-            match self.commit(order, events, None).await {
+            match self.commit(order, events, Vec::new()).await {
                 Ok(view) => return Ok(view),
                 Err(StoreError::VersionConflict { .. }) => match if_match {
                     None if attempt < CONFLICT_RETRIES => attempt += 1,
@@ -495,7 +527,18 @@ pub fn decode_event(stored: &StoredEvent) -> Result<OrderEvent, AppError> {
     })
 }
 
-fn check_idempotency_key(key: &str) -> Result<(), AppError> {
+fn check_payment_token(request: &PlaceOrderRequest) -> Result<(), AppError> {
+    match &request.payment_token {
+        Some(token) if token.is_empty() || token.len() > MAX_PAYMENT_TOKEN_LEN => {
+            Err(AppError::Invalid(format!(
+                "payment.token must be 1 to {MAX_PAYMENT_TOKEN_LEN} characters"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn check_idempotency_key(key: &str) -> Result<(), AppError> {
     let ok = !key.is_empty()
         && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
         && key.bytes().all(|b| b.is_ascii_graphic());

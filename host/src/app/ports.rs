@@ -67,8 +67,9 @@ pub struct IdempotencyRecord {
 }
 
 /// One atomic write: events appended to one aggregate at an expected
-/// version, the read model brought up to date, and optionally an
-/// idempotency key recorded; all in one transaction, or nothing.
+/// version, the read model brought up to date, and any idempotency keys
+/// recorded; all in one transaction, or nothing. A cart checkout records
+/// two keys for one order: the caller's and one for the cart's revision.
 #[derive(Debug, Clone)]
 pub struct Append {
     pub aggregate_id: Uuid,
@@ -77,14 +78,14 @@ pub struct Append {
     pub expected_version: u64,
     pub events: Vec<NewEvent>,
     pub view: OrderView,
-    pub idempotency: Option<IdempotencyRecord>,
+    pub idempotency: Vec<IdempotencyRecord>,
 }
 
 /// The event store with its inline order projection.
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Appends atomically; `VersionConflict` if the stream moved on,
-    /// `IdempotencyKeyTaken` if the key exists (nothing is written).
+    /// `IdempotencyKeyTaken` if any of the keys exists (nothing is written).
     async fn append(&self, append: Append) -> Result<(), StoreError>;
     /// An aggregate's events in version order.
     async fn load_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError>;
@@ -214,3 +215,4 @@ pub trait PluginRegistry: Send + Sync {
     /// The component bytes of one version.
     async fn plugin_bytes(&self, name: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError>;
 }
+
