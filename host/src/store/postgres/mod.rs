@@ -345,4 +345,5 @@ impl Store for PgStore {
     }
 }
 
+mod cart;
 mod plugins;

@@ -380,4 +380,5 @@ impl Store for SqliteStore {
     }
 }
 
+mod cart;
 mod plugins;
