@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::app::{App, Role};
 use crate::auth::{JwtKeys, SecretSource, resolve_secret};
-use crate::config::{PluginArgs, SecretArgs, StoreArgs};
+use crate::config::{CartArgs, PluginArgs, RedisArgs, SecretArgs, StoreArgs};
 use crate::startup::Application;
 use crate::telemetry::{self, LogFormat};
 
@@ -110,6 +110,10 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
     #[command(flatten)]
     pub plugins: PluginArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub carts: CartArgs,
     /// Install and activate the example plugins of plugins/ (bulk
     /// discount, quantity rules, high-value hold) if not already active.
     #[arg(long, env = "COMMERCE_EXAMPLE_PLUGINS")]
@@ -233,14 +237,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let settings = args.plugins.settings(&args.store.data_dir);
     let (app, _runtime) = crate::startup::build_app(store.clone(), settings).await?;
+    let redis = args
+        .redis
+        .redis_config()
+        .map(|config| crate::store::redis::Redis::connect(&config))
+        .transpose()?;
+    let app = crate::startup::with_carts(app, redis.as_ref(), args.carts.ttl());
     if args.example_plugins {
         crate::plugins::examples::install(&app).await;
     }
     if let Some(dir) = args.plugin_dir {
         crate::plugins::watcher::spawn(app.clone(), dir);
     }
+    let carts_backend = app.carts.cart_backend();
     let app = Application::build(&args.listen, app, JwtKeys::new(&secret)).await?;
-    tracing::info!(addr = %app.local_addr(), backend = store.backend(), "listening");
+    tracing::info!(addr = %app.local_addr(), backend = store.backend(), carts = carts_backend, "listening");
     app.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())

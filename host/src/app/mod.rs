@@ -5,6 +5,7 @@
 //! gets the same rules. Storage is reached only through the traits of
 //! [`ports`], implemented by the adapters in `crate::store`.
 
+pub mod cart;
 pub mod catalog;
 pub mod error;
 pub mod extensions;
@@ -15,6 +16,7 @@ pub mod replay;
 pub mod views;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
@@ -56,10 +58,27 @@ pub fn now() -> DateTime<Utc> {
 pub struct App {
     pub store: Arc<dyn Store>,
     pub plugins: Arc<dyn plugins::PluginHost>,
+    /// Where carts live: the store itself unless Redis is configured.
+    pub carts: Arc<dyn ports::CartStore>,
+    /// How long an untouched cart lives.
+    pub cart_ttl: Duration,
 }
 
 impl App {
+    /// Use cases over `store`, which keeps the carts too.
     pub fn new(store: Arc<dyn Store>, plugins: Arc<dyn plugins::PluginHost>) -> Self {
-        App { store, plugins }
+        App {
+            carts: store.clone(),
+            store,
+            plugins,
+            cart_ttl: cart::DEFAULT_CART_TTL,
+        }
+    }
+
+    /// Keeps carts in `carts` (Redis, in production), for `ttl` each.
+    pub fn with_carts(mut self, carts: Arc<dyn ports::CartStore>, ttl: Duration) -> Self {
+        self.carts = carts;
+        self.cart_ttl = ttl;
+        self
     }
 }
