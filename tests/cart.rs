@@ -475,6 +475,17 @@ async fn customers_see_only_their_own_cart(carts: Carts) {
     // An admin's cart is their own too.
     let admin = app.admin();
     assert_eq!(app.cart(&admin).await["items"], json!([]));
+
+    // The routes are described.
+    let (_, _, doc) = app
+        .call(Method::GET, "/openapi.json", None, None, &[])
+        .await;
+    for path in ["/v1/cart", "/v1/cart/items/{sku}", "/v1/cart/checkout"] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} in the OpenAPI document"
+        );
+    }
 }
 
 /// The store under the cart routes, opened in-process: a checkout empties
