@@ -371,6 +371,8 @@ fn configure(cmd: &mut Command, db: &TestDb) {
         .env("COMMERCE_DATA_DIR", db.data_dir())
         .env("COMMERCE_LOG_FORMAT", "json")
         .env_remove("DATABASE_URL")
+        .env_remove("REDIS_URL")
+        .env_remove("COMMERCE_REDIS_PREFIX")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());
     if let Some(url) = db.database_url() {
@@ -411,4 +413,63 @@ fn start_service_with(db: &TestDb, args: &[String], envs: &[(String, String)]) -
         .recv_timeout(Duration::from_secs(60))
         .unwrap_or_else(|_| panic!("commerce serve did not start ({:?})", db.backend));
     (child, format!("http://{addr}"))
+}
+
+/// The Redis the tests use (`TEST_REDIS_URL`, default the local one).
+pub fn redis_url() -> String {
+    std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// A key prefix of its own in the test Redis, so that tests run in
+/// parallel; every key under it is deleted when this is dropped.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl TestRedis {
+    pub fn new() -> TestRedis {
+        TestRedis {
+            url: redis_url(),
+            prefix: format!("test:{}:", Uuid::new_v4().simple()),
+        }
+    }
+
+    /// `REDIS_URL` and `COMMERCE_REDIS_PREFIX` for the service.
+    pub fn envs(&self) -> Vec<(&str, &str)> {
+        vec![
+            ("REDIS_URL", self.url.as_str()),
+            ("COMMERCE_REDIS_PREFIX", self.prefix.as_str()),
+        ]
+    }
+
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        let url = &self.url;
+        redis::Client::open(url.as_str())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap_or_else(|e| {
+                panic!("Redis is required for these tests and is unreachable at {url}: {e}")
+            })
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let Ok(client) = redis::Client::open(self.url.as_str()) else {
+            return;
+        };
+        let Ok(mut conn) = client.get_connection() else {
+            return;
+        };
+        // KEYS is fine on a test Redis; the prefix holds a handful of keys.
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}*", self.prefix))
+            .query(&mut conn)
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&keys).query(&mut conn);
+        }
+    }
 }

@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestDb};
+use crate::helpers::{Backend, TestApp, TestDb, TestRedis};
 
 both_backends!(
     a_hold_takes_stock_and_records_reservations,
@@ -34,6 +34,7 @@ both_backends!(
     cancel_and_item_changes_move_the_hold,
     stock_adjust_over_http,
     an_expired_hold_fails_the_order_and_frees_the_stock,
+    the_stock_cache_reads_through_and_is_reconciled,
 );
 
 fn sku(s: &str) -> Sku {
@@ -88,7 +89,7 @@ fn append_with(order_id: Uuid, expected: u64, inventory: InventoryChange) -> App
             created_at: at,
             updated_at: at,
         },
-        idempotency: None,
+        idempotency: Vec::new(),
         inventory: Some(inventory),
     }
 }
@@ -610,4 +611,71 @@ async fn an_expired_hold_fails_the_order_and_frees_the_stock(backend: Backend) {
         .map(|r| r.state)
         .collect();
     assert_eq!(states, [ReservationState::Released]);
+}
+
+/// With Redis, product reads go through the cache; a write refreshes it
+/// before it answers (a client reads its own writes); drift is repaired
+/// by the reconciler and counted.
+async fn the_stock_cache_reads_through_and_is_reconciled(backend: Backend) {
+    use redis::AsyncCommands;
+    let redis = TestRedis::new();
+    let app = TestApp::spawn_with(backend, &["--stock-reconcile-secs", "1"], &redis.envs()).await;
+    app.put_product("A", "1.00", "EUR", 10).await;
+    let key = format!("{}stock:{{A}}", redis.prefix);
+    let mut conn = redis.connection().await;
+    let cached = |conn: &mut redis::aio::MultiplexedConnection| {
+        let key = key.clone();
+        let mut conn = conn.clone();
+        async move {
+            let json: Option<String> = conn.hget(&key, "p").await.unwrap();
+            json.map(|j| serde_json::from_str::<Value>(&j).unwrap())
+        }
+    };
+    assert_eq!(product_json(&app, "A").await["available"], 10);
+    assert_eq!(
+        cached(&mut conn).await.expect("cached on write")["on_hand"],
+        10
+    );
+
+    let (_, token) = app.customer();
+    let (status, _, body) = app.place(&token, &[("A", 3)], None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(cached(&mut conn).await.unwrap()["reserved"], 3);
+    assert_eq!(product_json(&app, "A").await["available"], 7);
+    let ttl: i64 = conn.pttl(&key).await.unwrap();
+    assert!(ttl > 0, "cache entries expire: {ttl}");
+
+    // Drift behind the service's back: an old version with wrong numbers.
+    let mut stale = cached(&mut conn).await.unwrap();
+    stale["reserved"] = json!(0);
+    stale["version"] = json!(1);
+    let _: () = conn
+        .hset_multiple(&key, &[("v", "1".to_owned()), ("p", stale.to_string())])
+        .await
+        .unwrap();
+    assert_eq!(
+        product_json(&app, "A").await["available"],
+        10,
+        "served from the cache"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while product_json(&app, "A").await["available"] != 7 {
+        assert!(std::time::Instant::now() < deadline, "drift never repaired");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("commerce_inventory_cache_mismatches_total") && l.ends_with(" 1")
+        ),
+        "{metrics}"
+    );
 }

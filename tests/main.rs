@@ -9,6 +9,7 @@
 //! service's logs.
 
 mod api;
+mod cart;
 mod helpers;
 mod inventory;
 mod plugins;

@@ -63,7 +63,7 @@ fn append(id: Uuid, expected: u64, events: Vec<NewEvent>, customer: Uuid) -> App
         expected_version: expected,
         events,
         view: view(id, customer, OrderStatus::Pending, version),
-        idempotency: None,
+        idempotency: Vec::new(),
         inventory: None,
     }
 }
@@ -172,12 +172,12 @@ async fn an_idempotency_key_is_taken_once(backend: Backend) {
     let customer = Uuid::new_v4();
     let keyed = |order_id: Uuid| {
         let mut a = append(order_id, 0, vec![event(1)], customer);
-        a.idempotency = Some(IdempotencyRecord {
+        a.idempotency = vec![IdempotencyRecord {
             customer_id: customer,
             key: "k".into(),
             request_hash: "h".into(),
             order_id,
-        });
+        }];
         a
     };
     let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
@@ -202,6 +202,31 @@ async fn an_idempotency_key_is_taken_once(backend: Backend) {
             .await
             .unwrap()
             .is_none()
+    );
+
+    // Two keys for one order (a cart checkout): if either is taken,
+    // nothing is written, not even the other key.
+    let third = Uuid::now_v7();
+    let mut both = keyed(third);
+    both.idempotency.insert(
+        0,
+        IdempotencyRecord {
+            customer_id: customer,
+            key: "fresh".into(),
+            request_hash: "h2".into(),
+            order_id: third,
+        },
+    );
+    let err = store.append(both).await.unwrap_err();
+    assert!(matches!(err, StoreError::IdempotencyKeyTaken), "{err:?}");
+    assert!(store.get_view(third).await.unwrap().is_none());
+    assert!(
+        store
+            .find_idempotency(customer, "fresh")
+            .await
+            .unwrap()
+            .is_none(),
+        "the fresh key of a refused append is not kept"
     );
 }
 

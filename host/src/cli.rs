@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::app::{App, Role};
 use crate::auth::{JwtKeys, SecretSource, resolve_secret};
-use crate::config::{InventoryArgs, PluginArgs, SecretArgs, StoreArgs};
+use crate::config::{CartArgs, InventoryArgs, PluginArgs, RedisArgs, SecretArgs, StoreArgs};
 use crate::startup::Application;
 use crate::telemetry::{self, LogFormat};
 
@@ -112,6 +112,10 @@ pub struct ServeArgs {
     pub plugins: PluginArgs,
     #[command(flatten)]
     pub inventory: InventoryArgs,
+    #[command(flatten)]
+    pub redis: RedisArgs,
+    #[command(flatten)]
+    pub carts: CartArgs,
     /// Install and activate the example plugins of plugins/ (bulk
     /// discount, quantity rules, high-value hold) if not already active.
     #[arg(long, env = "COMMERCE_EXAMPLE_PLUGINS")]
@@ -235,7 +239,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let settings = args.plugins.settings(&args.store.data_dir);
     let (app, _runtime) = crate::startup::build_app(store.clone(), settings).await?;
-    let app = app.with_inventory(args.inventory.settings());
+    let redis = args
+        .redis
+        .redis_config()
+        .map(|config| crate::store::redis::Redis::connect(&config))
+        .transpose()?;
+    let app = crate::startup::with_carts(app, redis.as_ref(), args.carts.ttl());
+    let app =
+        crate::startup::with_stock_cache(app, redis.as_ref(), args.inventory.reconcile_every())
+            .with_inventory(args.inventory.settings());
     tokio::spawn(crate::app::inventory::run_sweeper(
         app.clone(),
         args.inventory.sweep_every(),
@@ -246,8 +258,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = args.plugin_dir {
         crate::plugins::watcher::spawn(app.clone(), dir);
     }
+    let carts_backend = app.carts.cart_backend();
     let app = Application::build(&args.listen, app, JwtKeys::new(&secret)).await?;
-    tracing::info!(addr = %app.local_addr(), backend = store.backend(), "listening");
+    tracing::info!(addr = %app.local_addr(), backend = store.backend(), carts = carts_backend, "listening");
     app.run_until_stopped().await?;
     tracing::info!("stopped");
     Ok(())

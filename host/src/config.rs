@@ -2,8 +2,10 @@
 //! secret signs tokens. Flags for humans, environment for Kubernetes.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::store::StoreConfig;
+use crate::store::redis::RedisConfig;
 
 /// Where the data lives.
 #[derive(Debug, Clone, clap::Args)]
@@ -130,5 +132,50 @@ impl InventoryArgs {
 
     pub fn reconcile_every(&self) -> std::time::Duration {
         std::time::Duration::from_secs(self.stock_reconcile_secs.max(1))
+    }
+}
+
+/// Redis, for carts (and later the availability cache and event stream).
+#[derive(Debug, Clone, clap::Args)]
+pub struct RedisArgs {
+    /// Redis URL (e.g. redis://host:6379/0). When set, carts live in Redis;
+    /// when unset, in the database. Redis need not be up at start-up:
+    /// cart routes answer 503 until it is, and orders are unaffected.
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so that deployments can share a Redis.
+    #[arg(long, env = "COMMERCE_REDIS_PREFIX", default_value = "commerce:")]
+    pub redis_prefix: String,
+    /// Bound on one Redis connection attempt and on one reply, in
+    /// milliseconds; a call gives up after twice this (then 503).
+    #[arg(long, env = "COMMERCE_REDIS_TIMEOUT_MS", default_value_t = 500)]
+    pub redis_timeout_ms: u64,
+}
+
+impl RedisArgs {
+    /// `None` when no Redis is configured.
+    pub fn redis_config(&self) -> Option<RedisConfig> {
+        let url = self.redis_url.as_ref().filter(|u| !u.is_empty())?;
+        Some(RedisConfig {
+            url: url.clone(),
+            prefix: self.redis_prefix.clone(),
+            timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
+        })
+    }
+}
+
+/// Carts.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CartArgs {
+    /// Days an untouched cart is kept; every read or change of a cart
+    /// starts the count again.
+    #[arg(long, env = "COMMERCE_CART_TTL_DAYS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3650))]
+    pub cart_ttl_days: u64,
+}
+
+impl CartArgs {
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.cart_ttl_days * 86_400)
     }
 }

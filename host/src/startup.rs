@@ -4,14 +4,19 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::app::ports::CartStore;
 use crate::app::{App, Store};
 use crate::auth::JwtKeys;
 use crate::plugins::{PluginRuntime, PluginSettings};
+use crate::store::redis::Redis;
+use crate::store::redis::cart::RedisCarts;
+use crate::store::redis::stock::RedisStockCache;
 
 /// The use cases over `store`, with a plugin runtime that follows the
 /// registry (polling it in the background).
@@ -22,6 +27,30 @@ pub async fn build_app(
     let runtime = PluginRuntime::start(store.clone(), settings).await?;
     runtime.spawn_poller();
     Ok((App::new(store, runtime.clone()), runtime))
+}
+
+/// Keeps carts in Redis when it is configured, else in the store, for
+/// `ttl` each. Redis is not contacted here: it need not be up yet.
+pub fn with_carts(app: App, redis: Option<&Redis>, ttl: Duration) -> App {
+    let carts: Arc<dyn CartStore> = match redis {
+        Some(redis) => Arc::new(RedisCarts::new(redis.clone())),
+        None => app.store.clone(),
+    };
+    app.with_carts(carts, ttl)
+}
+
+/// Reads products through the Redis stock cache when Redis is configured,
+/// and keeps the cache honest with a reconciler every `reconcile_every`.
+pub fn with_stock_cache(app: App, redis: Option<&Redis>, reconcile_every: Duration) -> App {
+    let Some(redis) = redis else {
+        return app;
+    };
+    let app = app.with_stock_cache(Arc::new(RedisStockCache::new(redis.clone())));
+    tokio::spawn(crate::app::availability::run_reconciler(
+        app.clone(),
+        reconcile_every,
+    ));
+    app
 }
 
 pub struct Application {

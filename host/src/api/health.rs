@@ -15,15 +15,38 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the database answers.
+/// Readiness: the database answers. Redis, when carts live there, is
+/// checked and reported too, but its absence only degrades the service
+/// (cart routes answer 503, orders go on), so it does not fail the probe:
+/// taking every replica out of the Service for it would stop orders too.
 #[utoipa::path(get, path = "/readyz", tag = "probes",
-    responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down")))]
+    responses((status = 200, description = "Ready (possibly degraded: see checks)"), (status = 503, description = "The database is down")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    match state.app.store.ping().await {
+    let app = &state.app;
+    let carts = app.carts.cart_backend();
+    let separate_carts = carts != app.store.backend();
+    let (database, cart_store) = tokio::join!(app.store.ping(), async {
+        if separate_carts {
+            Some(app.carts.ping_carts().await)
+        } else {
+            None
+        }
+    });
+    let mut checks = serde_json::Map::new();
+    checks.insert("database".into(), status_word(database.is_ok()).into());
+    let mut degraded = false;
+    if let Some(result) = cart_store {
+        if let Err(e) = &result {
+            tracing::warn!(error = ?e, dependency = carts, "readiness: cart storage unavailable");
+            degraded = true;
+        }
+        checks.insert(carts.into(), status_word(result.is_ok()).into());
+    }
+    match database {
         Ok(()) => Ok(Json(json!({
-            "status": "ready",
-            "checks": { "database": "ok" },
-            "backend": state.app.store.backend(),
+            "status": if degraded { "degraded" } else { "ready" },
+            "checks": checks,
+            "backend": app.store.backend(),
         }))),
         Err(e) => {
             tracing::warn!(error = ?e, "readiness check failed: database");
@@ -32,7 +55,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
                 "not-ready",
                 "the database does not answer",
             )
-            .with("checks", json!({ "database": "unavailable" })))
+            .with("checks", Value::Object(checks)))
         }
     }
 }
@@ -48,4 +71,8 @@ pub async fn metrics() -> impl axum::response::IntoResponse {
         )],
         crate::telemetry::metrics().render(),
     )
+}
+
+fn status_word(ok: bool) -> &'static str {
+    if ok { "ok" } else { "unavailable" }
 }

@@ -5,6 +5,7 @@
 //! the cross-cutting layers (request ids, tracing, body limit, timeout).
 //! Handlers are thin: extract, call one `App` use case, map the result.
 
+pub mod cart;
 pub mod error;
 pub mod extract;
 pub mod health;
@@ -50,6 +51,8 @@ pub struct AppState {
         orders::cancel_order, orders::order_events, orders::ship_order, orders::deliver_order,
         orders::refund_order,
         products::put_product, products::get_product, products::adjust_stock,
+        cart::get_cart, cart::put_cart_item, cart::delete_cart_item, cart::clear_cart,
+        cart::checkout,
         plugins::upload_plugin, plugins::list_plugins, plugins::activate_plugin,
         plugins::rollback_plugin, plugins::remove_plugin, plugins::dry_run_plugin,
     ),
@@ -94,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi_json))
         .merge(orders::router())
         .merge(products::router())
+        .merge(cart::router())
         .merge(plugins::router(state.app.plugins.max_component_size()))
         .fallback(not_found)
         .with_state(state)

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::extract::{
     Admin, ApiJson, ApiPath, ApiQuery, Auth, etag, idempotency_key, parse_if_match,
 };
-use crate::app::orders::{AdminTransition, ListOrders, PlaceOrderRequest, RequestedLine};
+use crate::app::orders::{AdminTransition, ListOrders, PlaceOrderRequest, Placed, RequestedLine};
 use crate::app::ports::StoredEvent;
 use crate::app::views::{OrderPage, OrderView};
 use crate::domain::{Currency, OrderStatus, Quantity, Sku};
@@ -130,6 +130,12 @@ pub async fn create_order(
         payment_token: body.payment.map(|p| p.token),
     };
     let placed = state.app.place_order(caller, request, key).await?;
+    Ok(placed_response(placed))
+}
+
+/// 201 with the order, its Location and ETag, and `Idempotent-Replayed`
+/// when an earlier request placed it (also the cart checkout's answer).
+pub(crate) fn placed_response(placed: Placed) -> Response {
     let location = format!("/v1/orders/{}", placed.order.id);
     let replayed = placed.replayed;
     let mut response = order_response(StatusCode::CREATED, placed.order);
@@ -144,7 +150,7 @@ pub async fn create_order(
             "true".parse().expect("static header"),
         );
     }
-    Ok(response)
+    response
 }
 
 /// Read an order (a customer's own; any for an admin).

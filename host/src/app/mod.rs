@@ -6,6 +6,7 @@
 //! [`ports`], implemented by the adapters in `crate::store`.
 
 pub mod availability;
+pub mod cart;
 pub mod catalog;
 pub mod error;
 pub mod extensions;
@@ -17,6 +18,7 @@ pub mod replay;
 pub mod views;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use uuid::Uuid;
@@ -71,17 +73,31 @@ pub struct App {
     pub inventory_stats: Arc<inventory::InventoryStats>,
     /// Redis in front of product reads, when configured.
     pub stock_cache: Option<Arc<dyn ports::StockCache>>,
+    /// Where carts live: the store itself unless Redis is configured.
+    pub carts: Arc<dyn ports::CartStore>,
+    /// How long an untouched cart lives.
+    pub cart_ttl: Duration,
 }
 
 impl App {
+    /// Use cases over `store`, which keeps the carts too.
     pub fn new(store: Arc<dyn Store>, plugins: Arc<dyn plugins::PluginHost>) -> Self {
         App {
+            carts: store.clone(),
             store,
             plugins,
+            cart_ttl: cart::DEFAULT_CART_TTL,
             inventory: inventory::InventorySettings::default(),
             inventory_stats: Arc::default(),
             stock_cache: None,
         }
+    }
+
+    /// Keeps carts in `carts` (Redis, in production), for `ttl` each.
+    pub fn with_carts(mut self, carts: Arc<dyn ports::CartStore>, ttl: Duration) -> Self {
+        self.carts = carts;
+        self.cart_ttl = ttl;
+        self
     }
 
     /// The same use cases, reading products through `cache`.

@@ -33,6 +33,13 @@ pub const MAX_PAYMENT_TOKEN_LEN: usize = 255;
 /// wins the race for the next version.
 const CONFLICT_RETRIES: usize = 5;
 
+/// An idempotency key and the fingerprint of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub key: String,
+    pub request_hash: String,
+}
+
 /// A line as the customer asks for it: what and how many, never a price.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RequestedLine {
@@ -89,24 +96,31 @@ impl App {
         request: PlaceOrderRequest,
         idempotency_key: Option<String>,
     ) -> Result<Placed, AppError> {
-        if let Some(token) = &request.payment_token
-            && (token.is_empty() || token.len() > MAX_PAYMENT_TOKEN_LEN)
-        {
-            return Err(AppError::Invalid(format!(
-                "payment.token must be 1 to {MAX_PAYMENT_TOKEN_LEN} characters"
-            )));
-        }
-        let idempotency = match idempotency_key {
+        let keys = match idempotency_key {
             Some(key) => {
                 check_idempotency_key(&key)?;
-                let hash = request_hash(&request);
-                if let Some(placed) = self.replay_idempotent(caller, &key, &hash).await? {
-                    return Ok(placed);
-                }
-                Some((key, hash))
+                let request_hash = request_hash(&request);
+                vec![IdempotencyKey { key, request_hash }]
             }
-            None => None,
+            None => Vec::new(),
         };
+        self.place_order_with_keys(caller, request, keys).await
+    }
+
+    /// Places an order recorded under every one of `keys`, in the same
+    /// transaction: if any key already names an order, that order is the
+    /// answer and nothing is placed. A cart checkout passes two, the
+    /// caller's key and one for the cart's revision.
+    pub(crate) async fn place_order_with_keys(
+        &self,
+        caller: Caller,
+        request: PlaceOrderRequest,
+        keys: Vec<IdempotencyKey>,
+    ) -> Result<Placed, AppError> {
+        check_payment_token(&request)?;
+        if let Some(placed) = self.replay_any(caller, &keys).await? {
+            return Ok(placed);
+        }
 
         let skus: Vec<Sku> = request.items.iter().map(|i| i.sku.clone()).collect();
         let mut products = self.load_products(&skus).await?;
@@ -133,18 +147,21 @@ impl App {
         // Placed and reserved in one write: the order exists only with its stock.
         let order = Order::from_events(order_id, []);
         let events = handle_all(&order, [command, OrderCommand::MarkReserved])?;
-        let record = idempotency.as_ref().map(|(key, hash)| IdempotencyRecord {
-            customer_id: caller.subject,
-            key: key.clone(),
-            request_hash: hash.clone(),
-            order_id,
-        });
+        let records: Vec<IdempotencyRecord> = keys
+            .iter()
+            .map(|k| IdempotencyRecord {
+                customer_id: caller.subject,
+                key: k.key.clone(),
+                request_hash: k.request_hash.clone(),
+                order_id,
+            })
+            .collect();
         let wanted = held_by(&lines);
         let mut attempt = 0;
         loop {
             let hold = self.plan_hold(order_id, &BTreeMap::new(), &wanted, &products)?;
             let result = self
-                .commit(order.clone(), events.clone(), record.clone(), Some(hold))
+                .commit(order.clone(), events.clone(), records.clone(), Some(hold))
                 .await;
             match result {
                 Ok(view) => {
@@ -159,12 +176,11 @@ impl App {
                     self.after_stock_conflict(&mut attempt).await?;
                     products = self.load_products(&skus).await?;
                 }
-                // A concurrent request with the same key won the race: answer
-                // with what it placed.
+                // A concurrent request with one of the keys won the race:
+                // answer with what it placed.
                 Err(StoreError::IdempotencyKeyTaken) => {
-                    let (key, hash) = idempotency.expect("only keyed appends conflict on keys");
                     return self
-                        .replay_idempotent(caller, &key, &hash)
+                        .replay_any(caller, &keys)
                         .await?
                         .ok_or_else(|| AppError::Conflict("idempotency key is being used".into()));
                 }
@@ -214,7 +230,24 @@ impl App {
         Ok(())
     }
 
-    async fn replay_idempotent(
+    /// The order recorded under the first of `keys` that has one.
+    async fn replay_any(
+        &self,
+        caller: Caller,
+        keys: &[IdempotencyKey],
+    ) -> Result<Option<Placed>, AppError> {
+        for k in keys {
+            if let Some(placed) = self
+                .replay_idempotent(caller, &k.key, &k.request_hash)
+                .await?
+            {
+                return Ok(Some(placed));
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) async fn replay_idempotent(
         &self,
         caller: Caller,
         key: &str,
@@ -250,7 +283,7 @@ impl App {
         &self,
         mut order: Order,
         events: Vec<OrderEvent>,
-        idempotency: Option<IdempotencyRecord>,
+        idempotency: Vec<IdempotencyRecord>,
         inventory: Option<InventoryChange>,
     ) -> Result<OrderView, StoreError> {
         let expected_version = order.version();
@@ -375,7 +408,7 @@ impl App {
                 Some(_) => order.lines.iter().map(|l| l.sku.clone()).collect(),
                 None => Vec::new(),
             };
-            match self.commit(order, events, None, inventory).await {
+            match self.commit(order, events, Vec::new(), inventory).await {
                 Ok(view) => {
                     self.stock_changed(&skus).await;
                     return Ok(view);
@@ -614,7 +647,18 @@ pub fn decode_event(stored: &StoredEvent) -> Result<OrderEvent, AppError> {
     })
 }
 
-fn check_idempotency_key(key: &str) -> Result<(), AppError> {
+fn check_payment_token(request: &PlaceOrderRequest) -> Result<(), AppError> {
+    match &request.payment_token {
+        Some(token) if token.is_empty() || token.len() > MAX_PAYMENT_TOKEN_LEN => {
+            Err(AppError::Invalid(format!(
+                "payment.token must be 1 to {MAX_PAYMENT_TOKEN_LEN} characters"
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn check_idempotency_key(key: &str) -> Result<(), AppError> {
     let ok = !key.is_empty()
         && key.len() <= MAX_IDEMPOTENCY_KEY_LEN
         && key.bytes().all(|b| b.is_ascii_graphic());

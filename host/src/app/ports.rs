@@ -10,7 +10,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::views::{OrderQuery, OrderView};
-use crate::domain::{Currency, Sku, StockClaim};
+use crate::domain::{Currency, Quantity, Sku, StockClaim};
 
 /// Storage failures the application distinguishes.
 #[derive(Debug, thiserror::Error)]
@@ -72,8 +72,9 @@ pub struct IdempotencyRecord {
 }
 
 /// One atomic write: events appended to one aggregate at an expected
-/// version, the read model brought up to date, and optionally an
-/// idempotency key recorded; all in one transaction, or nothing.
+/// version, the read model brought up to date, and any idempotency keys
+/// recorded; all in one transaction, or nothing. A cart checkout records
+/// two keys for one order: the caller's and one for the cart's revision.
 #[derive(Debug, Clone)]
 pub struct Append {
     pub aggregate_id: Uuid,
@@ -82,7 +83,7 @@ pub struct Append {
     pub expected_version: u64,
     pub events: Vec<NewEvent>,
     pub view: OrderView,
-    pub idempotency: Option<IdempotencyRecord>,
+    pub idempotency: Vec<IdempotencyRecord>,
     /// Stock moved in the same transaction as the events.
     pub inventory: Option<InventoryChange>,
 }
@@ -184,7 +185,7 @@ pub trait Inventory: Send + Sync {
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Appends atomically; `VersionConflict` if the stream moved on,
-    /// `IdempotencyKeyTaken` if the key exists (nothing is written).
+    /// `IdempotencyKeyTaken` if any of the keys exists (nothing is written).
     async fn append(&self, append: Append) -> Result<(), StoreError>;
     /// An aggregate's events in version order.
     async fn load_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError>;
@@ -260,7 +261,9 @@ pub trait StockCache: Send + Sync {
 
 /// Everything a backend provides.
 #[async_trait]
-pub trait Store: EventStore + OrderViews + Catalog + Inventory + PluginRegistry {
+pub trait Store:
+    EventStore + OrderViews + Catalog + Inventory + PluginRegistry + CartStore
+{
     /// Which backend this is, for logs (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;
     /// Checks that the database answers (readiness).
@@ -327,4 +330,76 @@ pub trait PluginRegistry: Send + Sync {
     async fn plugin_generation(&self) -> Result<i64, StoreError>;
     /// The component bytes of one version.
     async fn plugin_bytes(&self, name: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// A customer's cart as stored: quantities by SKU, no prices (those come
+/// from the catalog whenever the cart is read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredCart {
+    /// Sorted by SKU.
+    pub lines: Vec<(Sku, Quantity)>,
+    /// The currency every line is sold in.
+    pub currency: Currency,
+    /// Changes on every write: names this exact content.
+    pub revision: Uuid,
+}
+
+/// What every cart write carries: the cart's next revision and how long
+/// the cart lives after this use (the TTL slides).
+#[derive(Debug, Clone, Copy)]
+pub struct CartWrite {
+    pub revision: Uuid,
+    pub ttl: std::time::Duration,
+}
+
+/// The outcome of setting a line's quantity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetLine {
+    Set,
+    /// The line is new and the cart already holds `max_lines` lines.
+    TooManyLines,
+    /// Other lines of the cart are sold in this currency.
+    OtherCurrency(Currency),
+}
+
+/// Carts, one per customer: in Redis in production, else in the embedded
+/// store. Every write is atomic per customer (the line limit and the
+/// one-currency rule hold under concurrent writes) and gives the cart a
+/// new revision and a fresh time to live; an expired cart is an empty one.
+#[async_trait]
+pub trait CartStore: Send + Sync {
+    /// Where carts live, for logs and readiness (`redis`, `sqlite`, `postgres`).
+    fn cart_backend(&self) -> &'static str;
+    /// Checks that the cart storage answers.
+    async fn ping_carts(&self) -> Result<(), StoreError>;
+    /// The customer's cart, `None` if empty or expired. Slides the TTL.
+    async fn load_cart(
+        &self,
+        customer_id: Uuid,
+        ttl: std::time::Duration,
+    ) -> Result<Option<StoredCart>, StoreError>;
+    /// Sets the quantity of a line sold in `currency`, unless the line is
+    /// new and the cart is full, or other lines are in another currency.
+    async fn set_cart_line(
+        &self,
+        customer_id: Uuid,
+        line: (&Sku, Quantity, Currency),
+        max_lines: usize,
+        write: CartWrite,
+    ) -> Result<SetLine, StoreError>;
+    /// Removes a line; a cart left without lines is deleted. False if there
+    /// was no such line (nothing changes then).
+    async fn remove_cart_line(
+        &self,
+        customer_id: Uuid,
+        sku: &Sku,
+        write: CartWrite,
+    ) -> Result<bool, StoreError>;
+    /// Deletes the cart; with `revision`, only if the cart is still at it
+    /// (so lines added after a checkout began survive it). True if deleted.
+    async fn delete_cart(
+        &self,
+        customer_id: Uuid,
+        revision: Option<Uuid>,
+    ) -> Result<bool, StoreError>;
 }

@@ -1,5 +1,6 @@
 //! Storage adapters: the ports of `crate::app::ports` for the embedded
-//! SQLite database (the default) and PostgreSQL (production).
+//! SQLite database (the default) and PostgreSQL (production), and Redis
+//! for carts when it is configured.
 //!
 //! The two live side by side, query next to query, so that a reader sees
 //! the difference at a glance; `tests/store_contract.rs` runs one suite
@@ -7,6 +8,7 @@
 //! reports conflicts.
 
 pub mod postgres;
+pub mod redis;
 pub mod sqlite;
 
 use std::path::Path;

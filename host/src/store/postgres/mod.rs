@@ -135,7 +135,7 @@ async fn upsert_view(tx: &mut sqlx::PgConnection, view: &OrderView) -> Result<()
 impl EventStore for PgStore {
     async fn append(&self, append: Append) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        if let Some(key) = &append.idempotency {
+        for key in &append.idempotency {
             let inserted = sqlx::query(
                 "INSERT INTO idempotency_keys (customer_id, idem_key, request_hash, order_id, created_at) \
                  VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING",
@@ -349,5 +349,6 @@ impl Store for PgStore {
     }
 }
 
+mod cart;
 mod inventory;
 mod plugins;

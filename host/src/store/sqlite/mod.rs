@@ -162,7 +162,7 @@ async fn upsert_view(tx: &mut sqlx::SqliteConnection, view: &OrderView) -> Resul
 impl EventStore for SqliteStore {
     async fn append(&self, append: Append) -> Result<(), StoreError> {
         let mut tx = self.writer.begin().await.map_err(classify)?;
-        if let Some(key) = &append.idempotency {
+        for key in &append.idempotency {
             let inserted = sqlx::query(
                 "INSERT INTO idempotency_keys (customer_id, idem_key, request_hash, order_id, created_at) \
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
@@ -384,5 +384,6 @@ impl Store for SqliteStore {
     }
 }
 
+mod cart;
 mod inventory;
 mod plugins;
