@@ -358,6 +358,20 @@ async fn carts_are_priced_by_plugins_and_flag_short_stock(carts: Carts) {
         "rejected checkout",
     );
     assert_eq!(app.cart(&token).await["items"].as_array().unwrap().len(), 2);
+
+    // Within the plugin's limits but above the stock: the checkout is the
+    // order's 409, naming the short SKU; nothing is reserved, the cart stays.
+    app.put_item(&token, "MUG", 12).await;
+    let (s, _, body) = app.checkout(&token, "short").await;
+    assert_problem(s, &body, StatusCode::CONFLICT, "short checkout");
+    assert_eq!(
+        body["short"],
+        json!([{"sku": "RARE", "requested": 6, "available": 5}])
+    );
+    let (_, _, rare) = app.get("/v1/products/RARE", &token).await;
+    assert_eq!(rare["reserved"], 0);
+    assert_eq!(app.cart(&token).await["items"].as_array().unwrap().len(), 2);
+    assert_eq!(app.order_count(&token).await, 0);
 }
 
 async fn checkout_places_one_order_and_empties_the_cart(carts: Carts) {
