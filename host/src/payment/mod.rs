@@ -7,5 +7,6 @@
 //! sagas beyond the order id a payment carries.
 
 pub mod client;
+pub mod simulator;
 
 pub use client::{DEFAULT_TIMEOUT, HttpPaymentGateway};
