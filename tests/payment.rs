@@ -389,6 +389,14 @@ async fn the_ledger_and_the_wire_format() {
     assert!(gw.ledger_of(Uuid::new_v4()).await.is_empty());
     let (status, body) = gw.get("/v1/ledger/orders/not-a-uuid").await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    let (status, body) = gw.get("/v1/authorizations").await;
+    assert_eq!(
+        (status, &body["type"]),
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!("/problems/method-not-allowed")
+        )
+    );
 
     // The documented request format, raw; a POST without a key is refused.
     let order_id = Uuid::new_v4();

@@ -137,6 +137,14 @@ pub fn router(config: SimulatorConfig) -> Router {
                 Map::new(),
             ))
         })
+        .method_not_allowed_fallback(|| async {
+            reply(Reply::problem(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "this route does not take this method",
+                Map::new(),
+            ))
+        })
         .with_state(state)
 }
 
