@@ -38,12 +38,11 @@ pub enum Command {
     /// Manage plugins in the registry (the running services follow within
     /// a second): install, list, activate, rollback, remove, run (dry run).
     Plugin(PluginCommand),
-    /// Run the payment gateway simulator: the payment API of
-    /// docs/payment-api.md over an in-memory ledger, for development and
-    /// tests.
+    /// Run the payment gateway simulator, for development and tests.
     ///
-    /// The outcome of an authorization is chosen by its payment token, as
-    /// card sandboxes do:
+    /// It serves the payment API of docs/payment-api.md over an in-memory
+    /// ledger (lost when it stops). The outcome of an authorization is
+    /// chosen by its payment token, as card sandboxes do:
     ///   tok_ok       authorized (201)
     ///   tok_decline  declined: 402, problem type /problems/declined
     ///   tok_error    HTTP 500 (nothing recorded; a retry fails again)
