@@ -516,6 +516,56 @@ mod tests {
         assert_eq!(ledger.entries().len(), 2);
     }
 
+    #[derive(Debug, Clone)]
+    enum Op {
+        Capture(i64),
+        Void,
+        Refund(i64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        // Cents from -1 to 12.00: some above the 10.00 authorized.
+        prop_oneof![
+            (-100i64..1200).prop_map(Op::Capture),
+            Just(Op::Void),
+            (-100i64..1200).prop_map(Op::Refund),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever is asked, in any order: at most one capture, one void,
+        /// one refund; never both captured and voided; never more taken
+        /// than authorized nor given back than taken; and the status says
+        /// what was applied.
+        #[test]
+        fn the_state_machine_holds_under_any_sequence(ops in proptest::collection::vec(op(), 0..12)) {
+            let mut ledger = Ledger::default();
+            let id = authorized(&mut ledger);
+            for op in ops {
+                let _ = match op {
+                    Op::Capture(cents) => ledger.capture(&id, Decimal::new(cents, 2)),
+                    Op::Void => ledger.void(&id),
+                    Op::Refund(cents) => ledger.refund(&id, Decimal::new(cents, 2)),
+                };
+                let e = ledger.get(&id).unwrap();
+                let a = &e.authorization;
+                proptest::prop_assert!(e.captures <= 1 && e.voids <= 1 && e.refunds <= e.captures);
+                proptest::prop_assert!(e.captures + e.voids <= 1);
+                proptest::prop_assert!(a.captured_amount.unwrap_or_default() <= a.amount);
+                proptest::prop_assert!(a.refunded_amount.unwrap_or_default() <= a.captured_amount.unwrap_or_default());
+                let expected = match (e.captures, e.voids, e.refunds) {
+                    (0, 0, 0) => S::Authorized,
+                    (1, 0, 0) => S::Captured,
+                    (1, 0, 1) => S::Refunded,
+                    (0, 1, 0) => S::Voided,
+                    other => panic!("impossible counts {other:?}"),
+                };
+                proptest::prop_assert_eq!(a.status, expected);
+            }
+        }
+    }
+
     #[test]
     fn server_errors_are_not_stored() {
         let mut ledger = Ledger::default();
