@@ -473,3 +473,62 @@ impl Drop for TestRedis {
         }
     }
 }
+
+/// A running `commerce payment-sim` (its own in-memory ledger), stopped
+/// when dropped.
+pub struct PaymentSim {
+    pub base: String,
+    _child: KillOnDrop,
+}
+
+impl PaymentSim {
+    /// Starts `commerce payment-sim` on port 0 with extra arguments and
+    /// waits for its "listening" line.
+    pub fn spawn(args: &[&str]) -> PaymentSim {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_commerce"));
+        cmd.args(["payment-sim", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("COMMERCE_LOG_FORMAT", "json")
+            .env_remove("RUST_LOG")
+            .env_remove("PAYMENT_SIM_SLOW_MS")
+            .env_remove("PAYMENT_SIM_HANG_MS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut child = cmd.spawn().expect("spawn commerce payment-sim");
+        let addr = wait_until_listening(&mut child);
+        let child = KillOnDrop(child);
+        let addr = addr.expect("commerce payment-sim did not start");
+        PaymentSim {
+            base: format!("http://{addr}"),
+            _child: child,
+        }
+    }
+}
+
+/// Reads a `commerce` child's JSON logs until its "listening" line and
+/// returns the address logged there (`None` if it exits or takes over a
+/// minute); keeps draining the logs afterwards (printing them if
+/// `TEST_LOG` is set).
+pub fn wait_until_listening(child: &mut Child) -> Option<String> {
+    let stdout = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let log = std::env::var_os("TEST_LOG").is_some();
+        let mut tx = Some(tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if log {
+                println!("{line}");
+            }
+            if let Some(sender) = &tx
+                && let Ok(v) = serde_json::from_str::<Value>(&line)
+                && v["message"] == "listening"
+            {
+                let _ = sender.send(v["addr"].as_str().unwrap_or_default().to_owned());
+                tx = None;
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(60)).ok()
+}

@@ -12,5 +12,6 @@ mod api;
 mod cart;
 mod helpers;
 mod inventory;
+mod payment;
 mod plugins;
 mod store_contract;

@@ -1,4 +1,5 @@
-//! The `commerce` command line: `serve`, `migrate`, `replay`, `token`.
+//! The `commerce` command line: `serve`, `migrate`, `replay`, `token`,
+//! `plugin`, `payment-sim`.
 
 use std::time::Duration;
 
@@ -37,6 +38,38 @@ pub enum Command {
     /// Manage plugins in the registry (the running services follow within
     /// a second): install, list, activate, rollback, remove, run (dry run).
     Plugin(PluginCommand),
+    /// Run the payment gateway simulator, for development and tests.
+    ///
+    /// It serves the payment API of docs/payment-api.md over an in-memory
+    /// ledger (lost when it stops). The outcome of an authorization is
+    /// chosen by its payment token, as card sandboxes do:
+    ///   tok_ok       authorized (201)
+    ///   tok_decline  declined: 402, problem type /problems/declined
+    ///   tok_error    HTTP 500 (nothing recorded; a retry fails again)
+    ///   tok_timeout  no answer for --hang-ms, then 504 (nothing recorded)
+    ///   tok_slow     authorized, after --slow-ms
+    /// Any other token is refused (422). Every POST needs an
+    /// Idempotency-Key. GET /v1/ledger and GET /v1/ledger/orders/{id} show
+    /// what was authorized, captured, voided and refunded.
+    #[command(verbatim_doc_comment)]
+    PaymentSim(PaymentSimArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PaymentSimArgs {
+    /// Address to listen on; port 0 picks a free one (logged at start-up).
+    #[arg(long, env = "PAYMENT_SIM_LISTEN", default_value = "127.0.0.1:8090")]
+    pub listen: String,
+    /// How long tok_slow takes to answer, in milliseconds.
+    #[arg(long, env = "PAYMENT_SIM_SLOW_MS", default_value_t = 1500)]
+    pub slow_ms: u64,
+    /// How long tok_timeout holds a request before answering 504, in
+    /// milliseconds: longer than any client waits.
+    #[arg(long, env = "PAYMENT_SIM_HANG_MS", default_value_t = 60_000)]
+    pub hang_ms: u64,
+    /// Log format on stdout; filter with RUST_LOG.
+    #[arg(long, env = "COMMERCE_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
 }
 
 #[derive(Debug, clap::Args)]
@@ -213,6 +246,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plugin(command) => plugin(command).await,
+        Command::PaymentSim(args) => payment_sim(args).await,
         Command::Token(args) => {
             let (secret, _) = resolve_secret(args.secret.jwt_secret.as_deref(), &args.data_dir)?;
             let token = JwtKeys::new(&secret).mint(args.sub, args.role.into(), args.ttl)?;
@@ -262,6 +296,28 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app = Application::build(&args.listen, app, JwtKeys::new(&secret)).await?;
     tracing::info!(addr = %app.local_addr(), backend = store.backend(), carts = carts_backend, "listening");
     app.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn payment_sim(args: PaymentSimArgs) -> anyhow::Result<()> {
+    telemetry::init(args.log_format, "info");
+    let config = crate::payment::simulator::SimulatorConfig {
+        slow: Duration::from_millis(args.slow_ms),
+        hang: Duration::from_millis(args.hang_ms),
+    };
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    // The same line as `serve`'s, so that scripts and tests find the port.
+    tracing::info!(addr = %listener.local_addr()?, service = "payment-sim", "listening");
+    let server = axum::serve(listener, crate::payment::simulator::router(config));
+    // No draining on shutdown: a tok_timeout request would hold the exit
+    // for --hang-ms, and the in-memory ledger dies with the process anyway.
+    tokio::select! {
+        result = server => result.context("serving the payment simulator")?,
+        () = crate::startup::shutdown_signal() => {}
+    }
     tracing::info!("stopped");
     Ok(())
 }

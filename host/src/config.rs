@@ -179,3 +179,29 @@ impl CartArgs {
         Duration::from_secs(self.cart_ttl_days * 86_400)
     }
 }
+
+/// Where the payment gateway is and how long to wait for it. Meant to be
+/// flattened into `serve`'s arguments (not wired yet).
+#[derive(Debug, Clone, clap::Args)]
+pub struct PaymentArgs {
+    /// Base URL of the payment gateway (e.g. http://payments:8090). When
+    /// unset, the payment simulator runs embedded.
+    #[arg(long, env = "PAYMENT_URL")]
+    pub payment_url: Option<String>,
+    /// Bound on one payment call (connection and answer), in
+    /// milliseconds; a call that takes longer is a transient failure the
+    /// saga retries.
+    #[arg(long, env = "PAYMENT_TIMEOUT_MS", default_value_t = 2000)]
+    pub payment_timeout_ms: u64,
+}
+
+impl PaymentArgs {
+    /// The configured gateway URL, `None` if unset or empty.
+    pub fn url(&self) -> Option<&str> {
+        self.payment_url.as_deref().filter(|u| !u.is_empty())
+    }
+
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.payment_timeout_ms.max(1))
+    }
+}

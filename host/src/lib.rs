@@ -13,6 +13,8 @@
 //! - [`store`]: adapters for the ports: embedded SQLite and PostgreSQL.
 //! - [`api`]: the HTTP interface (axum): routes, auth, problem+json errors,
 //!   OpenAPI document.
+//! - [`payment`]: the payment gateway adapter (HTTP client) and the
+//!   payment simulator (`commerce payment-sim`, or embedded).
 //! - [`auth`]: JWT claims, minting and verification, shared by `api` and
 //!   the `commerce token` command.
 //! - [`config`], [`startup`], [`telemetry`], [`cli`]: process wiring.
@@ -23,6 +25,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod payment;
 pub mod plugins;
 pub mod startup;
 pub mod store;
