@@ -2,10 +2,11 @@
 //! releasing what nobody paid for in time, and manual stock adjustments.
 //!
 //! Holding stock is planned on the stock as read (`domain::inventory`) and
-//! written with the order's events in one transaction; a claim whose
-//! product moved on fails in the store (`StoreError::StockConflict`), and
-//! the whole write is planned again on fresh numbers after a short,
-//! jittered, exponentially growing pause. The number of attempts is
+//! written with the order's events in one transaction. A claim whose
+//! product moved on is first retried by the store on the new version,
+//! inside the transaction, while the units are there; if it still fails
+//! (`StoreError::StockConflict`), the whole write is planned again on
+//! fresh numbers after a short, jittered, exponentially growing pause. The number of attempts is
 //! bounded; no lock is held across attempts and nothing in the host
 //! serializes orders.
 

@@ -96,10 +96,12 @@ pub struct Append {
 /// one twice changes nothing the second time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum InventoryChange {
-    /// Applies the claims: each moves `products.reserved` by its delta (a
-    /// positive one only if the product is at the expected version and has
-    /// the units, else `StockConflict`) and sets the order's held quantity
-    /// of that SKU, valid until `expires_at`.
+    /// Applies the claims: each moves `products.reserved` by its delta and
+    /// sets the order's held quantity of that SKU, valid until
+    /// `expires_at`. A positive delta is a conditional update on the
+    /// expected version and on availability; if the product moved on, the
+    /// store may re-read it within the transaction and retry a few times
+    /// while the units are there, else `StockConflict`.
     Hold {
         order_id: Uuid,
         claims: Vec<StockClaim>,

@@ -3,8 +3,9 @@
 //! connection, so claims never wait on each other here; the version check
 //! still refuses a claim planned on stock that changed since it was read.
 //!
-//! A claim on stock is one conditional `UPDATE` on the product's version
-//! and availability (the optimistic lock): no explicit row or table locks.
+//! A claim on stock is a conditional `UPDATE` on the product's version
+//! and availability (the optimistic lock), re-read and retried inside the
+//! transaction when the product moved on: no explicit row or table locks.
 //! Claims run in SKU order, so two transactions that touch the same
 //! products wait for each other in one order and never deadlock.
 
@@ -18,7 +19,7 @@ use super::{SqliteStore, product_from_row};
 use crate::app::ports::{
     Inventory, InventoryChange, Product, Reservation, ReservationState, StockAdjustment, StoreError,
 };
-use crate::domain::Sku;
+use crate::domain::{Sku, StockClaim};
 use crate::store::{classify, corrupt, parse_sku};
 
 /// Applies `change` inside the caller's transaction.
@@ -36,19 +37,8 @@ pub(super) async fn apply(
             let mut claims: Vec<_> = claims.iter().collect();
             claims.sort_by(|a, b| a.sku.cmp(&b.sku));
             for claim in claims {
-                let updated = if claim.delta > 0 {
-                    sqlx::query(
-                        "UPDATE products SET reserved = reserved + ?2, version = version + 1, updated_at = ?4 \
-                         WHERE sku = ?1 AND version = ?3 AND on_hand - reserved >= ?2",
-                    )
-                    .bind(claim.sku.as_str())
-                    .bind(claim.delta)
-                    .bind(claim.expected_version)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(classify)?
-                    .rows_affected()
+                if claim.delta > 0 {
+                    take(&mut *tx, claim, at).await?;
                 } else {
                     // Giving units back cannot oversell: no version check.
                     sqlx::query(
@@ -60,13 +50,7 @@ pub(super) async fn apply(
                     .bind(at)
                     .execute(&mut *tx)
                     .await
-                    .map_err(classify)?
-                    .rows_affected()
-                };
-                if updated == 0 {
-                    return Err(StoreError::StockConflict {
-                        sku: claim.sku.clone(),
-                    });
+                    .map_err(classify)?;
                 }
                 if claim.quantity > 0 {
                     sqlx::query(
@@ -116,6 +100,55 @@ pub(super) async fn apply(
             Ok(())
         }
     }
+}
+
+/// Times a claim re-reads the product within the transaction after
+/// finding it moved past the version it was planned on, before the whole
+/// write is given back to the application to plan again.
+const REREADS: usize = 4;
+
+/// Takes `claim.delta` units: a conditional update on the version the
+/// claim was planned on and on availability. If the product moved on, it
+/// is read again inside the transaction (each statement sees the latest
+/// commit) and the update retried on the new version, as long as the
+/// units are there: a lost race costs a round trip, not a new plan.
+/// `StockConflict` when the units are gone or the product keeps moving.
+async fn take(
+    tx: &mut SqliteConnection,
+    claim: &StockClaim,
+    at: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut version = claim.expected_version;
+    for _ in 0..=REREADS {
+        let updated = sqlx::query(
+            "UPDATE products SET reserved = reserved + ?2, version = version + 1, updated_at = ?4 \
+             WHERE sku = ?1 AND version = ?3 AND on_hand - reserved >= ?2",
+        )
+        .bind(claim.sku.as_str())
+        .bind(claim.delta)
+        .bind(version)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        if updated == 1 {
+            return Ok(());
+        }
+        let current: Option<(i64, i64)> =
+            sqlx::query_as("SELECT on_hand - reserved, version FROM products WHERE sku = ?1")
+                .bind(claim.sku.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(classify)?;
+        match current {
+            Some((available, current)) if available >= claim.delta => version = current,
+            _ => break,
+        }
+    }
+    Err(StoreError::StockConflict {
+        sku: claim.sku.clone(),
+    })
 }
 
 /// Moves the order's held reservations to `state`; returns what they held,
