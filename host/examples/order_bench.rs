@@ -187,10 +187,20 @@ async fn main() -> anyhow::Result<()> {
         use commerce::app::inventory::InventoryStats as S;
         let attempts = S::get(&inventory.hold_attempts);
         let conflicts = S::get(&inventory.hold_conflicts);
+        // Races lost inside the write (re-read and retried on the new
+        // version, same transaction) and races that sent the whole order
+        // back to be planned again (a new transaction, after a backoff).
+        let rereads: u64 = commerce::telemetry::metrics()
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(commerce::app::inventory::CLAIM_REREADS))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
         println!(
-            "stock claims (warm-up included): {attempts} attempts, {conflicts} lost a race and were retried \
-             ({:.1}% conflict rate, {:.2} retries per placed order), {} gave up, {} out of stock",
-            100.0 * conflicts as f64 / attempts.max(1) as f64,
+            "stock claims (warm-up included): {attempts} writes with a claim; {rereads} claims re-read and retried \
+             in their transaction ({:.1}% of writes); {conflicts} writes replanned after a backoff ({:.2} per placed order); \
+             {} gave up, {} out of stock",
+            100.0 * rereads as f64 / attempts.max(1) as f64,
             conflicts as f64 / placed.max(1) as f64,
             S::get(&inventory.exhausted),
             S::get(&inventory.out_of_stock),

@@ -29,6 +29,9 @@ pub(crate) const HOLD_CONFLICTS: &str = "commerce_inventory_hold_conflicts_total
 pub(crate) const OUT_OF_STOCK: &str = "commerce_inventory_out_of_stock_total";
 pub(crate) const EXPIRED: &str = "commerce_inventory_holds_expired_total";
 pub(crate) const CACHE_MISMATCHES: &str = "commerce_inventory_cache_mismatches_total";
+/// Claims that found their product moved on and were retried on the new
+/// version inside their transaction (counted by the store adapters).
+pub const CLAIM_REREADS: &str = "commerce_inventory_claim_rereads_total";
 
 /// Longest reason on a stock adjustment.
 pub const MAX_ADJUST_REASON_LEN: usize = 500;

@@ -139,7 +139,10 @@ async fn take(
                 .await
                 .map_err(classify)?;
         match current {
-            Some((available, current)) if available >= claim.delta => version = current,
+            Some((available, current)) if available >= claim.delta => {
+                metrics::counter!(crate::app::inventory::CLAIM_REREADS).increment(1);
+                version = current;
+            }
             _ => break,
         }
     }
