@@ -13,7 +13,8 @@
 //! - [`inventory`]: what an order holds of each SKU, and claims on stock;
 //! - [`aggregate`]: the event-sourcing abstraction (handle / apply / rehydrate);
 //! - [`order`]: the `Order` aggregate, its commands, events and lifecycle;
-//! - [`pricing`]: adjustments proposed by pricing plugins and how they add up.
+//! - [`pricing`]: adjustments proposed by pricing plugins and how they add up;
+//! - [`saga`]: saga definitions as data and the state machine of a saga's progress.
 
 pub mod aggregate;
 pub mod inventory;
@@ -21,6 +22,7 @@ pub mod money;
 pub mod order;
 pub mod pricing;
 pub mod product;
+pub mod saga;
 
 pub use aggregate::{Aggregate, DomainEvent};
 pub use inventory::{Shortage, Stock, StockClaim};

@@ -1,0 +1,296 @@
+//! Sagas as data: a definition is an ordered list of steps, each with an
+//! action and, when it has effects to undo, a compensation; a saga's
+//! progress is a small state machine that says what to do next. Running
+//! the steps (calling the payment gateway, writing the store) belongs to
+//! the orchestrator in `app`; nothing here does I/O.
+//!
+//! ```text
+//! running:      step 0 -> step 1 -> ... -> step n-1 -> completed
+//!                  \ a step fails for good (or a hook vetoes)
+//! compensating: undo k-1 -> ... -> undo 0 -> compensated
+//!                  \ a compensation keeps failing
+//!               needs_attention (an operator retries or aborts)
+//! ```
+//!
+//! A step past the last compensable one is a pivot: once payment is
+//! captured the saga only goes forward, retrying until it completes.
+
+use serde::{Deserialize, Serialize};
+
+/// What the fulfilment saga does, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    /// Hold the order's stock (done synchronously when the order is placed).
+    ReserveInventory,
+    /// Authorize the payment with the gateway.
+    AuthorizePayment,
+    /// Capture the authorized payment and confirm the order (the pivot).
+    CapturePayment,
+    /// Tell the customer (an outbox event).
+    Notify,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::ReserveInventory => "reserve-inventory",
+            Step::AuthorizePayment => "authorize-payment",
+            Step::CapturePayment => "capture-payment",
+            Step::Notify => "notify",
+        }
+    }
+}
+
+/// How a step's effect is undone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Compensation {
+    ReleaseInventory,
+    VoidPayment,
+}
+
+/// One step of a definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepDef {
+    pub step: Step,
+    /// `None`: nothing to undo (or nothing can be undone: a pivot).
+    pub compensation: Option<Compensation>,
+}
+
+/// A saga definition: its type name and its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SagaDefinition {
+    pub saga_type: &'static str,
+    pub steps: &'static [StepDef],
+}
+
+/// The order-fulfilment saga of DESIGN.md.
+pub const FULFILMENT: SagaDefinition = SagaDefinition {
+    saga_type: "order-fulfilment",
+    steps: &[
+        StepDef {
+            step: Step::ReserveInventory,
+            compensation: Some(Compensation::ReleaseInventory),
+        },
+        StepDef {
+            step: Step::AuthorizePayment,
+            compensation: Some(Compensation::VoidPayment),
+        },
+        StepDef {
+            step: Step::CapturePayment,
+            compensation: None,
+        },
+        StepDef {
+            step: Step::Notify,
+            compensation: None,
+        },
+    ],
+};
+
+/// Where a saga is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SagaStatus {
+    Running,
+    Compensating,
+    Completed,
+    Compensated,
+    NeedsAttention,
+}
+
+impl SagaStatus {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, SagaStatus::Completed | SagaStatus::Compensated)
+    }
+}
+
+/// What the orchestrator should do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    Act(Step),
+    Compensate(Compensation),
+    /// Nothing: the saga is terminal or waits for an operator.
+    Stop,
+}
+
+/// A saga's progress: the fold of its step outcomes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SagaProgress {
+    pub status: SagaStatus,
+    /// Running: the index of the next step to act. Compensating: one past
+    /// the index of the next step to undo (0 once all are undone).
+    pub cursor: usize,
+    /// Why the saga turned back, once it did.
+    pub failure: Option<String>,
+}
+
+impl SagaProgress {
+    /// A saga whose first `done` steps already happened (the fulfilment
+    /// saga starts with its stock reserved at placement: `done` = 1).
+    pub fn started(done: usize) -> Self {
+        SagaProgress {
+            status: SagaStatus::Running,
+            cursor: done,
+            failure: None,
+        }
+    }
+
+    /// The next thing to do under `def`.
+    pub fn next(&self, def: &SagaDefinition) -> Next {
+        match self.status {
+            SagaStatus::Running => match def.steps.get(self.cursor) {
+                Some(s) => Next::Act(s.step),
+                None => Next::Stop,
+            },
+            SagaStatus::Compensating => def.steps[..self.cursor]
+                .iter()
+                .rev()
+                .find_map(|s| s.compensation)
+                .map(Next::Compensate)
+                .unwrap_or(Next::Stop),
+            _ => Next::Stop,
+        }
+    }
+
+    /// The current action succeeded.
+    pub fn acted(mut self, def: &SagaDefinition) -> Self {
+        if self.status == SagaStatus::Running {
+            self.cursor += 1;
+            if self.cursor >= def.steps.len() {
+                self.status = SagaStatus::Completed;
+            }
+        }
+        self
+    }
+
+    /// The current action failed for good (declined, vetoed, retries
+    /// exhausted). Before the pivot the saga turns back; past it (nothing
+    /// left to compensate after a non-compensable step) it needs an
+    /// operator, since going back would undo a capture.
+    pub fn failed(mut self, def: &SagaDefinition, reason: impl Into<String>) -> Self {
+        if self.status != SagaStatus::Running {
+            return self;
+        }
+        self.failure = Some(reason.into());
+        let past_pivot = def.steps[..self.cursor]
+            .iter()
+            .any(|s| s.compensation.is_none());
+        self.status = if past_pivot {
+            SagaStatus::NeedsAttention
+        } else {
+            SagaStatus::Compensating
+        };
+        self.settle(def)
+    }
+
+    /// The current compensation succeeded.
+    pub fn compensated(mut self, def: &SagaDefinition) -> Self {
+        if self.status != SagaStatus::Compensating {
+            return self;
+        }
+        // Skip down past the step just undone.
+        if let Some(i) = def.steps[..self.cursor]
+            .iter()
+            .rposition(|s| s.compensation.is_some())
+        {
+            self.cursor = i;
+        }
+        self.settle(def)
+    }
+
+    /// The current compensation keeps failing: an operator must look.
+    pub fn stuck(mut self, reason: impl Into<String>) -> Self {
+        if self.status == SagaStatus::Compensating {
+            self.status = SagaStatus::NeedsAttention;
+            self.failure = Some(reason.into());
+        }
+        self
+    }
+
+    /// Compensating with nothing left to undo is compensated.
+    fn settle(mut self, def: &SagaDefinition) -> Self {
+        if self.status == SagaStatus::Compensating && self.next(def) == Next::Stop {
+            self.status = SagaStatus::Compensated;
+            self.cursor = 0;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const F: &SagaDefinition = &FULFILMENT;
+
+    #[test]
+    fn a_saga_that_succeeds_walks_every_step_then_completes() {
+        let mut p = SagaProgress::started(1);
+        let mut seen = vec![];
+        while let Next::Act(step) = p.next(F) {
+            seen.push(step);
+            p = p.acted(F);
+        }
+        assert_eq!(
+            seen,
+            [Step::AuthorizePayment, Step::CapturePayment, Step::Notify]
+        );
+        assert_eq!(p.status, SagaStatus::Completed);
+        assert_eq!(p.next(F), Next::Stop);
+    }
+
+    #[test]
+    fn a_declined_payment_undoes_only_what_was_done_in_reverse() {
+        // Authorize fails: only the reservation is released.
+        let p = SagaProgress::started(1).failed(F, "declined");
+        assert_eq!(p.status, SagaStatus::Compensating);
+        assert_eq!(p.next(F), Next::Compensate(Compensation::ReleaseInventory));
+        let p = p.compensated(F);
+        assert_eq!(p.status, SagaStatus::Compensated);
+        assert_eq!(p.failure.as_deref(), Some("declined"));
+        assert_eq!(p.next(F), Next::Stop);
+    }
+
+    #[test]
+    fn a_veto_after_authorization_voids_then_releases() {
+        let p = SagaProgress::started(1).acted(F).failed(F, "vetoed");
+        assert_eq!(p.next(F), Next::Compensate(Compensation::VoidPayment));
+        let p = p.compensated(F);
+        assert_eq!(p.status, SagaStatus::Compensating);
+        assert_eq!(p.next(F), Next::Compensate(Compensation::ReleaseInventory));
+        assert_eq!(p.compensated(F).status, SagaStatus::Compensated);
+    }
+
+    #[test]
+    fn past_the_capture_a_failure_is_for_an_operator_not_a_compensation() {
+        let p = SagaProgress::started(1)
+            .acted(F)
+            .acted(F)
+            .failed(F, "notify failed");
+        assert_eq!(p.status, SagaStatus::NeedsAttention);
+        assert_eq!(p.next(F), Next::Stop);
+    }
+
+    #[test]
+    fn a_compensation_that_keeps_failing_needs_attention_and_is_never_dropped() {
+        let p = SagaProgress::started(1)
+            .acted(F)
+            .failed(F, "vetoed")
+            .stuck("void keeps failing");
+        assert_eq!(p.status, SagaStatus::NeedsAttention);
+        assert_eq!(p.failure.as_deref(), Some("void keeps failing"));
+        assert!(!p.status.is_terminal());
+    }
+
+    #[test]
+    fn outcomes_that_do_not_apply_change_nothing() {
+        let done = SagaProgress::started(4);
+        assert_eq!(done.next(F), Next::Stop);
+        let completed = SagaProgress::started(3).acted(F);
+        assert_eq!(completed.status, SagaStatus::Completed);
+        assert_eq!(completed.clone().failed(F, "late"), completed);
+        assert_eq!(completed.clone().compensated(F), completed);
+        assert_eq!(completed.clone().stuck("x"), completed);
+    }
+}
