@@ -390,28 +390,8 @@ fn start_service_with(db: &TestDb, args: &[String], envs: &[(String, String)]) -
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("spawn commerce serve");
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let log = std::env::var_os("TEST_LOG").is_some();
-        let mut tx = Some(tx);
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if log {
-                println!("{line}");
-            }
-            if let Some(sender) = &tx
-                && let Ok(v) = serde_json::from_str::<Value>(&line)
-                && v["message"] == "listening"
-            {
-                let _ = sender.send(v["addr"].as_str().unwrap_or_default().to_owned());
-                tx = None;
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("commerce serve did not start ({:?})", db.backend));
+    let addr = wait_until_listening(&mut child)
+        .unwrap_or_else(|| panic!("commerce serve did not start ({:?})", db.backend));
     (child, format!("http://{addr}"))
 }
 

@@ -17,7 +17,6 @@ CREATE TABLE reservations (
 );
 -- The sweeper's question: which held reservations are past their expiry?
 CREATE INDEX reservations_held_by_expiry ON reservations (expires_at) WHERE state = 'held';
-CREATE INDEX reservations_by_sku ON reservations (sku) WHERE state = 'held';
 
 -- Every manual change of stock, with who asked and why.
 CREATE TABLE stock_adjustments (
