@@ -12,7 +12,7 @@ COMMERCE_DATA_DIR=$(mktemp -d)
 LOG=$(mktemp)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export BASE="http://127.0.0.1:$PORT"
-unset DATABASE_URL COMMERCE_JWT_SECRET
+unset DATABASE_URL COMMERCE_JWT_SECRET PAYMENT_URL
 
 start() {
   "$BIN" serve --example-plugins --listen "127.0.0.1:$PORT" >>"$LOG" 2>&1 &

@@ -336,23 +336,41 @@ impl TestApp {
         assert_eq!(status, StatusCode::OK, "put product: {body}");
     }
 
-    /// Places an order of `items` (sku, quantity) in EUR; returns status and body.
+    /// Places an order of `items` (sku, quantity) in EUR without a payment
+    /// token, so no saga runs and the order stays `reserved`; returns
+    /// status and body.
     pub async fn place(
         &self,
         token: &str,
         items: &[(&str, i64)],
         key: Option<&str>,
     ) -> (StatusCode, HeaderMap, Value) {
+        self.place_paying(token, items, key, None).await
+    }
+
+    /// Places an order paid with `payment` (a simulator token such as
+    /// `tok_ok`): its fulfilment saga starts at once.
+    pub async fn place_paying(
+        &self,
+        token: &str,
+        items: &[(&str, i64)],
+        key: Option<&str>,
+        payment: Option<&str>,
+    ) -> (StatusCode, HeaderMap, Value) {
         let items: Vec<Value> = items
             .iter()
             .map(|(sku, q)| json!({"sku": sku, "quantity": q}))
             .collect();
         let headers: Vec<(&str, &str)> = key.map(|k| ("Idempotency-Key", k)).into_iter().collect();
+        let mut body = json!({"items": items, "currency": "EUR"});
+        if let Some(payment) = payment {
+            body["payment"] = json!({ "token": payment });
+        }
         self.call(
             Method::POST,
             "/v1/orders",
             Some(token),
-            Some(json!({"items": items, "currency": "EUR", "payment": {"token": "tok_ok"}})),
+            Some(body),
             &headers,
         )
         .await
@@ -372,6 +390,7 @@ fn configure(cmd: &mut Command, db: &TestDb) {
         .env("COMMERCE_LOG_FORMAT", "json")
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
+        .env_remove("PAYMENT_URL")
         .env_remove("COMMERCE_REDIS_PREFIX")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null());

@@ -91,6 +91,7 @@ fn append_with(order_id: Uuid, expected: u64, inventory: InventoryChange) -> App
         },
         idempotency: Vec::new(),
         inventory: Some(inventory),
+        saga: None,
     }
 }
 

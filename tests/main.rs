@@ -14,4 +14,5 @@ mod helpers;
 mod inventory;
 mod payment;
 mod plugins;
+mod saga;
 mod store_contract;

@@ -25,6 +25,7 @@ both_backends!(
     views_list_by_customer_status_and_cursor,
     products_upsert_and_fetch,
     replay_equals_the_inline_projection,
+    sagas_are_written_with_events_fenced_by_revision_and_claimed_once,
 );
 
 fn event(n: u32) -> NewEvent {
@@ -65,6 +66,7 @@ fn append(id: Uuid, expected: u64, events: Vec<NewEvent>, customer: Uuid) -> App
         view: view(id, customer, OrderStatus::Pending, version),
         idempotency: Vec::new(),
         inventory: None,
+        saga: None,
     }
 }
 
@@ -428,4 +430,121 @@ async fn replay_equals_the_inline_projection(backend: Backend) {
     assert_eq!((report.orders, report.events), (8, 20));
     assert_eq!(store.list_views(&all).await.unwrap(), inline);
     let _ = admin;
+}
+
+async fn sagas_are_written_with_events_fenced_by_revision_and_claimed_once(backend: Backend) {
+    use commerce::app::saga::{PaymentIntent, SagaInstance, SagaWrite};
+    use commerce::domain::saga::SagaStatus;
+    use std::time::Duration;
+
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let at = Utc::now().trunc_subsecs(6);
+    let order = Uuid::now_v7();
+    let payment = PaymentIntent {
+        token: "tok_ok".into(),
+        amount: Decimal::new(1050, 2),
+        currency: Currency::parse("EUR").unwrap(),
+    };
+    // Leased by "a" until a second ago: its driver died.
+    let saga = SagaInstance::start(
+        order,
+        payment.clone(),
+        "a",
+        Duration::from_secs(1),
+        at - chrono::Duration::seconds(2),
+    );
+    let mut placement = append(order, 0, vec![event(1)], Uuid::new_v4());
+    placement.saga = Some(SagaWrite {
+        instance: saga.clone(),
+        expected_revision: None,
+        history: vec![],
+    });
+    store.append(placement).await.unwrap();
+    let stored = store.saga_of(order).await.unwrap().unwrap();
+    assert_eq!(stored, saga);
+
+    // A second saga for the same order is refused, with its events.
+    let mut twin = append(order, 1, vec![event(2)], Uuid::new_v4());
+    let other = SagaInstance::start(order, payment, "b", Duration::from_secs(30), at);
+    twin.saga = Some(SagaWrite {
+        instance: other,
+        expected_revision: None,
+        history: vec![],
+    });
+    assert!(matches!(
+        store.append(twin).await,
+        Err(StoreError::SagaConflict { .. })
+    ));
+    assert_eq!(store.load_stream(order).await.unwrap().len(), 1);
+
+    // Two claimers race: exactly one gets it, and the claim bumps the
+    // revision, so the dead driver's late write is refused.
+    let later = at + chrono::Duration::seconds(60);
+    let (x, y) = tokio::join!(
+        store.claim_sagas("x", at, later, 10),
+        store.claim_sagas("y", at, later, 10)
+    );
+    let (x, y) = (x.unwrap(), y.unwrap());
+    assert_eq!(x.len() + y.len(), 1, "{x:?} {y:?}");
+    let claimed = x.into_iter().chain(y).next().unwrap();
+    assert_eq!(claimed.revision, saga.revision + 1);
+    let late = SagaWrite {
+        instance: saga.successor(at),
+        expected_revision: Some(saga.revision),
+        history: vec![],
+    };
+    assert!(matches!(
+        store.save_saga(late, None).await,
+        Err(StoreError::SagaConflict { .. })
+    ));
+    // Leased now: nobody else claims it.
+    assert!(
+        store
+            .claim_sagas("z", at, later, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The new owner finishes it; the history and the counts follow.
+    let mut done = claimed.successor(at);
+    done.data.progress = done.data.progress.clone().abort("test");
+    let record = commerce::app::saga::SagaStepRecord::new(
+        done.saga_id,
+        "authorize-payment",
+        "operator",
+        "abort",
+        None,
+        0,
+        at,
+    );
+    store
+        .save_saga(
+            SagaWrite {
+                instance: done.clone(),
+                expected_revision: Some(claimed.revision),
+                history: vec![record.clone()],
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.saga_history(done.saga_id).await.unwrap(),
+        vec![record]
+    );
+    assert_eq!(store.count_sagas(SagaStatus::Compensated).await.unwrap(), 1);
+    let listed = store
+        .list_sagas(Some(SagaStatus::Compensated), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert!(
+        store
+            .list_sagas(Some(SagaStatus::Running), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use crate::app::{App, Role};
 use crate::auth::{JwtKeys, SecretSource, resolve_secret};
-use crate::config::{CartArgs, InventoryArgs, PluginArgs, RedisArgs, SecretArgs, StoreArgs};
+use crate::config::{
+    CartArgs, InventoryArgs, PaymentArgs, PluginArgs, RedisArgs, SagaArgs, SecretArgs, StoreArgs,
+};
 use crate::startup::Application;
 use crate::telemetry::{self, LogFormat};
 
@@ -149,6 +151,10 @@ pub struct ServeArgs {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub carts: CartArgs,
+    #[command(flatten)]
+    pub payments: PaymentArgs,
+    #[command(flatten)]
+    pub sagas: SagaArgs,
     /// Install and activate the example plugins of plugins/ (bulk
     /// discount, quantity rules, high-value hold) if not already active.
     #[arg(long, env = "COMMERCE_EXAMPLE_PLUGINS")]
@@ -282,6 +288,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let app =
         crate::startup::with_stock_cache(app, redis.as_ref(), args.inventory.reconcile_every())
             .with_inventory(args.inventory.settings());
+    let app = crate::startup::with_payments(app, &args.payments, args.sagas.settings()).await?;
     tokio::spawn(crate::app::inventory::run_sweeper(
         app.clone(),
         args.inventory.sweep_every(),

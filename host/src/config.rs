@@ -180,8 +180,7 @@ impl CartArgs {
     }
 }
 
-/// Where the payment gateway is and how long to wait for it. Meant to be
-/// flattened into `serve`'s arguments (not wired yet).
+/// Where the payment gateway is and how long to wait for it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct PaymentArgs {
     /// Base URL of the payment gateway (e.g. http://payments:8090). When
@@ -203,5 +202,47 @@ impl PaymentArgs {
 
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.payment_timeout_ms.max(1))
+    }
+}
+
+/// How fulfilment sagas run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct SagaArgs {
+    /// A saga whose process died is resumed by another after this many
+    /// seconds (its lease). Every step renews the lease.
+    #[arg(long, env = "COMMERCE_SAGA_LEASE_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub saga_lease_secs: u64,
+    /// How long one step retries an unavailable payment gateway (with
+    /// backoff and the same idempotency key) before the step fails and the
+    /// saga compensates, in milliseconds. Keep it well under the lease.
+    #[arg(long, env = "COMMERCE_SAGA_STEP_DEADLINE_MS", default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
+    pub saga_step_deadline_ms: u64,
+    /// Rounds a failing compensation gets (each one retries until the
+    /// step deadline, then backs off) before the saga needs an operator.
+    #[arg(long, env = "COMMERCE_SAGA_COMPENSATION_ROUNDS", default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub saga_compensation_rounds: u32,
+    /// How often the worker looks for sagas to resume, in milliseconds.
+    #[arg(long, env = "COMMERCE_SAGA_POLL_MS", default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(10..=600_000))]
+    pub saga_poll_ms: u64,
+    /// Most sagas this process drives at once.
+    #[arg(long, env = "COMMERCE_SAGA_CONCURRENCY", default_value_t = 512,
+        value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub saga_concurrency: u64,
+}
+
+impl SagaArgs {
+    pub fn settings(&self) -> crate::app::saga::SagaSettings {
+        crate::app::saga::SagaSettings {
+            lease: Duration::from_secs(self.saga_lease_secs),
+            step_deadline: Duration::from_millis(self.saga_step_deadline_ms),
+            compensation_rounds: self.saga_compensation_rounds,
+            poll: Duration::from_millis(self.saga_poll_ms),
+            concurrency: self.saga_concurrency as usize,
+            ..Default::default()
+        }
     }
 }

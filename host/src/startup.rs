@@ -53,6 +53,34 @@ pub fn with_stock_cache(app: App, redis: Option<&Redis>, reconcile_every: Durati
     app
 }
 
+/// Runs fulfilment sagas against the configured payment gateway, or
+/// against the payment simulator started here, in this process, when none
+/// is configured (so the service works out of the box); and starts the
+/// worker that resumes sagas other processes left behind.
+pub async fn with_payments(
+    app: App,
+    args: &crate::config::PaymentArgs,
+    settings: crate::app::saga::SagaSettings,
+) -> anyhow::Result<App> {
+    let url = match args.url() {
+        Some(url) => url.to_owned(),
+        None => {
+            let addr = crate::payment::simulator::spawn(
+                "127.0.0.1:0",
+                crate::payment::simulator::SimulatorConfig::default(),
+            )
+            .await?;
+            tracing::warn!(simulator = %addr, "PAYMENT_URL is not set: payments go to the embedded payment simulator (tokens tok_ok, tok_decline, tok_error, tok_timeout, tok_slow); set PAYMENT_URL in production");
+            format!("http://{addr}")
+        }
+    };
+    let gateway = crate::payment::HttpPaymentGateway::new(&url, args.timeout())?;
+    tracing::info!(payment_url = %url, lease_secs = settings.lease.as_secs(), owner = %settings.owner, "sagas enabled");
+    let app = app.with_payments(Arc::new(gateway), settings);
+    tokio::spawn(crate::app::saga::worker::run_worker(app.clone()));
+    Ok(app)
+}
+
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,

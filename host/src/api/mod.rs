@@ -12,6 +12,7 @@ pub mod health;
 pub mod orders;
 pub mod plugins;
 pub mod products;
+pub mod sagas;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +56,7 @@ pub struct AppState {
         cart::checkout,
         plugins::upload_plugin, plugins::list_plugins, plugins::activate_plugin,
         plugins::rollback_plugin, plugins::remove_plugin, plugins::dry_run_plugin,
+        sagas::list_sagas, sagas::get_saga, sagas::retry_saga, sagas::abort_saga,
     ),
     modifiers(&BearerAuth),
 )]
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orders::router())
         .merge(products::router())
         .merge(cart::router())
+        .merge(sagas::router())
         .merge(plugins::router(state.app.plugins.max_component_size()))
         .fallback(not_found)
         .with_state(state)

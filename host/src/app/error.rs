@@ -65,6 +65,9 @@ impl From<StoreError> for AppError {
             StoreError::StockConflict { sku } => AppError::Conflict(format!(
                 "the stock of {sku} is changing concurrently; retry"
             )),
+            StoreError::SagaConflict { .. } => {
+                AppError::Conflict("the order's saga was changed concurrently; retry".into())
+            }
             StoreError::Unavailable(e) => AppError::Unavailable(e),
             e @ (StoreError::IdempotencyKeyTaken | StoreError::Unexpected(_)) => {
                 AppError::Unexpected(e.into())

@@ -120,4 +120,9 @@ pub trait Extensions: Send + Sync {
     async fn evaluate(&self, quote: Quote) -> Result<Evaluation, ExtensionFailed>;
     /// Runs the active saga hooks for one step and phase.
     async fn run_hooks(&self, context: HookContext) -> Result<HookOutcome, ExtensionFailed>;
+    /// Whether any saga hook is active (so a saga can skip building the
+    /// hooks' context when none is).
+    fn has_saga_hooks(&self) -> bool {
+        true
+    }
 }

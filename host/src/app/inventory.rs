@@ -220,6 +220,14 @@ impl App {
         let expired = self.store.expired_holds(now(), limit).await?;
         let mut swept = 0;
         for order_id in expired {
+            // An order whose saga still runs is the saga's to settle: it
+            // captures (and commits the stock) or compensates (and
+            // releases it); expiring its hold here would race it.
+            if let Some(saga) = self.store.saga_of(order_id).await?
+                && !saga.status().is_terminal()
+            {
+                continue;
+            }
             match self.expire_hold(order_id).await {
                 Ok(()) => swept += 1,
                 Err(e) => {

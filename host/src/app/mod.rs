@@ -15,6 +15,7 @@ pub mod orders;
 pub mod plugins;
 pub mod ports;
 pub mod replay;
+pub mod saga;
 pub mod views;
 
 use std::sync::Arc;
@@ -77,6 +78,12 @@ pub struct App {
     pub carts: Arc<dyn ports::CartStore>,
     /// How long an untouched cart lives.
     pub cart_ttl: Duration,
+    /// The payment gateway. Without one, orders stay `reserved` (no saga
+    /// starts) until paid some other way or their reservation expires.
+    pub payments: Option<Arc<dyn ports::PaymentGateway>>,
+    pub saga: Arc<saga::SagaSettings>,
+    /// Bounds the sagas this process drives at once.
+    pub saga_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl App {
@@ -90,7 +97,25 @@ impl App {
             inventory: inventory::InventorySettings::default(),
             inventory_stats: Arc::default(),
             stock_cache: None,
+            payments: None,
+            saga: Arc::new(saga::SagaSettings::default()),
+            saga_slots: Arc::new(tokio::sync::Semaphore::new(
+                saga::SagaSettings::default().concurrency,
+            )),
         }
+    }
+
+    /// Runs a fulfilment saga for every order placed with a payment
+    /// token, against `gateway`.
+    pub fn with_payments(
+        mut self,
+        gateway: Arc<dyn ports::PaymentGateway>,
+        settings: saga::SagaSettings,
+    ) -> Self {
+        self.payments = Some(gateway);
+        self.saga_slots = Arc::new(tokio::sync::Semaphore::new(settings.concurrency));
+        self.saga = Arc::new(settings);
+        self
     }
 
     /// Keeps carts in `carts` (Redis, in production), for `ttl` each.

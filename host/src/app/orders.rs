@@ -17,6 +17,7 @@ use super::inventory::{HOLD_CONFLICTS, InventoryStats, OUT_OF_STOCK, stock_of};
 use super::ports::{
     Append, IdempotencyRecord, InventoryChange, NewEvent, Product, StoreError, StoredEvent,
 };
+use super::saga::{PaymentIntent, SagaInstance, SagaStepRecord, SagaWrite};
 use super::views::{DEFAULT_PAGE, MAX_PAGE, OrderPage, OrderQuery, OrderView};
 use super::{App, AppError, Caller, now};
 use crate::domain::inventory::plan_hold;
@@ -140,13 +141,50 @@ impl App {
             customer_id: caller.subject,
             currency: request.currency,
             lines: lines.clone(),
-            payment_token: request.payment_token,
+            payment_token: request.payment_token.clone(),
             adjustments: evaluation.adjustments,
             plugins: evaluation.plugins,
         });
         // Placed and reserved in one write: the order exists only with its stock.
         let order = Order::from_events(order_id, []);
         let events = handle_all(&order, [command, OrderCommand::MarkReserved])?;
+        // With a payment token, the fulfilment saga starts in the same
+        // write, leased to this process, which drives it at once.
+        let saga = match (&self.payments, &request.payment_token) {
+            (Some(_), Some(token)) => {
+                let mut placed = order.clone();
+                let at = now();
+                for event in &events {
+                    placed.apply(event, at);
+                }
+                let payment = PaymentIntent {
+                    token: token.clone(),
+                    amount: placed.total,
+                    currency: request.currency,
+                };
+                Some(SagaInstance::start(
+                    order_id,
+                    payment,
+                    &self.saga.owner,
+                    self.saga.lease,
+                    at,
+                ))
+            }
+            _ => None,
+        };
+        let saga_write = saga.as_ref().map(|s| SagaWrite {
+            instance: s.clone(),
+            expected_revision: None,
+            history: vec![SagaStepRecord::new(
+                s.saga_id,
+                "reserve-inventory",
+                "action",
+                "ok",
+                Some("stock reserved with the order".into()),
+                0,
+                s.created_at,
+            )],
+        });
         let records: Vec<IdempotencyRecord> = keys
             .iter()
             .map(|k| IdempotencyRecord {
@@ -161,12 +199,21 @@ impl App {
         loop {
             let hold = self.plan_hold(order_id, &BTreeMap::new(), &wanted, &products)?;
             let result = self
-                .commit(order.clone(), events.clone(), records.clone(), Some(hold))
+                .commit_all(
+                    order.clone(),
+                    events.clone(),
+                    records.clone(),
+                    Some(hold),
+                    saga_write.clone(),
+                )
                 .await;
             match result {
                 Ok(view) => {
-                    tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, attempts = attempt + 1, "order placed, stock reserved");
+                    tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, attempts = attempt + 1, saga_id = ?saga.as_ref().map(|s| s.saga_id), "order placed, stock reserved");
                     self.stock_changed(&skus).await;
+                    if let Some(saga) = saga {
+                        self.spawn_saga(saga);
+                    }
                     return Ok(Placed {
                         order: view,
                         replayed: false,
@@ -278,13 +325,15 @@ impl App {
     }
 
     /// Appends `events` to `order` (whose version is the expected one) with
-    /// its new view, in one transaction.
-    async fn commit(
+    /// its new view, and the order's saga when one is started or moved on,
+    /// in one transaction.
+    pub(crate) async fn commit_all(
         &self,
         mut order: Order,
         events: Vec<OrderEvent>,
         idempotency: Vec<IdempotencyRecord>,
         inventory: Option<InventoryChange>,
+        saga: Option<SagaWrite>,
     ) -> Result<OrderView, StoreError> {
         let expected_version = order.version();
         let at = now();
@@ -303,6 +352,7 @@ impl App {
                 view: view.clone(),
                 idempotency,
                 inventory,
+                saga,
             })
             .await?;
         Ok(view)
@@ -362,6 +412,13 @@ impl App {
                     // Check the transition first, so that changing a closed
                     // order is a 409 even if its new lines would not price.
                     order.check(OrderAction::ChangeItems)?;
+                    if let Some(saga) = self.store.saga_of(order_id).await?
+                        && !saga.status().is_terminal()
+                    {
+                        return Err(AppError::Conflict(
+                            "the order's payment is in progress; its items can no longer change (cancel it instead)".into(),
+                        ));
+                    }
                     let currency = order.currency.ok_or(OrderError::NotPlaced)?;
                     let status = order.status.ok_or(OrderError::NotPlaced)?;
                     let skus: Vec<Sku> = items
@@ -400,6 +457,13 @@ impl App {
                     (command, inventory)
                 }
             };
+            let (saga_write, to_drive) = match &command {
+                OrderCommand::Cancel { reason } => {
+                    order.check(OrderAction::Cancel)?;
+                    self.cancel_saga(order_id, reason.as_deref()).await?
+                }
+                _ => (None, None),
+            };
             let events = order.handle(command)?;
             let skus: Vec<Sku> = match &inventory {
                 Some(InventoryChange::Hold { claims, .. }) => {
@@ -408,13 +472,22 @@ impl App {
                 Some(_) => order.lines.iter().map(|l| l.sku.clone()).collect(),
                 None => Vec::new(),
             };
-            match self.commit(order, events, Vec::new(), inventory).await {
+            match self
+                .commit_all(order, events, Vec::new(), inventory, saga_write)
+                .await
+            {
                 Ok(view) => {
                     self.stock_changed(&skus).await;
+                    if let Some(saga) = to_drive {
+                        self.spawn_saga(saga);
+                    }
                     return Ok(view);
                 }
                 Err(StoreError::StockConflict { .. }) => {
                     self.after_stock_conflict(&mut stock_attempt).await?;
+                }
+                Err(StoreError::SagaConflict { .. }) if attempt < CONFLICT_RETRIES => {
+                    attempt += 1;
                 }
                 Err(StoreError::VersionConflict { .. }) => match if_match {
                     None if attempt < CONFLICT_RETRIES => attempt += 1,
@@ -519,7 +592,12 @@ impl App {
         let command = match transition {
             AdminTransition::Ship => OrderCommand::Ship,
             AdminTransition::Deliver => OrderCommand::Deliver,
-            AdminTransition::Refund => OrderCommand::Refund { reason: None },
+            AdminTransition::Refund => {
+                let order = self.load_order(caller, order_id).await?;
+                order.check(OrderAction::Refund)?;
+                self.refund_payment(order_id).await?;
+                OrderCommand::Refund { reason: None }
+            }
         };
         let view = self
             .execute(caller, order_id, None, Intent::Command(command))

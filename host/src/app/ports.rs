@@ -10,7 +10,9 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::saga::{SagaInstance, SagaStepRecord, SagaWrite};
 use super::views::{OrderQuery, OrderView};
+use crate::domain::saga::SagaStatus;
 use crate::domain::{Currency, Quantity, Sku, StockClaim};
 
 /// Storage failures the application distinguishes.
@@ -29,6 +31,11 @@ pub enum StoreError {
     /// re-read the stock and plan again.
     #[error("stock of {sku} changed concurrently")]
     StockConflict { sku: Sku },
+    /// The saga moved past the revision the writer read (another process
+    /// took it over, or an operator or a cancel changed it), or the order
+    /// already has a saga. Nothing was written; reload the saga.
+    #[error("saga {saga_id} changed concurrently")]
+    SagaConflict { saga_id: Uuid },
     /// The database cannot be reached or timed out.
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
@@ -87,6 +94,8 @@ pub struct Append {
     pub idempotency: Vec<IdempotencyRecord>,
     /// Stock moved in the same transaction as the events.
     pub inventory: Option<InventoryChange>,
+    /// The order's saga, started or moved on by these events.
+    pub saga: Option<SagaWrite>,
 }
 
 /// A change of the stock an order holds, written atomically with the
@@ -262,10 +271,51 @@ pub trait StockCache: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// Saga instances, their leases and their history. Writes that carry
+/// order events go through [`EventStore::append`] with `Append::saga`.
+#[async_trait]
+pub trait SagaStore: Send + Sync {
+    /// Writes a saga without order events (a retry scheduled, a claim
+    /// given up, a compensation with nothing to record on the order),
+    /// with an optional stock change in the same transaction.
+    async fn save_saga(
+        &self,
+        write: SagaWrite,
+        inventory: Option<InventoryChange>,
+    ) -> Result<(), StoreError>;
+    async fn get_saga(&self, saga_id: Uuid) -> Result<Option<SagaInstance>, StoreError>;
+    /// The saga of an order, if it has one.
+    async fn saga_of(&self, correlation_id: Uuid) -> Result<Option<SagaInstance>, StoreError>;
+    /// A saga's history, oldest first.
+    async fn saga_history(&self, saga_id: Uuid) -> Result<Vec<SagaStepRecord>, StoreError>;
+    /// Up to `limit` sagas (in one status, or all) with ids after `after`,
+    /// by id (UUIDv7: creation order).
+    async fn list_sagas(
+        &self,
+        status: Option<SagaStatus>,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> Result<Vec<SagaInstance>, StoreError>;
+    /// Leases up to `limit` running or compensating sagas that are due
+    /// (`next_attempt_at <= now`) and not leased (no lease, or an expired
+    /// one) to `owner` until `lease_until`, bumping their revision so a
+    /// former owner's late write is refused. Concurrent claimers get
+    /// disjoint sets.
+    async fn claim_sagas(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<SagaInstance>, StoreError>;
+    /// How many sagas are in `status`.
+    async fn count_sagas(&self, status: SagaStatus) -> Result<i64, StoreError>;
+}
+
 /// Everything a backend provides.
 #[async_trait]
 pub trait Store:
-    EventStore + OrderViews + Catalog + Inventory + PluginRegistry + CartStore
+    EventStore + OrderViews + Catalog + Inventory + PluginRegistry + CartStore + SagaStore
 {
     /// Which backend this is, for logs (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;

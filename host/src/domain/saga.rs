@@ -50,6 +50,15 @@ pub enum Compensation {
     VoidPayment,
 }
 
+impl Compensation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compensation::ReleaseInventory => "release-inventory",
+            Compensation::VoidPayment => "void-payment",
+        }
+    }
+}
+
 /// One step of a definition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepDef {
@@ -208,6 +217,34 @@ impl SagaProgress {
         self
     }
 
+    /// An operator retries a saga that needs attention: it goes on from
+    /// where it stopped, forward if it stopped past the pivot, else
+    /// compensating.
+    pub fn resume(mut self, def: &SagaDefinition) -> Self {
+        if self.status == SagaStatus::NeedsAttention {
+            let past_pivot = def.steps[..self.cursor.min(def.steps.len())]
+                .iter()
+                .any(|s| s.compensation.is_none());
+            self.status = if past_pivot {
+                SagaStatus::Running
+            } else {
+                SagaStatus::Compensating
+            };
+        }
+        self
+    }
+
+    /// An operator gives up on a saga that is not finished: it ends
+    /// compensated with the operator's reason (what is left to undo is
+    /// theirs to settle).
+    pub fn abort(mut self, reason: impl Into<String>) -> Self {
+        if !self.status.is_terminal() {
+            self.status = SagaStatus::Compensated;
+            self.failure = Some(reason.into());
+        }
+        self
+    }
+
     /// Compensating with nothing left to undo is compensated.
     fn settle(mut self, def: &SagaDefinition) -> Self {
         if self.status == SagaStatus::Compensating && self.next(def) == Next::Stop {
@@ -281,6 +318,27 @@ mod tests {
         assert_eq!(p.status, SagaStatus::NeedsAttention);
         assert_eq!(p.failure.as_deref(), Some("void keeps failing"));
         assert!(!p.status.is_terminal());
+    }
+
+    #[test]
+    fn an_operator_retry_resumes_where_the_saga_stopped() {
+        let stuck = SagaProgress::started(1)
+            .acted(F)
+            .failed(F, "vetoed")
+            .stuck("void keeps failing");
+        let resumed = stuck.resume(F);
+        assert_eq!(resumed.status, SagaStatus::Compensating);
+        assert_eq!(resumed.next(F), Next::Compensate(Compensation::VoidPayment));
+        let past_pivot = SagaProgress::started(1)
+            .acted(F)
+            .acted(F)
+            .failed(F, "notify failed")
+            .resume(F);
+        assert_eq!(past_pivot.status, SagaStatus::Running);
+        assert_eq!(past_pivot.next(F), Next::Act(Step::Notify));
+        let aborted = SagaProgress::started(1).acted(F).abort("by hand");
+        assert_eq!(aborted.status, SagaStatus::Compensated);
+        assert_eq!(aborted.next(F), Next::Stop);
     }
 
     #[test]

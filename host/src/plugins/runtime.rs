@@ -809,6 +809,10 @@ impl Extensions for PluginRuntime {
             })?
     }
 
+    fn has_saga_hooks(&self) -> bool {
+        self.active.load().of(PluginKind::SagaHook).next().is_some()
+    }
+
     async fn run_hooks(&self, context: HookContext) -> Result<HookOutcome, ExtensionFailed> {
         let set = self.active.load_full();
         if set.of(PluginKind::SagaHook).next().is_none() {

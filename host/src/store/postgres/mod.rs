@@ -180,6 +180,9 @@ impl EventStore for PgStore {
             }
         }
         upsert_view(&mut tx, &append.view).await.map_err(classify)?;
+        if let Some(saga) = &append.saga {
+            saga::apply(&mut tx, saga).await?;
+        }
         // Stock last: a hot product's row is then locked for the shortest time.
         if let Some(change) = &append.inventory {
             inventory::apply(&mut tx, change, append.view.updated_at).await?;
@@ -352,3 +355,4 @@ impl Store for PgStore {
 mod cart;
 mod inventory;
 mod plugins;
+mod saga;

@@ -208,6 +208,9 @@ impl EventStore for SqliteStore {
             }
         }
         upsert_view(&mut tx, &append.view).await.map_err(classify)?;
+        if let Some(saga) = &append.saga {
+            saga::apply(&mut tx, saga).await?;
+        }
         // Stock last: a hot product's row is then locked for the shortest time.
         if let Some(change) = &append.inventory {
             inventory::apply(&mut tx, change, append.view.updated_at).await?;
@@ -387,3 +390,4 @@ impl Store for SqliteStore {
 mod cart;
 mod inventory;
 mod plugins;
+mod saga;

@@ -1,0 +1,702 @@
+//! The orchestrator: drives one saga, step by step, while this process
+//! holds its lease.
+//!
+//! Each round asks the saga's progress what comes next, does it (a call
+//! to the payment gateway with retries, the saga hooks before and after),
+//! then writes the outcome in one transaction: the saga's next state, its
+//! history, the order event the step produces and any stock change. Steps
+//! that only touch our own database (notify, release the stock, a void
+//! with no authorization) are folded into the write of the step before
+//! them, so the happy path costs three transactions per order: placement,
+//! authorization, capture with confirmation.
+//!
+//! A write that loses a race (a cancel moved the saga on, a worker took
+//! over after our lease ran out) is not retried blindly: the saga is
+//! reloaded, what this run learned at the gateway (an authorization, a
+//! capture) is merged into it, and the run goes on from the saga's real
+//! state, or stops if the saga is now leased to another process.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::{SagaInstance, SagaStepRecord, SagaWrite, chrono_duration, status_str};
+use crate::app::extensions::{HookContext, HookOutcome, Quote};
+use crate::app::ports::{
+    AuthorizeRequest, InventoryChange, PaymentError, PaymentGateway, StoreError,
+};
+use crate::app::{App, AppError, now};
+use crate::domain::saga::{Compensation, FULFILMENT, Next, SagaStatus, Step};
+use crate::domain::{Aggregate, Order, OrderCommand, OrderStatus};
+
+/// Sagas finished, by type and outcome.
+pub const SAGAS_FINISHED: &str = "commerce_sagas_finished_total";
+/// Saga duration from start to a terminal state or an operator's desk.
+pub const SAGA_DURATION: &str = "commerce_saga_duration_seconds";
+/// Saga writes that lost a race and were reconciled.
+pub const SAGA_CONFLICTS: &str = "commerce_saga_write_conflicts_total";
+/// Calls to the payment gateway, by operation and result.
+pub const PAYMENT_CALLS: &str = "commerce_payment_calls_total";
+
+/// What one round decided, to be written in one transaction.
+struct Outcome {
+    saga: SagaInstance,
+    history: Vec<SagaStepRecord>,
+    /// An order event this round produces. `required`: the write is only
+    /// right if the order takes it (a confirmation); otherwise it is
+    /// recorded only where the order can still take it (failing an order
+    /// the customer already cancelled records nothing on the order).
+    order: Option<(OrderCommand, bool)>,
+    inventory: Option<InventoryChange>,
+}
+
+/// What this run learned at the gateway that the store may not know yet.
+#[derive(Debug, Default, Clone)]
+struct Learned {
+    authorization_id: Option<String>,
+    captured: bool,
+}
+
+impl App {
+    /// Drives `saga` (leased to this process) in the background.
+    pub fn spawn_saga(&self, saga: SagaInstance) {
+        let app = self.clone();
+        tokio::spawn(async move {
+            let _permit = app.saga_slots.clone().acquire_owned().await;
+            app.drive_saga(saga).await;
+        });
+    }
+
+    /// Drives `saga` until it is terminal, waits for a later retry, needs
+    /// an operator, or belongs to another process. Errors are logged; the
+    /// lease then runs out and a worker resumes the saga.
+    pub async fn drive_saga(&self, saga: SagaInstance) {
+        let saga_id = saga.saga_id;
+        let order_id = saga.correlation_id;
+        if let Err(e) = self.run_saga(saga).await {
+            tracing::warn!(%saga_id, %order_id, error = %e, "saga run stopped; a worker resumes it when its lease expires");
+        }
+    }
+
+    async fn run_saga(&self, mut saga: SagaInstance) -> Result<(), AppError> {
+        let Some(gateway) = self.payments.clone() else {
+            return Err(AppError::Unavailable(anyhow::anyhow!(
+                "no payment gateway configured"
+            )));
+        };
+        let mut learned = Learned::default();
+        loop {
+            if !self.holds_lease(&saga) {
+                return Ok(());
+            }
+            let outcome = match saga.data.progress.next(&FULFILMENT) {
+                Next::Stop => return Ok(()),
+                Next::Act(step) => self.act(&saga, step, &gateway, &mut learned).await?,
+                Next::Compensate(c) => self.undo(&saga, c, &gateway, &mut learned).await?,
+            };
+            let outcome = self.fold_local(outcome).await?;
+            match self.write_outcome(&saga, outcome).await {
+                Ok(next) => {
+                    self.finished(&saga, &next);
+                    saga = next;
+                    if saga.lease_owner.is_none() {
+                        // A retry is scheduled; whichever worker is free takes it.
+                        return Ok(());
+                    }
+                }
+                Err(StoreError::SagaConflict { .. } | StoreError::VersionConflict { .. }) => {
+                    metrics::counter!(SAGA_CONFLICTS).increment(1);
+                    match self.reconcile(saga.saga_id, &learned).await? {
+                        Some(fresh) => saga = fresh,
+                        None => return Ok(()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn holds_lease(&self, saga: &SagaInstance) -> bool {
+        saga.lease_owner.as_deref() == Some(self.saga.owner.as_str())
+            && saga.lease_until.is_some_and(|until| until > now())
+    }
+
+    /// Runs a step's action.
+    async fn act(
+        &self,
+        saga: &SagaInstance,
+        step: Step,
+        gateway: &Arc<dyn PaymentGateway>,
+        learned: &mut Learned,
+    ) -> Result<Outcome, AppError> {
+        let mut out = Outcome::of(saga);
+        if let Some(veto) = self.hooks(saga, step.as_str(), true, &mut out).await? {
+            return Ok(out.fail(step.as_str(), veto));
+        }
+        let key = format!("{}:{}", saga.saga_id, step.as_str());
+        match step {
+            Step::AuthorizePayment => {
+                let payment = &saga.data.payment;
+                let request = AuthorizeRequest {
+                    order_id: saga.correlation_id,
+                    amount: payment.amount,
+                    currency: payment.currency,
+                    token: payment.token.clone(),
+                };
+                let result = self
+                    .with_retries(&mut out, step.as_str(), "authorize", || {
+                        gateway.authorize(request.clone(), &key)
+                    })
+                    .await;
+                match result {
+                    Ok(auth) => {
+                        learned.authorization_id = Some(auth.id.clone());
+                        out.saga.data.authorization_id = Some(auth.id.clone());
+                        out.record(
+                            step.as_str(),
+                            "action",
+                            "ok",
+                            Some(format!("authorization {}", auth.id)),
+                        );
+                        out.order = Some((
+                            OrderCommand::RecordPayment {
+                                payment_id: auth.id,
+                            },
+                            true,
+                        ));
+                    }
+                    Err(reason) => return Ok(out.fail(step.as_str(), reason)),
+                }
+            }
+            Step::CapturePayment => {
+                let Some(auth) = saga.data.authorization_id.clone() else {
+                    return Ok(out.fail(step.as_str(), "no authorization to capture".into()));
+                };
+                let amount = saga.data.payment.amount;
+                let result = self
+                    .with_retries(&mut out, step.as_str(), "capture", || {
+                        gateway.capture(&auth, amount, &key)
+                    })
+                    .await;
+                match result {
+                    Ok(_) => {
+                        learned.captured = true;
+                        out.saga.data.captured = true;
+                        out.record(
+                            step.as_str(),
+                            "action",
+                            "ok",
+                            Some(format!("captured {amount}")),
+                        );
+                        out.order = Some((OrderCommand::Confirm, true));
+                        out.inventory = Some(InventoryChange::Commit {
+                            order_id: saga.correlation_id,
+                        });
+                    }
+                    Err(reason) => return Ok(out.fail(step.as_str(), reason)),
+                }
+            }
+            // Local steps are folded into the write before them; a saga
+            // resumed right before one does it here.
+            Step::Notify | Step::ReserveInventory => {
+                out.record(step.as_str(), "action", "ok", None);
+            }
+        }
+        if let Some(veto) = self.hooks(saga, step.as_str(), false, &mut out).await? {
+            // The step did act: its effect is undone with the others.
+            out.saga.data.progress = out.saga.data.progress.clone().acted(&FULFILMENT);
+            return Ok(out.fail(step.as_str(), veto));
+        }
+        out.saga.data.progress = out.saga.data.progress.clone().acted(&FULFILMENT);
+        out.saga.attempts = 0;
+        Ok(out)
+    }
+
+    /// Runs a compensation.
+    async fn undo(
+        &self,
+        saga: &SagaInstance,
+        compensation: Compensation,
+        gateway: &Arc<dyn PaymentGateway>,
+        learned: &mut Learned,
+    ) -> Result<Outcome, AppError> {
+        let mut out = Outcome::of(saga);
+        let name = compensation.as_str();
+        match compensation {
+            Compensation::VoidPayment => {
+                let auth = saga
+                    .data
+                    .authorization_id
+                    .clone()
+                    .or_else(|| learned.authorization_id.clone());
+                let Some(auth) = auth else {
+                    out.record(
+                        name,
+                        "compensation",
+                        "skipped",
+                        Some("no authorization was made".into()),
+                    );
+                    out.saga.data.progress =
+                        out.saga.data.progress.clone().compensated(&FULFILMENT);
+                    return Ok(out);
+                };
+                let amount = saga.data.payment.amount;
+                // A capture that raced a cancel is given back, not voided.
+                let captured = saga.data.captured || learned.captured;
+                let key = format!(
+                    "{}:{}",
+                    saga.saga_id,
+                    if captured { "refund" } else { name }
+                );
+                let result = if captured {
+                    self.with_retries(&mut out, name, "refund", || {
+                        gateway.refund(&auth, amount, &key)
+                    })
+                    .await
+                } else {
+                    self.with_retries(&mut out, name, "void", || gateway.void(&auth, &key))
+                        .await
+                };
+                match result {
+                    Ok(a) => {
+                        out.record(
+                            name,
+                            "compensation",
+                            "ok",
+                            Some(format!("authorization {} {:?}", a.id, a.status).to_lowercase()),
+                        );
+                        out.saga.data.progress =
+                            out.saga.data.progress.clone().compensated(&FULFILMENT);
+                        out.saga.attempts = 0;
+                    }
+                    Err(reason) => return Ok(self.compensation_failed(out, name, reason)),
+                }
+            }
+            Compensation::ReleaseInventory => {
+                let reason = saga
+                    .data
+                    .progress
+                    .failure
+                    .clone()
+                    .unwrap_or_else(|| "saga compensated".into());
+                out.record(name, "compensation", "ok", None);
+                out.order = Some((OrderCommand::Fail { reason }, false));
+                out.inventory = Some(InventoryChange::Release {
+                    order_id: saga.correlation_id,
+                });
+                out.saga.data.progress = out.saga.data.progress.clone().compensated(&FULFILMENT);
+                out.saga.attempts = 0;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A compensation round failed: try again later (any replica), or,
+    /// after the last round, hand the saga to an operator.
+    fn compensation_failed(&self, mut out: Outcome, name: &str, reason: String) -> Outcome {
+        out.saga.attempts += 1;
+        out.saga.data.last_error = Some(reason.clone());
+        if out.saga.attempts as u32 >= self.saga.compensation_rounds {
+            out.record(name, "compensation", "stuck", Some(reason.clone()));
+            out.saga.data.progress = out
+                .saga
+                .data
+                .progress
+                .clone()
+                .stuck(format!("{name} keeps failing: {reason}"));
+            tracing::error!(saga_id = %out.saga.saga_id, order_id = %out.saga.correlation_id, compensation = name, %reason, "saga needs attention: a compensation keeps failing");
+        } else {
+            out.record(name, "compensation", "failed", Some(reason));
+            let wait = self.saga.backoff(out.saga.attempts as u32);
+            out.saga.next_attempt_at = now() + chrono_duration(wait);
+            out.saga.lease_owner = None;
+            out.saga.lease_until = None;
+        }
+        out
+    }
+
+    /// Runs the saga hooks of one phase of a step. `Some(reason)`: stop
+    /// (a veto, or a hook that failed under a fail-closed policy). Past the
+    /// pivot nothing can be undone, so a veto there is recorded and ignored.
+    async fn hooks(
+        &self,
+        saga: &SagaInstance,
+        step: &str,
+        before: bool,
+        out: &mut Outcome,
+    ) -> Result<Option<String>, AppError> {
+        if !self.plugins.has_saga_hooks() {
+            return Ok(None);
+        }
+        let order = self
+            .load_order(crate::app::Caller::system(), saga.correlation_id)
+            .await?;
+        let context = HookContext {
+            saga_type: saga.saga_type.clone(),
+            step: step.to_owned(),
+            before,
+            quote: Quote {
+                order_id: order.id,
+                customer_id: order.customer_id,
+                status: order.status.unwrap_or(OrderStatus::Pending),
+                currency: saga.data.payment.currency,
+                lines: order.lines.clone(),
+            },
+            adjustments: order.adjustments.clone(),
+        };
+        let phase = if before { "hook-before" } else { "hook-after" };
+        let verdict = match self.plugins.run_hooks(context).await {
+            Ok(HookOutcome::Continue) => return Ok(None),
+            Ok(HookOutcome::Veto { plugin, reason }) => format!("vetoed by {plugin}: {reason}"),
+            Err(failed) => failed.to_string(),
+        };
+        if saga.data.captured || out.saga.data.captured {
+            out.record(
+                step,
+                phase,
+                "ignored",
+                Some(format!("{verdict} (past the capture)")),
+            );
+            return Ok(None);
+        }
+        out.record(step, phase, "veto", Some(verdict.clone()));
+        Ok(Some(verdict))
+    }
+
+    /// Calls the gateway until it answers for good or the step's deadline
+    /// passes; every attempt carries the same idempotency key. `Err` is
+    /// the reason the step failed.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        out: &mut Outcome,
+        step: &str,
+        operation: &'static str,
+        mut call: F,
+    ) -> Result<T, String>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, PaymentError>>,
+    {
+        let deadline = Instant::now() + self.saga.step_deadline;
+        let mut attempt = 0u32;
+        loop {
+            let result = call().await;
+            let label = match &result {
+                Ok(_) => "ok",
+                Err(PaymentError::Declined { .. }) => "declined",
+                Err(PaymentError::Transient(_)) => "transient",
+                Err(PaymentError::Rejected(_)) => "rejected",
+            };
+            metrics::counter!(PAYMENT_CALLS, "operation" => operation, "result" => label)
+                .increment(1);
+            match result {
+                Ok(value) => return Ok(value),
+                Err(PaymentError::Declined { reason }) => {
+                    return Err(format!("payment declined: {reason}"));
+                }
+                Err(PaymentError::Rejected(message)) => {
+                    return Err(format!(
+                        "payment gateway refused the {operation}: {message}"
+                    ));
+                }
+                Err(PaymentError::Transient(e)) => {
+                    let wait = self.saga.backoff(attempt);
+                    attempt += 1;
+                    out.record(
+                        step,
+                        "action",
+                        "retry",
+                        Some(format!("{operation} attempt {attempt}: {e:#}")),
+                    );
+                    if Instant::now() + wait >= deadline {
+                        return Err(format!(
+                            "payment gateway unavailable for the {operation} after {attempt} attempts: {e:#}"
+                        ));
+                    }
+                    tracing::debug!(saga_id = %out.saga.saga_id, operation, attempt, "payment gateway unavailable; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    /// Adds the local steps that follow to the same write: notifying after
+    /// the capture, releasing the stock after the void, and so on.
+    async fn fold_local(&self, mut out: Outcome) -> Result<Outcome, AppError> {
+        loop {
+            if out.saga.lease_owner.is_none() {
+                return Ok(out);
+            }
+            match out.saga.data.progress.next(&FULFILMENT) {
+                Next::Act(Step::Notify) if out.order.as_ref().is_some_and(|(_, r)| *r) => {
+                    // The confirmation event in the outbox is the notification.
+                    let saga = out.saga.clone();
+                    let mut hooks_out = Outcome::of(&saga);
+                    self.hooks(&saga, Step::Notify.as_str(), true, &mut hooks_out)
+                        .await?;
+                    self.hooks(&saga, Step::Notify.as_str(), false, &mut hooks_out)
+                        .await?;
+                    out.history.append(&mut hooks_out.history);
+                    out.record(
+                        Step::Notify.as_str(),
+                        "action",
+                        "ok",
+                        Some("OrderConfirmed published".into()),
+                    );
+                    out.saga.data.progress = out.saga.data.progress.clone().acted(&FULFILMENT);
+                }
+                Next::Compensate(Compensation::ReleaseInventory) if out.inventory.is_none() => {
+                    let reason = out
+                        .saga
+                        .data
+                        .progress
+                        .failure
+                        .clone()
+                        .unwrap_or_else(|| "saga compensated".into());
+                    out.record(
+                        Compensation::ReleaseInventory.as_str(),
+                        "compensation",
+                        "ok",
+                        None,
+                    );
+                    out.order = Some((OrderCommand::Fail { reason }, false));
+                    out.inventory = Some(InventoryChange::Release {
+                        order_id: out.saga.correlation_id,
+                    });
+                    out.saga.data.progress =
+                        out.saga.data.progress.clone().compensated(&FULFILMENT);
+                }
+                Next::Compensate(Compensation::VoidPayment)
+                    if out.saga.data.authorization_id.is_none() =>
+                {
+                    out.record(
+                        Compensation::VoidPayment.as_str(),
+                        "compensation",
+                        "skipped",
+                        Some("no authorization was made".into()),
+                    );
+                    out.saga.data.progress =
+                        out.saga.data.progress.clone().compensated(&FULFILMENT);
+                }
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Writes a round's outcome: the saga at its next revision with a
+    /// renewed lease (unless it waits for a retry or is done), its history,
+    /// and the order event and stock change, in one transaction.
+    async fn write_outcome(
+        &self,
+        read: &SagaInstance,
+        mut out: Outcome,
+    ) -> Result<SagaInstance, StoreError> {
+        let at = now();
+        out.saga.revision = read.revision + 1;
+        out.saga.updated_at = at;
+        let status = out.saga.status();
+        if status != SagaStatus::Running && status != SagaStatus::Compensating {
+            out.saga.lease_owner = None;
+            out.saga.lease_until = None;
+        } else if out.saga.lease_owner.is_some() {
+            out.saga.lease_until = Some(at + chrono_duration(self.saga.lease));
+        }
+        let write = SagaWrite {
+            instance: out.saga.clone(),
+            expected_revision: Some(read.revision),
+            history: out.history,
+        };
+        let order = match out.order {
+            Some((command, required)) => {
+                let order = self
+                    .load_order(crate::app::Caller::system(), read.correlation_id)
+                    .await
+                    .map_err(|e| {
+                        StoreError::Unexpected(anyhow::anyhow!("loading the order: {e}"))
+                    })?;
+                match order.handle(command) {
+                    Ok(events) => Some((order, events)),
+                    // The order moved on under us (a cancel): the saga moved
+                    // with it, so this round was planned on a stale saga.
+                    Err(_) if required => {
+                        return Err(StoreError::SagaConflict {
+                            saga_id: read.saga_id,
+                        });
+                    }
+                    Err(_) => None,
+                }
+            }
+            None => None,
+        };
+        let skus: Vec<_> = match &order {
+            Some((o, _)) => o.lines.iter().map(|l| l.sku.clone()).collect(),
+            None => Vec::new(),
+        };
+        match order {
+            Some((order, events)) => {
+                self.commit_with_saga(order, events, out.inventory.clone(), write)
+                    .await?;
+            }
+            None => self.store.save_saga(write, out.inventory.clone()).await?,
+        }
+        if out.inventory.is_some() && !skus.is_empty() {
+            self.stock_changed(&skus).await;
+        }
+        Ok(out.saga)
+    }
+
+    /// The saga after a lost write race, with what this run learned at the
+    /// gateway merged in; `None` if another process now drives it.
+    async fn reconcile(
+        &self,
+        saga_id: uuid::Uuid,
+        learned: &Learned,
+    ) -> Result<Option<SagaInstance>, AppError> {
+        for _ in 0..10 {
+            let Some(fresh) = self.store.get_saga(saga_id).await? else {
+                return Ok(None);
+            };
+            let mut merged = fresh.successor(now());
+            let mut changed = false;
+            if merged.data.authorization_id.is_none() && learned.authorization_id.is_some() {
+                merged.data.authorization_id = learned.authorization_id.clone();
+                changed = true;
+            }
+            if learned.captured && !merged.data.captured {
+                merged.data.captured = true;
+                changed = true;
+            }
+            // A cancel turned the saga back while its authorization was in
+            // flight: the saga thinks nothing was authorized, but this run
+            // knows better, so the void joins the compensations.
+            if changed && merged.data.authorization_id.is_some() {
+                let progress = &mut merged.data.progress;
+                let authorize = FULFILMENT
+                    .steps
+                    .iter()
+                    .position(|s| s.step == Step::AuthorizePayment)
+                    .unwrap_or(0);
+                if matches!(
+                    progress.status,
+                    SagaStatus::Compensating | SagaStatus::Compensated
+                ) && progress.cursor <= authorize
+                {
+                    progress.status = SagaStatus::Compensating;
+                    progress.cursor = authorize + 1;
+                }
+            }
+            let ours = self.holds_lease(&fresh);
+            let free = fresh.lease_until.is_none_or(|until| until <= now());
+            let active = matches!(
+                fresh.status(),
+                SagaStatus::Running | SagaStatus::Compensating
+            );
+            if !(changed || (active && free)) {
+                return Ok(ours.then_some(fresh));
+            }
+            if active && (ours || free) {
+                merged.lease_owner = Some(self.saga.owner.clone());
+                merged.lease_until = Some(now() + chrono_duration(self.saga.lease));
+            }
+            let history = if changed {
+                vec![SagaStepRecord::new(
+                    saga_id,
+                    fresh.current_step(),
+                    "reconcile",
+                    "ok",
+                    Some(format!(
+                        "merged after a concurrent change: authorization {:?}, captured {}",
+                        learned.authorization_id, learned.captured
+                    )),
+                    fresh.attempts,
+                    now(),
+                )]
+            } else {
+                Vec::new()
+            };
+            let write = SagaWrite {
+                instance: merged.clone(),
+                expected_revision: Some(fresh.revision),
+                history,
+            };
+            match self.store.save_saga(write, None).await {
+                Ok(()) => return Ok(self.holds_lease(&merged).then_some(merged)),
+                Err(StoreError::SagaConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Conflict(format!("saga {saga_id} keeps changing")))
+    }
+
+    /// Counts and logs a saga that just reached the end of its run.
+    fn finished(&self, before: &SagaInstance, after: &SagaInstance) {
+        let status = after.status();
+        if status == before.status()
+            || matches!(status, SagaStatus::Running | SagaStatus::Compensating)
+        {
+            return;
+        }
+        let outcome = status_str(status);
+        let seconds = (after.updated_at - after.created_at)
+            .to_std()
+            .unwrap_or_default()
+            .as_secs_f64();
+        metrics::counter!(SAGAS_FINISHED, "saga_type" => after.saga_type.clone(), "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!(SAGA_DURATION, "saga_type" => after.saga_type.clone(), "outcome" => outcome)
+            .record(seconds);
+        let failure = after.data.progress.failure.as_deref().unwrap_or("-");
+        match status {
+            SagaStatus::NeedsAttention => {}
+            _ => {
+                tracing::info!(saga_id = %after.saga_id, order_id = %after.correlation_id, outcome, seconds, failure, "saga finished")
+            }
+        }
+    }
+}
+
+impl Outcome {
+    fn of(saga: &SagaInstance) -> Outcome {
+        Outcome {
+            saga: saga.clone(),
+            history: Vec::new(),
+            order: None,
+            inventory: None,
+        }
+    }
+
+    fn record(&mut self, step: &str, phase: &str, outcome: &str, detail: Option<String>) {
+        self.history.push(SagaStepRecord::new(
+            self.saga.saga_id,
+            step,
+            phase,
+            outcome,
+            detail,
+            self.saga.attempts,
+            now(),
+        ));
+    }
+
+    /// The current step failed for good: the saga turns back (or, past the
+    /// pivot, waits for an operator).
+    fn fail(mut self, step: &str, reason: String) -> Outcome {
+        self.record(step, "action", "failed", Some(reason.clone()));
+        self.saga.data.last_error = Some(reason.clone());
+        self.saga.data.progress = self.saga.data.progress.clone().failed(&FULFILMENT, reason);
+        self.saga.attempts = 0;
+        self
+    }
+}
+
+impl App {
+    /// Appends `events` to `order` with a saga write, in one transaction.
+    pub(crate) async fn commit_with_saga(
+        &self,
+        order: Order,
+        events: Vec<crate::domain::OrderEvent>,
+        inventory: Option<InventoryChange>,
+        saga: SagaWrite,
+    ) -> Result<crate::app::views::OrderView, StoreError> {
+        self.commit_all(order, events, Vec::new(), inventory, Some(saga))
+            .await
+    }
+}
