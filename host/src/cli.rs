@@ -9,7 +9,9 @@ use uuid::Uuid;
 
 use crate::app::{App, Role};
 use crate::auth::{JwtKeys, SecretSource, resolve_secret};
-use crate::config::{CartArgs, InventoryArgs, PluginArgs, RedisArgs, SecretArgs, StoreArgs};
+use crate::config::{
+    CartArgs, InventoryArgs, OutboxArgs, PluginArgs, RedisArgs, SecretArgs, StoreArgs,
+};
 use crate::startup::Application;
 use crate::telemetry::{self, LogFormat};
 
@@ -149,6 +151,8 @@ pub struct ServeArgs {
     pub redis: RedisArgs,
     #[command(flatten)]
     pub carts: CartArgs,
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
     /// Install and activate the example plugins of plugins/ (bulk
     /// discount, quantity rules, high-value hold) if not already active.
     #[arg(long, env = "COMMERCE_EXAMPLE_PLUGINS")]
@@ -286,6 +290,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app.clone(),
         args.inventory.sweep_every(),
     ));
+    crate::startup::spawn_outbox_relay(&app, redis.as_ref(), args.outbox.settings());
     if args.example_plugins {
         crate::plugins::examples::install(&app).await;
     }

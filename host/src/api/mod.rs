@@ -7,6 +7,7 @@
 
 pub mod cart;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod orders;
@@ -55,6 +56,7 @@ pub struct AppState {
         cart::checkout,
         plugins::upload_plugin, plugins::list_plugins, plugins::activate_plugin,
         plugins::rollback_plugin, plugins::remove_plugin, plugins::dry_run_plugin,
+        events::list_events,
     ),
     modifiers(&BearerAuth),
 )]
@@ -98,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(orders::router())
         .merge(products::router())
         .merge(cart::router())
+        .merge(events::router())
         .merge(plugins::router(state.app.plugins.max_component_size()))
         .fallback(not_found)
         .with_state(state)
