@@ -75,12 +75,18 @@ async fn an_event_that_commits_late_is_held_back_then_served_after_the_cursor() 
         [a_position, b_position]
     );
     assert_eq!(
-        feed.iter().map(|e| e.event.aggregate_id).collect::<Vec<_>>(),
+        feed.iter()
+            .map(|e| e.event.aggregate_id)
+            .collect::<Vec<_>>(),
         [a_id, b_id]
     );
     assert!(feed[0].cursor < feed[1].cursor);
     assert!(
-        store.read_feed(feed[1].cursor, 100).await.unwrap().is_empty(),
+        store
+            .read_feed(feed[1].cursor, 100)
+            .await
+            .unwrap()
+            .is_empty(),
         "reading on from the last cursor repeats nothing"
     );
 }
@@ -193,7 +199,13 @@ async fn place_and_cancel(app: &TestApp, n: usize) -> Vec<String> {
         let id = order["id"].as_str().unwrap().to_owned();
         if i % 2 == 0 {
             let (status, _, body) = app
-                .call(Method::DELETE, &format!("/v1/orders/{id}"), Some(&token), None, &[])
+                .call(
+                    Method::DELETE,
+                    &format!("/v1/orders/{id}"),
+                    Some(&token),
+                    None,
+                    &[],
+                )
                 .await;
             assert_eq!(status, StatusCode::OK, "{body}");
         }
@@ -232,7 +244,11 @@ async fn assert_published(app: &TestApp, redis: &TestRedis, orders: &[String], e
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(feed.len(), expected, "the feed holds more than the orders' events");
+    assert_eq!(
+        feed.len(),
+        expected,
+        "the feed holds more than the orders' events"
+    );
     let from_feed: Vec<(String, String)> = feed
         .iter()
         .map(|e| {
@@ -249,13 +265,19 @@ async fn assert_published(app: &TestApp, redis: &TestRedis, orders: &[String], e
         .iter()
         .map(|(_, c)| FeedCursor::parse(c).expect("a cursor"))
         .collect();
-    assert!(cursors.windows(2).all(|w| w[0] < w[1]), "out of order: {cursors:?}");
+    assert!(
+        cursors.windows(2).all(|w| w[0] < w[1]),
+        "out of order: {cursors:?}"
+    );
     let aggregates: HashSet<&str> = feed
         .iter()
         .map(|e| e["aggregate_id"].as_str().unwrap())
         .collect();
     for id in orders {
-        assert!(aggregates.contains(id.as_str()), "order {id} is not in the feed");
+        assert!(
+            aggregates.contains(id.as_str()),
+            "order {id} is not in the feed"
+        );
     }
 }
 
@@ -271,7 +293,10 @@ async fn every_order_event_is_published_once_in_order_across_a_restart(backend: 
 
     let mut orders = place_and_cancel(&app, 6).await;
     let expected = events_of(&app, &orders).await;
-    assert!(expected >= 9, "6 orders, 3 of them cancelled: {expected} events");
+    assert!(
+        expected >= 9,
+        "6 orders, 3 of them cancelled: {expected} events"
+    );
     assert_published(&app, &redis, &orders, expected).await;
 
     // Killed and started again: it resumes where the stream is, and
@@ -289,9 +314,7 @@ async fn every_order_event_is_published_once_in_order_across_a_restart(backend: 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_feed_is_for_admins_and_refuses_bad_cursors_and_limits() {
     let app = TestApp::spawn(Backend::Sqlite).await;
-    let (status, _, _) = app
-        .call(Method::GET, "/v1/events", None, None, &[])
-        .await;
+    let (status, _, _) = app.call(Method::GET, "/v1/events", None, None, &[]).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (_, customer) = app.customer();
     let (status, headers, body) = app.get("/v1/events", &customer).await;
@@ -322,7 +345,10 @@ async fn the_feed_is_for_admins_and_refuses_bad_cursors_and_limits() {
     ] {
         let (status, headers, body) = app.get(&format!("/v1/events?{query}"), &admin).await;
         assert_eq!(status, expected, "{query}: {body}");
-        assert_eq!(headers["content-type"], "application/problem+json", "{query}");
+        assert_eq!(
+            headers["content-type"], "application/problem+json",
+            "{query}"
+        );
         assert_eq!(body["status"], expected.as_u16(), "{query}");
     }
     let (status, _, _) = app.get("/v1/events?limit=1000", &admin).await;

@@ -494,7 +494,13 @@ async fn the_feed_pages_every_event_once_by_cursor(backend: Backend) {
     assert_eq!(paged, all);
     let tail = store.read_feed(all[1].cursor, 100).await.unwrap();
     assert_eq!(tail, all[2..].to_vec());
-    assert!(store.read_feed(all[3].cursor, 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .read_feed(all[3].cursor, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // The opaque form survives a round trip.
     for e in &all {
         assert_eq!(FeedCursor::parse(&e.cursor.to_string()), Some(e.cursor));
@@ -511,7 +517,10 @@ async fn a_relay_lease_has_one_owner_at_a_time(backend: Backend) {
         Some(FeedCursor::default()),
         "a new relay starts at the beginning"
     );
-    assert_eq!(store.acquire_relay_lease("r", "b", long).await.unwrap(), None);
+    assert_eq!(
+        store.acquire_relay_lease("r", "b", long).await.unwrap(),
+        None
+    );
     let at = FeedCursor { tx: 7, position: 3 };
     assert!(store.save_relay_cursor("r", "a", at).await.unwrap());
     assert!(!store.save_relay_cursor("r", "b", at).await.unwrap());
@@ -539,6 +548,14 @@ async fn a_relay_lease_has_one_owner_at_a_time(backend: Backend) {
         store.acquire_relay_lease("r", "b", long).await.unwrap(),
         Some(at)
     );
-    assert!(!store.save_relay_cursor("r", "a", FeedCursor { tx: 9, position: 9 }).await.unwrap());
-    assert_eq!(store.acquire_relay_lease("r", "a", long).await.unwrap(), None);
+    assert!(
+        !store
+            .save_relay_cursor("r", "a", FeedCursor { tx: 9, position: 9 })
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.acquire_relay_lease("r", "a", long).await.unwrap(),
+        None
+    );
 }

@@ -62,7 +62,10 @@ pub fn spawn_outbox_relay(app: &App, redis: Option<&Redis>, settings: RelaySetti
         return;
     };
     let stream = Arc::new(RedisEventStream::new(redis.clone()));
-    tracing::info!(stream = stream.key(), "publishing events to the Redis Stream");
+    tracing::info!(
+        stream = stream.key(),
+        "publishing events to the Redis Stream"
+    );
     tokio::spawn(OutboxRelay::new(app.store.clone(), stream, settings).run());
 }
 

@@ -146,7 +146,9 @@ impl OutboxRelay {
             metrics::gauge!(LAG).set(0.0);
             return Ok(Some(self.settings.poll));
         };
-        let age = (Utc::now() - first.event.recorded_at).num_milliseconds().max(0);
+        let age = (Utc::now() - first.event.recorded_at)
+            .num_milliseconds()
+            .max(0);
         metrics::gauge!(LAG).set(age as f64 / 1000.0);
         let appended = self.publisher.publish(&page).await?;
         metrics::counter!(PUBLISHED).increment(appended as u64);

@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::{classify, is_unique_violation, parse_currency, parse_sku, parse_status};
 use crate::app::Store;
 use crate::app::ports::{
-    Append, Catalog, EventStore, FeedCursor, FeedEvent, IdempotencyRecord, OrderViews, Product, ProductUpsert, StoreError,
-    StoredEvent,
+    Append, Catalog, EventStore, FeedCursor, FeedEvent, IdempotencyRecord, OrderViews, Product,
+    ProductUpsert, StoreError, StoredEvent,
 };
 use crate::app::views::{OrderLineView, OrderQuery, OrderView};
 use crate::domain::{Adjustment, Sku};

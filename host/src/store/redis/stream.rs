@@ -124,8 +124,8 @@ impl EventPublisher for RedisEventStream {
         let mut call = self.script.key(&self.key);
         call.arg(FIELDS * 2);
         for FeedEvent { cursor, event } in events {
-            let data = serde_json::to_string(&event.data)
-                .map_err(|e| StoreError::Unexpected(e.into()))?;
+            let data =
+                serde_json::to_string(&event.data).map_err(|e| StoreError::Unexpected(e.into()))?;
             call.arg(cursor.tx)
                 .arg(cursor.position)
                 .arg("event_id")
