@@ -9,9 +9,13 @@
 //! before it, and then serve it after the reader's cursor.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use commerce::app::ports::FeedCursor;
+use commerce::app::outbox::{OutboxRelay, RELAY_NAME, RelaySettings};
+use commerce::app::ports::{EventPublisher, FeedCursor};
+use commerce::store::redis::stream::RedisEventStream;
+use commerce::store::redis::{Redis, RedisConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::Connection;
@@ -353,4 +357,84 @@ async fn the_feed_is_for_admins_and_refuses_bad_cursors_and_limits() {
     }
     let (status, _, _) = app.get("/v1/events?limit=1000", &admin).await;
     assert_eq!(status, StatusCode::OK);
+
+    let (_, _, doc) = app
+        .call(Method::GET, "/openapi.json", None, None, &[])
+        .await;
+    assert!(
+        doc["paths"]["/v1/events"]["get"].is_object(),
+        "openapi lacks /v1/events"
+    );
+    assert!(doc["components"]["schemas"]["Feed"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_resumes_after_what_the_stream_holds_and_repeats_nothing() {
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = db.open_store().await;
+    let redis = TestRedis::new();
+    let handle = Redis::connect(&RedisConfig {
+        url: redis.url.clone(),
+        prefix: redis.prefix.clone(),
+        timeout: Duration::from_secs(1),
+    })
+    .expect("redis");
+    let stream = Arc::new(RedisEventStream::new(handle));
+    for n in 0..5 {
+        store
+            .append(append(Uuid::now_v7(), 0, vec![event(n)], Uuid::new_v4()))
+            .await
+            .unwrap();
+    }
+    let feed = feed_until(store.as_ref(), FeedCursor::default(), 5, 100).await;
+
+    // A relay published three events and died before it saved its cursor.
+    assert_eq!(stream.last_published().await.unwrap(), None);
+    assert_eq!(stream.publish(&feed[..3]).await.unwrap(), 3);
+    // Publishing them again appends only what is new: the stream refuses
+    // repeats by itself (a replica that lost its lease mid-page).
+    assert_eq!(stream.publish(&feed[..4]).await.unwrap(), 1);
+    assert_eq!(stream.last_published().await.unwrap(), Some(feed[3].cursor));
+
+    // The next relay starts from the later of its stored cursor (none)
+    // and the stream's, publishes the rest, and saves where it is.
+    let settings = RelaySettings::new(Duration::from_millis(10), Duration::from_secs(30));
+    let owner = settings.owner.clone();
+    let mut relay = OutboxRelay::new(store.clone(), stream.clone(), settings);
+    assert_eq!(
+        relay.round().await.unwrap(),
+        Some(Duration::from_millis(10)),
+        "caught up"
+    );
+    let expected: Vec<(String, String)> = feed
+        .iter()
+        .map(|e| (e.event.event_id.to_string(), e.cursor.to_string()))
+        .collect();
+    assert_eq!(stream_entries(&redis).await, expected);
+    assert_eq!(
+        store
+            .acquire_relay_lease(RELAY_NAME, &owner, Duration::from_secs(30))
+            .await
+            .unwrap(),
+        Some(feed[4].cursor)
+    );
+    // Another replica cannot publish while the lease is held.
+    let mut other = OutboxRelay::new(
+        store.clone(),
+        stream.clone(),
+        RelaySettings::new(Duration::from_millis(10), Duration::from_secs(30)),
+    );
+    store
+        .append(append(Uuid::now_v7(), 0, vec![event(9)], Uuid::new_v4()))
+        .await
+        .unwrap();
+    feed_until(store.as_ref(), feed[4].cursor, 1, 100).await;
+    assert!(other.round().await.unwrap().is_some());
+    assert_eq!(
+        stream_entries(&redis).await.len(),
+        5,
+        "the other replica published"
+    );
+    relay.round().await.unwrap();
+    assert_eq!(stream_entries(&redis).await.len(), 6);
 }
