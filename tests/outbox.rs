@@ -302,6 +302,20 @@ async fn every_order_event_is_published_once_in_order_across_a_restart(backend: 
         "6 orders, 3 of them cancelled: {expected} events"
     );
     assert_published(&app, &redis, &orders, expected).await;
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!("commerce_outbox_published_total {expected}")),
+        "{metrics}"
+    );
+    assert!(metrics.contains("commerce_outbox_lag_seconds"), "{metrics}");
 
     // Killed and started again: it resumes where the stream is, and
     // publishes the new events once, after the old ones.
@@ -437,4 +451,25 @@ async fn a_relay_resumes_after_what_the_stream_holds_and_repeats_nothing() {
     );
     relay.round().await.unwrap();
     assert_eq!(stream_entries(&redis).await.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_that_cannot_reach_redis_retries_and_the_service_carries_on() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[],
+        &[
+            ("REDIS_URL", "redis://127.0.0.1:1"),
+            ("COMMERCE_REDIS_TIMEOUT_MS", "50"),
+            ("COMMERCE_OUTBOX_POLL_MS", "10"),
+        ],
+    )
+    .await;
+    app.put_product("OUTBOX-1", "4.50", "EUR", 10).await;
+    let orders = place_and_cancel(&app, 1).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, _, body) = app.call(Method::GET, "/healthz", None, None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let feed = http_feed(&app).await;
+    assert_eq!(feed.len(), events_of(&app, &orders).await);
 }
