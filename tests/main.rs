@@ -12,6 +12,7 @@ mod api;
 mod cart;
 mod helpers;
 mod inventory;
+mod outbox;
 mod payment;
 mod plugins;
 mod saga;

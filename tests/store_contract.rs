@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use chrono::{SubsecRound, Utc};
 use commerce::app::orders::{PlaceOrderRequest, RequestedLine};
-use commerce::app::ports::{Append, IdempotencyRecord, NewEvent, ProductUpsert, StoreError};
+use commerce::app::ports::{
+    Append, FeedCursor, FeedEvent, IdempotencyRecord, NewEvent, ProductUpsert, StoreError,
+};
 use commerce::app::views::{OrderQuery, OrderView};
 use commerce::app::{Caller, Role, Store};
 use commerce::domain::{Currency, OrderStatus, Quantity, Sku};
@@ -26,9 +28,11 @@ both_backends!(
     products_upsert_and_fetch,
     replay_equals_the_inline_projection,
     sagas_are_written_with_events_fenced_by_revision_and_claimed_once,
+    the_feed_pages_every_event_once_by_cursor,
+    a_relay_lease_has_one_owner_at_a_time,
 );
 
-fn event(n: u32) -> NewEvent {
+pub(crate) fn event(n: u32) -> NewEvent {
     NewEvent {
         event_id: Uuid::now_v7(),
         event_type: "TestHappened",
@@ -56,7 +60,7 @@ fn view(id: Uuid, customer: Uuid, status: OrderStatus, version: u64) -> OrderVie
     }
 }
 
-fn append(id: Uuid, expected: u64, events: Vec<NewEvent>, customer: Uuid) -> Append {
+pub(crate) fn append(id: Uuid, expected: u64, events: Vec<NewEvent>, customer: Uuid) -> Append {
     let version = expected + events.len() as u64;
     Append {
         aggregate_id: id,
@@ -430,6 +434,132 @@ async fn replay_equals_the_inline_projection(backend: Backend) {
     assert_eq!((report.orders, report.events), (8, 20));
     assert_eq!(store.list_views(&all).await.unwrap(), inline);
     let _ = admin;
+}
+
+/// Reads the feed after `after` until it holds at least `n` events (on
+/// PostgreSQL an event shows once every older transaction of the server
+/// has ended, and other tests run transactions of their own), in pages
+/// of `page`.
+pub(crate) async fn feed_until(
+    store: &dyn Store,
+    mut after: FeedCursor,
+    n: usize,
+    page: u32,
+) -> Vec<FeedEvent> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut seen = Vec::new();
+    loop {
+        let batch = store.read_feed(after, page).await.unwrap();
+        assert!(batch.len() <= page as usize);
+        if let Some(last) = batch.last() {
+            after = last.cursor;
+        }
+        let got = batch.len();
+        seen.extend(batch);
+        if seen.len() >= n {
+            return seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the feed shows {} events of {n}",
+            seen.len()
+        );
+        if got < page as usize {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn the_feed_pages_every_event_once_by_cursor(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::new_v4());
+    store
+        .append(append(a, 0, vec![event(1), event(2)], c))
+        .await
+        .unwrap();
+    store.append(append(b, 0, vec![event(3)], c)).await.unwrap();
+    store.append(append(a, 2, vec![event(4)], c)).await.unwrap();
+
+    let all = feed_until(store.as_ref(), FeedCursor::default(), 4, 100).await;
+    assert_eq!(
+        all.iter()
+            .map(|e| e.event.data["n"].as_u64().unwrap())
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 4],
+        "sequential appends come in the order they committed"
+    );
+    assert!(all.windows(2).all(|w| w[0].cursor < w[1].cursor));
+    assert!(all.iter().all(|e| e.cursor.position == e.event.position));
+    // Pages of one, each after the previous cursor: the same events.
+    let paged = feed_until(store.as_ref(), FeedCursor::default(), 4, 1).await;
+    assert_eq!(paged, all);
+    let tail = store.read_feed(all[1].cursor, 100).await.unwrap();
+    assert_eq!(tail, all[2..].to_vec());
+    assert!(
+        store
+            .read_feed(all[3].cursor, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The opaque form survives a round trip.
+    for e in &all {
+        assert_eq!(FeedCursor::parse(&e.cursor.to_string()), Some(e.cursor));
+    }
+}
+
+async fn a_relay_lease_has_one_owner_at_a_time(backend: Backend) {
+    use std::time::Duration;
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let long = Duration::from_secs(30);
+    assert_eq!(
+        store.acquire_relay_lease("r", "a", long).await.unwrap(),
+        Some(FeedCursor::default()),
+        "a new relay starts at the beginning"
+    );
+    assert_eq!(
+        store.acquire_relay_lease("r", "b", long).await.unwrap(),
+        None
+    );
+    let at = FeedCursor { tx: 7, position: 3 };
+    assert!(store.save_relay_cursor("r", "a", at).await.unwrap());
+    assert!(!store.save_relay_cursor("r", "b", at).await.unwrap());
+    assert_eq!(
+        store.acquire_relay_lease("r", "a", long).await.unwrap(),
+        Some(at),
+        "the owner renews and gets its cursor back"
+    );
+    // Another name is another relay.
+    assert_eq!(
+        store.acquire_relay_lease("other", "b", long).await.unwrap(),
+        Some(FeedCursor::default())
+    );
+    // A lease that runs out is taken over, cursor and all; the old owner
+    // can no longer move the cursor.
+    assert!(
+        store
+            .acquire_relay_lease("r", "a", Duration::from_millis(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        store.acquire_relay_lease("r", "b", long).await.unwrap(),
+        Some(at)
+    );
+    assert!(
+        !store
+            .save_relay_cursor("r", "a", FeedCursor { tx: 9, position: 9 })
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.acquire_relay_lease("r", "a", long).await.unwrap(),
+        None
+    );
 }
 
 async fn sagas_are_written_with_events_fenced_by_revision_and_claimed_once(backend: Backend) {

@@ -10,7 +10,8 @@ use uuid::Uuid;
 use crate::app::{App, Role};
 use crate::auth::{JwtKeys, SecretSource, resolve_secret};
 use crate::config::{
-    CartArgs, InventoryArgs, PaymentArgs, PluginArgs, RedisArgs, SagaArgs, SecretArgs, StoreArgs,
+    CartArgs, InventoryArgs, OutboxArgs, PaymentArgs, PluginArgs, RedisArgs, SagaArgs, SecretArgs,
+    StoreArgs,
 };
 use crate::startup::Application;
 use crate::telemetry::{self, LogFormat};
@@ -155,6 +156,8 @@ pub struct ServeArgs {
     pub payments: PaymentArgs,
     #[command(flatten)]
     pub sagas: SagaArgs,
+    #[command(flatten)]
+    pub outbox: OutboxArgs,
     /// Install and activate the example plugins of plugins/ (bulk
     /// discount, quantity rules, high-value hold) if not already active.
     #[arg(long, env = "COMMERCE_EXAMPLE_PLUGINS")]
@@ -293,6 +296,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app.clone(),
         args.inventory.sweep_every(),
     ));
+    crate::startup::spawn_outbox_relay(&app, redis.as_ref(), args.outbox.settings());
     if args.example_plugins {
         crate::plugins::examples::install(&app).await;
     }

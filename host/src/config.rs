@@ -135,11 +135,12 @@ impl InventoryArgs {
     }
 }
 
-/// Redis, for carts (and later the availability cache and event stream).
+/// Redis, for carts, the availability cache and the event stream.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RedisArgs {
-    /// Redis URL (e.g. redis://host:6379/0). When set, carts live in Redis;
-    /// when unset, in the database. Redis need not be up at start-up:
+    /// Redis URL (e.g. redis://host:6379/0). When set, carts live in Redis
+    /// and the outbox relay publishes events to the stream
+    /// `<prefix>commerce.events`; when unset, carts live in the database. Redis need not be up at start-up:
     /// cart routes answer 503 until it is, and orders are unaffected.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
@@ -161,6 +162,30 @@ impl RedisArgs {
             prefix: self.redis_prefix.clone(),
             timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
         })
+    }
+}
+
+/// The outbox relay, which publishes the event feed to the Redis Stream
+/// `commerce.events` (when Redis is configured).
+#[derive(Debug, Clone, clap::Args)]
+pub struct OutboxArgs {
+    /// How often the relay looks for new events once caught up, in
+    /// milliseconds (a full page is followed at once).
+    #[arg(long, env = "COMMERCE_OUTBOX_POLL_MS", default_value_t = 100)]
+    pub outbox_poll_ms: u64,
+    /// How long a replica's lease on publishing lasts unless renewed, in
+    /// milliseconds: if the publishing replica dies, another one takes
+    /// over after at most about this long.
+    #[arg(long, env = "COMMERCE_OUTBOX_LEASE_MS", default_value_t = 10_000)]
+    pub outbox_lease_ms: u64,
+}
+
+impl OutboxArgs {
+    pub fn settings(&self) -> crate::app::outbox::RelaySettings {
+        crate::app::outbox::RelaySettings::new(
+            Duration::from_millis(self.outbox_poll_ms.max(1)),
+            Duration::from_millis(self.outbox_lease_ms.max(100)),
+        )
     }
 }
 

@@ -10,6 +10,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::api::{self, AppState};
+use crate::app::outbox::{OutboxRelay, RelaySettings};
 use crate::app::ports::CartStore;
 use crate::app::{App, Store};
 use crate::auth::JwtKeys;
@@ -17,6 +18,7 @@ use crate::plugins::{PluginRuntime, PluginSettings};
 use crate::store::redis::Redis;
 use crate::store::redis::cart::RedisCarts;
 use crate::store::redis::stock::RedisStockCache;
+use crate::store::redis::stream::RedisEventStream;
 
 /// The use cases over `store`, with a plugin runtime that follows the
 /// registry (polling it in the background).
@@ -79,6 +81,20 @@ pub async fn with_payments(
     let app = app.with_payments(Arc::new(gateway), settings);
     tokio::spawn(crate::app::saga::worker::run_worker(app.clone()));
     Ok(app)
+}
+
+/// Publishes the event feed to the Redis Stream when Redis is configured:
+/// spawns the outbox relay, which runs (and retries) until the process ends.
+pub fn spawn_outbox_relay(app: &App, redis: Option<&Redis>, settings: RelaySettings) {
+    let Some(redis) = redis else {
+        return;
+    };
+    let stream = Arc::new(RedisEventStream::new(redis.clone()));
+    tracing::info!(
+        stream = stream.key(),
+        "publishing events to the Redis Stream"
+    );
+    tokio::spawn(OutboxRelay::new(app.store.clone(), stream, settings).run());
 }
 
 pub struct Application {

@@ -7,6 +7,7 @@
 
 pub mod cart;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod health;
 pub mod orders;
@@ -57,6 +58,7 @@ pub struct AppState {
         plugins::upload_plugin, plugins::list_plugins, plugins::activate_plugin,
         plugins::rollback_plugin, plugins::remove_plugin, plugins::dry_run_plugin,
         sagas::list_sagas, sagas::get_saga, sagas::retry_saga, sagas::abort_saga,
+        events::list_events,
     ),
     modifiers(&BearerAuth),
 )]
@@ -101,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         .merge(products::router())
         .merge(cart::router())
         .merge(sagas::router())
+        .merge(events::router())
         .merge(plugins::router(state.app.plugins.max_component_size()))
         .fallback(not_found)
         .with_state(state)

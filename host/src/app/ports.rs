@@ -202,13 +202,105 @@ pub trait EventStore: Send + Sync {
     /// An aggregate's events in version order.
     async fn load_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError>;
     /// Up to `limit` events with `position > after`, in position order.
+    /// Only for reading a log nobody writes to (replay): on PostgreSQL,
+    /// positions commit out of order, and a reader that moves past the
+    /// last position it saw can skip an event that commits late. Ordered
+    /// consumers use [`EventStore::read_feed`].
     async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError>;
+    /// Up to `limit` events after `after` in feed order, each with its
+    /// cursor. Never skips an event: it returns only events whose place in
+    /// the feed is final (every event that will ever sort before them is
+    /// already committed), so an event committed late is returned later,
+    /// after the cursor a reader holds, never before it.
+    async fn read_feed(&self, after: FeedCursor, limit: u32) -> Result<Vec<FeedEvent>, StoreError>;
     /// The record for a customer's idempotency key, if any.
     async fn find_idempotency(
         &self,
         customer_id: Uuid,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
+}
+
+/// A place in the event feed: the id of the transaction that wrote the
+/// event (0 on SQLite, whose single writer commits positions in order),
+/// then its position. The feed is ordered by this pair; the default is
+/// the start of the feed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FeedCursor {
+    pub tx: i64,
+    pub position: i64,
+}
+
+impl FeedCursor {
+    /// Parses the opaque form `<tx>-<position>` of [`fmt::Display`];
+    /// `None` for anything else.
+    ///
+    /// [`fmt::Display`]: std::fmt::Display
+    pub fn parse(s: &str) -> Option<Self> {
+        let (tx, position) = s.split_once('-')?;
+        // Digits only: `i64::from_str` would also take a sign.
+        let number = |n: &str| {
+            if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            n.parse::<i64>().ok()
+        };
+        Some(FeedCursor {
+            tx: number(tx)?,
+            position: number(position)?,
+        })
+    }
+}
+
+impl std::fmt::Display for FeedCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.tx, self.position)
+    }
+}
+
+/// An event of the feed with its cursor (to resume after it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedEvent {
+    pub cursor: FeedCursor,
+    pub event: StoredEvent,
+}
+
+/// Where a named relay is in the feed, and which process may publish for
+/// it: one lease per name, held by one owner at a time.
+#[async_trait]
+pub trait OutboxRelayStore: Send + Sync {
+    /// Takes the lease of relay `name` for `owner` (or renews it) for
+    /// `ttl`, if `owner` holds it or it has run out; returns the stored
+    /// cursor (the start for a new relay), or `None` if another owner
+    /// holds a live lease.
+    async fn acquire_relay_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<FeedCursor>, StoreError>;
+    /// Stores the relay's cursor if `owner` still holds the lease; false
+    /// if another owner took it over (nothing is written).
+    async fn save_relay_cursor(
+        &self,
+        name: &str,
+        owner: &str,
+        cursor: FeedCursor,
+    ) -> Result<bool, StoreError>;
+}
+
+/// Where the relay publishes the feed: the Redis Stream `commerce.events`.
+/// Every entry carries its cursor, which is how the stream itself knows
+/// what it already holds.
+#[async_trait]
+pub trait EventPublisher: Send + Sync {
+    /// The cursor of the newest entry, `None` if nothing was published.
+    async fn last_published(&self) -> Result<Option<FeedCursor>, StoreError>;
+    /// Appends the events (in feed order), except any whose cursor is not
+    /// after the newest entry's, so that a repeat (a relay that crashed
+    /// before saving its cursor, a replica that lost its lease mid-page)
+    /// publishes nothing twice. Returns how many were appended.
+    async fn publish(&self, events: &[FeedEvent]) -> Result<usize, StoreError>;
 }
 
 /// The `order_views` read model.
@@ -315,7 +407,14 @@ pub trait SagaStore: Send + Sync {
 /// Everything a backend provides.
 #[async_trait]
 pub trait Store:
-    EventStore + OrderViews + Catalog + Inventory + PluginRegistry + CartStore + SagaStore
+    EventStore
+    + OrderViews
+    + Catalog
+    + Inventory
+    + PluginRegistry
+    + CartStore
+    + SagaStore
+    + OutboxRelayStore
 {
     /// Which backend this is, for logs (`sqlite` or `postgres`).
     fn backend(&self) -> &'static str;

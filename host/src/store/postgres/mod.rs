@@ -12,8 +12,8 @@ use uuid::Uuid;
 use super::{classify, is_unique_violation, parse_currency, parse_sku, parse_status};
 use crate::app::Store;
 use crate::app::ports::{
-    Append, Catalog, EventStore, IdempotencyRecord, OrderViews, Product, ProductUpsert, StoreError,
-    StoredEvent,
+    Append, Catalog, EventStore, FeedCursor, FeedEvent, IdempotencyRecord, OrderViews, Product,
+    ProductUpsert, StoreError, StoredEvent,
 };
 use crate::app::views::{OrderLineView, OrderQuery, OrderView};
 use crate::domain::{Adjustment, Sku};
@@ -83,6 +83,16 @@ fn event_from_row(row: &PgRow) -> Result<StoredEvent, StoreError> {
         schema_version: schema_version as u32,
         data,
         recorded_at: row.try_get("created_at").map_err(classify)?,
+    })
+}
+
+fn feed_event_from_row(row: &PgRow) -> Result<FeedEvent, StoreError> {
+    Ok(FeedEvent {
+        cursor: FeedCursor {
+            tx: row.try_get("tx_id").map_err(classify)?,
+            position: row.try_get("position").map_err(classify)?,
+        },
+        event: event_from_row(row)?,
     })
 }
 
@@ -211,6 +221,29 @@ impl EventStore for PgStore {
             .iter()
             .map(event_from_row)
             .collect()
+    }
+
+    // Only events of transactions below the snapshot's xmin: all of those
+    // have ended and no new transaction can get an id below it, so no
+    // event can ever appear before the last one returned (see
+    // migrations/postgres/0006_outbox.sql). A long write transaction holds
+    // the feed back until it ends; it never makes it skip.
+    async fn read_feed(&self, after: FeedCursor, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM events \
+             WHERE (tx_id, position) > ($1, $2) \
+             AND tx_id < pg_snapshot_xmin(pg_current_snapshot())::text::bigint \
+             ORDER BY tx_id, position LIMIT $3",
+        )
+        .bind(after.tx)
+        .bind(after.position)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(classify)?
+        .iter()
+        .map(feed_event_from_row)
+        .collect()
     }
 
     async fn find_idempotency(
@@ -354,5 +387,6 @@ impl Store for PgStore {
 
 mod cart;
 mod inventory;
+mod outbox;
 mod plugins;
 mod saga;

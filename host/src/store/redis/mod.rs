@@ -1,5 +1,5 @@
-//! Redis: the connection every Redis-backed adapter shares (carts today,
-//! the availability cache and the event stream next).
+//! Redis: the connection every Redis-backed adapter shares (carts, the
+//! availability cache and the event stream).
 //!
 //! Two promises hold for every call made through [`Redis::run`]:
 //! - it is bounded in time: a connection attempt and a response each time
@@ -13,10 +13,12 @@
 //! Keys are `{prefix}{kind}:{<owner id>}`. The prefix lets several
 //! deployments (or tests) share one Redis; the owner id sits in a hash tag,
 //! so that all the keys of one customer land on one Redis Cluster slot and
-//! multi-key scripts stay legal there.
+//! multi-key scripts stay legal there. The event stream is one key,
+//! `{prefix}commerce.events`.
 
 pub mod cart;
 pub mod stock;
+pub mod stream;
 
 use std::fmt::Display;
 use std::future::Future;

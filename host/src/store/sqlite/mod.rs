@@ -21,8 +21,8 @@ use uuid::Uuid;
 use super::{classify, corrupt, is_unique_violation, parse_currency, parse_sku, parse_status};
 use crate::app::Store;
 use crate::app::ports::{
-    Append, Catalog, EventStore, IdempotencyRecord, OrderViews, Product, ProductUpsert, StoreError,
-    StoredEvent,
+    Append, Catalog, EventStore, FeedCursor, FeedEvent, IdempotencyRecord, OrderViews, Product,
+    ProductUpsert, StoreError, StoredEvent,
 };
 use crate::app::views::{OrderLineView, OrderQuery, OrderView};
 use crate::domain::{Adjustment, Sku};
@@ -110,6 +110,16 @@ fn event_from_row(row: &SqliteRow) -> Result<StoredEvent, StoreError> {
         schema_version: schema_version as u32,
         data,
         recorded_at: row.try_get("created_at").map_err(classify)?,
+    })
+}
+
+fn feed_event_from_row(row: &SqliteRow) -> Result<FeedEvent, StoreError> {
+    Ok(FeedEvent {
+        cursor: FeedCursor {
+            tx: row.try_get("tx_id").map_err(classify)?,
+            position: row.try_get("position").map_err(classify)?,
+        },
+        event: event_from_row(row)?,
     })
 }
 
@@ -239,6 +249,24 @@ impl EventStore for SqliteStore {
             .iter()
             .map(event_from_row)
             .collect()
+    }
+
+    // One writer, holding the lock until it commits: positions commit in
+    // order, so whatever is visible now is final up to its last position.
+    async fn read_feed(&self, after: FeedCursor, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM events WHERE (tx_id, position) > (?1, ?2) \
+             ORDER BY tx_id, position LIMIT ?3",
+        )
+        .bind(after.tx)
+        .bind(after.position)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(classify)?
+        .iter()
+        .map(feed_event_from_row)
+        .collect()
     }
 
     async fn find_idempotency(
@@ -389,5 +417,6 @@ impl Store for SqliteStore {
 
 mod cart;
 mod inventory;
+mod outbox;
 mod plugins;
 mod saga;
