@@ -218,6 +218,48 @@ async fn place_and_cancel(app: &TestApp, n: usize) -> Vec<String> {
     ids
 }
 
+/// Places one paid order per payment token and waits until each saga
+/// ends; returns (order id, the event that ends it: `OrderConfirmed` or
+/// `OrderFailed`).
+async fn place_paid(app: &TestApp, payments: &[&str]) -> Vec<(String, &'static str)> {
+    let (_, token) = app.customer();
+    let mut ids = Vec::new();
+    for payment in payments {
+        let (status, _, order) = app
+            .place_paying(&token, &[("OUTBOX-1", 1)], None, Some(payment))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        ids.push(order["id"].as_str().unwrap().to_owned());
+    }
+    let mut ended = Vec::new();
+    for id in ids {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, _, order) = app.get(&format!("/v1/orders/{id}"), &app.admin()).await;
+            match order["status"].as_str() {
+                Some("confirmed") => break ended.push((id, "OrderConfirmed")),
+                Some("failed") => break ended.push((id, "OrderFailed")),
+                _ => {}
+            }
+            assert!(Instant::now() < deadline, "{order}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    ended
+}
+
+/// Every confirmed or failed order's final event is in the feed once.
+async fn assert_outcomes_once(app: &TestApp, outcomes: &[(String, &'static str)]) {
+    let feed = http_feed(app).await;
+    for (id, event_type) in outcomes {
+        let n = feed
+            .iter()
+            .filter(|e| e["aggregate_id"] == id.as_str() && e["event_type"] == *event_type)
+            .count();
+        assert_eq!(n, 1, "order {id}: {event_type} appears {n} times");
+    }
+}
+
 /// How many events the orders have, by their own histories.
 async fn events_of(app: &TestApp, orders: &[String]) -> usize {
     let admin = app.admin();
@@ -296,12 +338,17 @@ async fn every_order_event_is_published_once_in_order_across_a_restart(backend: 
     app.put_product("OUTBOX-1", "4.50", "EUR", 1000).await;
 
     let mut orders = place_and_cancel(&app, 6).await;
+    // Orders whose sagas confirm or fail them: how the notification
+    // service hears of the outcome.
+    let mut outcomes = place_paid(&app, &["tok_ok", "tok_decline"]).await;
+    orders.extend(outcomes.iter().map(|(id, _)| id.clone()));
     let expected = events_of(&app, &orders).await;
     assert!(
-        expected >= 9,
-        "6 orders, 3 of them cancelled: {expected} events"
+        expected >= 9 + 7,
+        "6 orders, 3 of them cancelled, one confirmed, one failed: {expected} events"
     );
     assert_published(&app, &redis, &orders, expected).await;
+    assert_outcomes_once(&app, &outcomes).await;
     let metrics = app
         .client
         .get(format!("{}/metrics", app.base))
@@ -321,8 +368,12 @@ async fn every_order_event_is_published_once_in_order_across_a_restart(backend: 
     // publishes the new events once, after the old ones.
     app.restart();
     orders.extend(place_and_cancel(&app, 4).await);
+    let more = place_paid(&app, &["tok_decline", "tok_ok"]).await;
+    orders.extend(more.iter().map(|(id, _)| id.clone()));
+    outcomes.extend(more);
     let expected = events_of(&app, &orders).await;
     assert_published(&app, &redis, &orders, expected).await;
+    assert_outcomes_once(&app, &outcomes).await;
 
     // Nothing more arrives later (no late repeats).
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -109,7 +109,8 @@ fn order_response(status: StatusCode, order: OrderView) -> Response {
 /// first one placed (with `Idempotent-Replayed: true`), never a second one.
 #[utoipa::path(post, path = "/v1/orders", tag = "orders",
     request_body = CreateOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): answer once the saga confirmed or ended the order, or after N seconds")),
     responses(
         (status = 201, body = OrderView, description = "Placed"),
         (status = 400, description = "Malformed JSON or header"),
@@ -129,8 +130,38 @@ pub async fn create_order(
         items: lines(body.items),
         payment_token: body.payment.map(|p| p.token),
     };
-    let placed = state.app.place_order(caller, request, key).await?;
+    let wait = prefer_wait(&headers)?;
+    let mut placed = state.app.place_order(caller, request, key).await?;
+    if let Some(wait) = wait {
+        placed.order = state.app.await_outcome(caller, placed.order, wait).await?;
+    }
     Ok(placed_response(placed))
+}
+
+/// Longest `Prefer: wait=N` honoured.
+const MAX_PREFER_WAIT: u64 = 30;
+
+/// `Prefer: wait=N` (RFC 7240): how long the caller will wait for the
+/// saga's outcome. Other preferences are ignored; a wait above the
+/// maximum is capped.
+fn prefer_wait(headers: &HeaderMap) -> Result<Option<std::time::Duration>, ApiError> {
+    let Some(value) = headers.get("prefer") else {
+        return Ok(None);
+    };
+    let value = value.to_str().unwrap_or_default();
+    for preference in value.split([',', ';']) {
+        if let Some(n) = preference.trim().strip_prefix("wait=") {
+            let secs: u64 = n.trim().parse().map_err(|_| {
+                ApiError::from(crate::app::AppError::BadRequest(
+                    "Prefer: wait= takes a number of seconds".into(),
+                ))
+            })?;
+            return Ok(Some(std::time::Duration::from_secs(
+                secs.min(MAX_PREFER_WAIT),
+            )));
+        }
+    }
+    Ok(None)
 }
 
 /// 201 with the order, its Location and ETag, and `Idempotent-Replayed`

@@ -287,6 +287,33 @@ impl App {
         }
     }
 
+    /// The order once its saga confirmed or ended it, or as it is after
+    /// `wait` (`Prefer: wait=N`). An order without a saga is returned at once.
+    pub async fn await_outcome(
+        &self,
+        caller: Caller,
+        order: crate::app::views::OrderView,
+        wait: std::time::Duration,
+    ) -> Result<crate::app::views::OrderView, AppError> {
+        use crate::domain::OrderStatus;
+        let settled = |o: &crate::app::views::OrderView| {
+            o.status == OrderStatus::Confirmed || o.status.is_terminal()
+        };
+        if settled(&order) || self.store.saga_of(order.id).await?.is_none() {
+            return Ok(order);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut current = order;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            current = self.get_order(caller, current.id).await?;
+            if settled(&current) {
+                break;
+            }
+        }
+        Ok(current)
+    }
+
     /// Gives a captured payment of the order back at the gateway (once:
     /// the key is the saga's refund key, the same a compensation uses).
     pub(crate) async fn refund_payment(&self, order_id: Uuid) -> Result<(), AppError> {
