@@ -617,3 +617,128 @@ async fn sagas_survive_a_killed_replica() {
     }
     assert!(confirmed > 0);
 }
+
+/// A resumed run racing the run it replaced, in process: the order's saga
+/// is claimed by exactly one of two workers, and a stale run that acts
+/// again (as after a crash between the gateway's answer and the saga's
+/// write) gets the gateway's first answers back and cannot write: one
+/// authorization, one capture, the stock committed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_run_racing_a_resume_never_charges_twice() {
+    use commerce::app::catalog::PutProduct;
+    use commerce::app::orders::{PlaceOrderRequest, RequestedLine};
+    use commerce::app::saga::{SagaSettings, worker};
+    use commerce::app::{Caller, Role};
+    use commerce::domain::{Currency, Quantity, Sku};
+
+    let sim = PaymentSim::spawn(&[]);
+    let db = crate::helpers::TestDb::new(Backend::Postgres).await;
+    let store = db.open_store().await;
+    let gateway = Arc::new(
+        commerce::payment::HttpPaymentGateway::new(&sim.base, Duration::from_secs(2)).unwrap(),
+    );
+    let app_with = |owner: &str, lease: Duration| {
+        let settings = SagaSettings {
+            owner: owner.into(),
+            lease,
+            ..Default::default()
+        };
+        let gateway = gateway.clone();
+        let db = &db;
+        let store = store.clone();
+        async move { db.app(store).await.with_payments(gateway, settings) }
+    };
+    // The placing process's lease is over at once: as if it died.
+    let placer = app_with("placer", Duration::from_millis(1)).await;
+    let (a, b) = (
+        app_with("a", Duration::from_secs(30)).await,
+        app_with("b", Duration::from_secs(30)).await,
+    );
+    let admin = Caller {
+        subject: uuid::Uuid::nil(),
+        role: Role::Admin,
+    };
+    let sku = Sku::parse("MUG").unwrap();
+    placer
+        .put_product(
+            admin,
+            sku.clone(),
+            PutProduct {
+                name: "Mug".into(),
+                unit_price: "10.00".parse().unwrap(),
+                currency: Currency::parse("EUR").unwrap(),
+                stock: 5,
+            },
+        )
+        .await
+        .unwrap();
+    let customer = Caller {
+        subject: uuid::Uuid::new_v4(),
+        role: Role::Customer,
+    };
+    let placed = placer
+        .place_order(
+            customer,
+            PlaceOrderRequest {
+                currency: Currency::parse("EUR").unwrap(),
+                items: vec![RequestedLine {
+                    sku: sku.clone(),
+                    quantity: Quantity::parse(2).unwrap(),
+                }],
+                payment_token: Some("tok_ok".into()),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let order_id = placed.order.id;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let stale = store.saga_of(order_id).await.unwrap().unwrap();
+
+    // Two workers race for it: one wins.
+    let (na, nb) = tokio::join!(worker::claim_round(&a), worker::claim_round(&b));
+    assert_eq!(na.unwrap() + nb.unwrap(), 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while placer
+        .get_order(customer, order_id)
+        .await
+        .unwrap()
+        .status
+        .as_str()
+        != "confirmed"
+    {
+        assert!(Instant::now() < deadline, "the order was not confirmed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The stale run wakes up believing it holds the lease, right after
+    // its authorization (so it never wrote it), and captures again.
+    let done = store.saga_of(order_id).await.unwrap().unwrap();
+    let mut zombie = stale.clone();
+    zombie.data.progress = zombie
+        .data
+        .progress
+        .clone()
+        .acted(&commerce::domain::saga::FULFILMENT);
+    zombie.data.authorization_id = done.data.authorization_id.clone();
+    zombie.lease_owner = Some("a".into());
+    zombie.lease_until = Some(chrono::Utc::now() + chrono::Duration::seconds(30));
+    a.drive_saga(zombie).await;
+
+    let ledger = ledger_of(&sim.base, &order_id.to_string()).await;
+    assert_eq!(ledger.len(), 1, "{ledger:?}");
+    assert_eq!(ledger[0]["captures"], 1, "{ledger:?}");
+    assert_eq!(ledger[0]["status"], "captured");
+    let product = store.get_product(&sku).await.unwrap().unwrap();
+    assert_eq!((product.on_hand, product.reserved), (3, 0));
+    let saga = store.saga_of(order_id).await.unwrap().unwrap();
+    assert_eq!(format!("{:?}", saga.status()), "Completed");
+    let events = store.load_stream(order_id).await.unwrap();
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.event_type == "OrderConfirmed")
+            .count(),
+        1
+    );
+}
