@@ -176,6 +176,60 @@ async fn tok_ok_confirms_and_commits_the_stock(backend: Backend) {
             "OrderConfirmed"
         ]
     );
+
+    // `Prefer: wait=N` answers with the saga's outcome.
+    let (status, _, waited) = app
+        .call(
+            Method::POST,
+            "/v1/orders",
+            Some(&token),
+            Some(json!({"items": [{"sku": "MUG", "quantity": 1}], "currency": "EUR", "payment": {"token": "tok_ok"}})),
+            &[("Prefer", "wait=10")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{waited}");
+    assert_eq!(waited["status"], "confirmed", "{waited}");
+    let (status, _, bad) = app
+        .call(
+            Method::POST,
+            "/v1/orders",
+            Some(&token),
+            Some(json!({"items": [{"sku": "MUG", "quantity": 1}], "currency": "EUR"})),
+            &[("Prefer", "wait=soon")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+
+    // An admin refund gives the capture back at the gateway.
+    let (status, _, refunded) = app
+        .call(
+            Method::POST,
+            &format!("/v1/orders/{id}/refund"),
+            Some(&app.admin()),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{refunded}");
+    assert_eq!(refunded["status"], "refunded");
+    let ledger = ledger_of(&sim.base, id).await;
+    assert_eq!(ledger[0]["status"], "refunded", "{ledger:?}");
+    assert_eq!(ledger[0]["refunded_amount"], "25.00", "{ledger:?}");
+    // So does the customer's cancel of a confirmed order.
+    let waited_id = waited["id"].as_str().unwrap();
+    let (status, _, cancelled) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/orders/{waited_id}"),
+            Some(&token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let ledger = ledger_of(&sim.base, waited_id).await;
+    assert_eq!(ledger[0]["status"], "refunded", "{ledger:?}");
 }
 
 async fn tok_decline_fails_and_releases_without_a_charge(backend: Backend) {
@@ -519,6 +573,37 @@ async fn a_compensation_that_keeps_failing_needs_attention_then_an_operator_retr
     wait_for_saga(&app, &id, "compensated", Duration::from_secs(10)).await;
     wait_for_status(&app, &id, &["failed"], Duration::from_secs(5)).await;
     assert_eq!(product(&app, "MUG").await["reserved"], 0);
+    // Another order gets stuck the same way; the operator gives up on it:
+    // the saga ends compensated, the order fails, its stock comes back.
+    gateway.healed.store(false, Ordering::SeqCst);
+    let (_, _, second) = app
+        .place_paying(&token, &[("MUG", 2)], None, Some("tok_ok"))
+        .await;
+    let second_id = second["id"].as_str().unwrap().to_owned();
+    let stuck = wait_for_saga(&app, &second_id, "needs_attention", Duration::from_secs(20)).await;
+    assert_eq!(product(&app, "MUG").await["reserved"], 2);
+    let stuck_id = stuck["saga_id"].as_str().unwrap();
+    let (status, _, aborted) = app
+        .call(
+            Method::POST,
+            &format!("/v1/sagas/{stuck_id}/abort?reason=voided%20by%20phone"),
+            Some(&app.admin()),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{aborted}");
+    assert_eq!(aborted["status"], "compensated");
+    let order = wait_for_status(&app, &second_id, &["failed"], Duration::from_secs(5)).await;
+    assert!(
+        order["status_reason"]
+            .as_str()
+            .unwrap()
+            .contains("voided by phone"),
+        "{order}"
+    );
+    assert_eq!(product(&app, "MUG").await["reserved"], 0);
+
     // A finished saga cannot be retried or aborted.
     let (status, _, _) = app
         .call(
