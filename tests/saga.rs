@@ -200,6 +200,44 @@ async fn tok_ok_confirms_and_commits_the_stock(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 
+    // The KPIs: orders by outcome, requests by route template and status.
+    let metrics = app
+        .client
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // Each group: fragments one line of the exposition must all hold.
+    let groups: [&[&str]; 5] = [
+        &["commerce_orders_total{", r#"outcome="confirmed""#, "} 2"],
+        &["commerce_orders_total{", r#"outcome="placed""#, "} 2"],
+        &[
+            "commerce_http_requests_total{",
+            r#"route="/v1/orders""#,
+            r#"status="201""#,
+            r#"method="POST""#,
+        ],
+        &[
+            "commerce_http_requests_total{",
+            r#"route="/v1/orders/{id}""#,
+            r#"status="200""#,
+        ],
+        &[
+            "commerce_sagas_finished_total{",
+            r#"outcome="completed""#,
+            "} 2",
+        ],
+    ];
+    for group in groups {
+        assert!(
+            metrics.lines().any(|l| group.iter().all(|f| l.contains(f))),
+            "no line with {group:?} in {metrics}"
+        );
+    }
+
     // An admin refund gives the capture back at the gateway.
     let (status, _, refunded) = app
         .call(

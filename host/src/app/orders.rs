@@ -33,6 +33,22 @@ pub const MAX_PAYMENT_TOKEN_LEN: usize = 255;
 /// How often a write without `If-Match` is retried when another writer
 /// wins the race for the next version.
 const CONFLICT_RETRIES: usize = 5;
+/// Orders by outcome: placed, confirmed, failed, cancelled, rejected
+/// (by validation), refunded. Counted when the event that says so commits.
+pub const ORDERS: &str = "commerce_orders_total";
+
+/// The outcome an event records, for [`ORDERS`].
+fn outcome_of(event: &OrderEvent) -> Option<&'static str> {
+    Some(match event {
+        OrderEvent::OrderPlaced { .. } => "placed",
+        OrderEvent::OrderConfirmed => "confirmed",
+        OrderEvent::OrderFailed { .. } => "failed",
+        OrderEvent::OrderCancelled { .. } => "cancelled",
+        OrderEvent::OrderRejected { .. } => "rejected",
+        OrderEvent::OrderRefunded { .. } => "refunded",
+        _ => return None,
+    })
+}
 
 /// An idempotency key and the fingerprint of the request it came with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -319,6 +335,7 @@ impl App {
     async fn evaluate(&self, quote: Quote) -> Result<Evaluation, AppError> {
         let evaluation = self.plugins.evaluate(quote).await?;
         if !evaluation.violations.is_empty() {
+            metrics::counter!(ORDERS, "outcome" => "rejected").increment(1);
             return Err(AppError::Rejected(evaluation.violations));
         }
         Ok(evaluation)
@@ -355,6 +372,9 @@ impl App {
                 saga,
             })
             .await?;
+        for outcome in events.iter().filter_map(outcome_of) {
+            metrics::counter!(ORDERS, "outcome" => outcome).increment(1);
+        }
         Ok(view)
     }
 
