@@ -865,3 +865,94 @@ async fn a_stale_run_racing_a_resume_never_charges_twice() {
         1
     );
 }
+
+/// A gateway (a real HTTP server in this process) that answers 500 to
+/// everything until healed, then authorizes and captures.
+async fn gateway_down_until_healed() -> (String, Arc<AtomicBool>) {
+    use axum::extract::Path;
+    use axum::response::IntoResponse;
+    use axum::routing::post;
+    let healed = Arc::new(AtomicBool::new(false));
+    let answer = |healed: Arc<AtomicBool>, body: Value| {
+        if healed.load(Ordering::SeqCst) {
+            (StatusCode::OK, axum::Json(body)).into_response()
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    };
+    let (h1, h2) = (healed.clone(), healed.clone());
+    let router = axum::Router::new()
+        .route(
+            "/v1/authorizations",
+            post(move |axum::Json(body): axum::Json<Value>| async move {
+                let auth = json!({"id": format!("auth-{}", body["order_id"].as_str().unwrap_or("-")),
+                    "order_id": body["order_id"], "amount": body["amount"], "currency": body["currency"],
+                    "status": "authorized", "captured_amount": null, "refunded_amount": null});
+                answer(h1, auth)
+            }),
+        )
+        .route(
+            "/v1/authorizations/{id}/capture",
+            post(move |Path(id): Path<String>, axum::Json(body): axum::Json<Value>| async move {
+                let order = id.trim_start_matches("auth-").to_owned();
+                let auth = json!({"id": id, "order_id": order, "amount": body["amount"], "currency": "EUR",
+                    "status": "captured", "captured_amount": body["amount"], "refunded_amount": null});
+                answer(h2, auth)
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (base, healed)
+}
+
+/// SIGTERM on a replica whose saga waits for the gateway: it stops at
+/// once and gives its lease back, so the other replica finishes the saga
+/// long before the (two-minute) lease would have run out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_replica_hands_its_sagas_over_at_once() {
+    let (gateway, healed) = gateway_down_until_healed().await;
+    let mut app = service(
+        Backend::Postgres,
+        &gateway,
+        &[
+            "--saga-lease-secs",
+            "120",
+            "--saga-step-deadline-ms",
+            "60000",
+        ],
+    )
+    .await;
+    let (_replica, replica_base) = app.spawn_replica();
+    app.put_product("MUG", "12.50", "EUR", 10).await;
+    let (_, token) = app.customer();
+    let (status, _, order) = app
+        .place_paying(&token, &[("MUG", 1)], None, Some("tok_ok"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let id = order["id"].as_str().unwrap().to_owned();
+    // The placing replica drives the saga and retries the gateway.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        app.terminate(Duration::from_secs(10)),
+        "serve did not stop on SIGTERM"
+    );
+    healed.store(true, Ordering::SeqCst);
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let resp = app
+            .client
+            .get(format!("{replica_base}/v1/orders/{id}"))
+            .bearer_auth(app.admin())
+            .send()
+            .await
+            .unwrap();
+        let order: Value = resp.json().await.unwrap();
+        if order["status"] == "confirmed" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not taken over: {order}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -304,9 +304,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::plugins::watcher::spawn(app.clone(), dir);
     }
     let carts_backend = app.carts.cart_backend();
+    let sagas = app.clone();
     let app = Application::build(&args.listen, app, JwtKeys::new(&secret)).await?;
     tracing::info!(addr = %app.local_addr(), backend = store.backend(), carts = carts_backend, "listening");
     app.run_until_stopped().await?;
+    sagas.release_saga_leases().await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -86,6 +86,8 @@ pub struct App {
     pub saga: Arc<saga::SagaSettings>,
     /// Bounds the sagas this process drives at once.
     pub saga_slots: Arc<tokio::sync::Semaphore>,
+    /// Set on shutdown: this process takes no saga leases any more.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl App {
@@ -104,6 +106,7 @@ impl App {
             saga_slots: Arc::new(tokio::sync::Semaphore::new(
                 saga::SagaSettings::default().concurrency,
             )),
+            draining: Arc::default(),
         }
     }
 

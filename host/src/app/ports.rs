@@ -402,6 +402,11 @@ pub trait SagaStore: Send + Sync {
     ) -> Result<Vec<SagaInstance>, StoreError>;
     /// How many sagas are in `status`.
     async fn count_sagas(&self, status: SagaStatus) -> Result<i64, StoreError>;
+    /// Gives up every lease `owner` holds on an unfinished saga, bumping
+    /// the revision (so the owner's late writes are refused) and making
+    /// the sagas due now: another replica's worker takes them at once.
+    /// Returns how many were released.
+    async fn release_saga_leases(&self, owner: &str) -> Result<u64, StoreError>;
 }
 
 /// Everything a backend provides.

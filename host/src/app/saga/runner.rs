@@ -57,8 +57,36 @@ struct Learned {
 }
 
 impl App {
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// On shutdown: stops taking saga leases and gives back the ones held,
+    /// so another replica resumes those sagas at once instead of after the
+    /// lease. A run still in flight here then finds its next write refused
+    /// (the release bumped the revision) and stops; its step is re-run,
+    /// with the same idempotency key, by whoever takes the saga.
+    pub async fn release_saga_leases(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if self.payments.is_none() {
+            return;
+        }
+        match self.store.release_saga_leases(&self.saga.owner).await {
+            Ok(n) => {
+                tracing::info!(released = n, owner = %self.saga.owner, "saga leases released for other replicas")
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release saga leases; they expire on their own")
+            }
+        }
+    }
+
     /// Drives `saga` (leased to this process) in the background.
     pub fn spawn_saga(&self, saga: SagaInstance) {
+        if self.is_draining() {
+            return;
+        }
         let app = self.clone();
         tokio::spawn(async move {
             let _permit = app.saga_slots.clone().acquire_owned().await;
@@ -116,7 +144,8 @@ impl App {
     }
 
     fn holds_lease(&self, saga: &SagaInstance) -> bool {
-        saga.lease_owner.as_deref() == Some(self.saga.owner.as_str())
+        !self.is_draining()
+            && saga.lease_owner.as_deref() == Some(self.saga.owner.as_str())
             && saga.lease_until.is_some_and(|until| until > now())
     }
 
@@ -552,6 +581,9 @@ impl App {
         learned: &Learned,
     ) -> Result<Option<SagaInstance>, AppError> {
         for _ in 0..10 {
+            if self.is_draining() {
+                return Ok(None);
+            }
             let Some(fresh) = self.store.get_saga(saga_id).await? else {
                 return Ok(None);
             };

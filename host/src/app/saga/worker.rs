@@ -40,7 +40,7 @@ pub async fn run_worker(app: App) {
 /// One round: claims as many due sagas as there are free slots.
 pub async fn claim_round(app: &App) -> Result<usize, crate::app::AppError> {
     let free = app.saga_slots.available_permits().min(64) as u32;
-    if free == 0 {
+    if free == 0 || app.is_draining() {
         return Ok(0);
     }
     let at = now();

@@ -241,6 +241,19 @@ impl SagaStore for SqliteStore {
         .collect()
     }
 
+    async fn release_saga_leases(&self, owner: &str) -> Result<u64, StoreError> {
+        let released = sqlx::query(
+            "UPDATE saga_instances SET lease_owner = NULL, lease_until = NULL, \
+             revision = revision + 1 \
+             WHERE lease_owner = ?1 AND status IN ('running', 'compensating')",
+        )
+        .bind(owner)
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?;
+        Ok(released.rows_affected())
+    }
+
     async fn count_sagas(&self, status: SagaStatus) -> Result<i64, StoreError> {
         sqlx::query_scalar("SELECT count(*) FROM saga_instances WHERE status = ?1")
             .bind(status_str(status))
