@@ -265,6 +265,18 @@ impl TestApp {
         self.base = base;
     }
 
+    /// The service's `/metrics` exposition.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// Sends SIGTERM (a graceful stop) and waits until the process exits;
     /// true if it exited within `within`.
     pub fn terminate(&mut self, within: Duration) -> bool {

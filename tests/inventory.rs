@@ -417,15 +417,7 @@ async fn many_buyers_of_few_units_exactly_the_stock_succeeds(backend: Backend) {
     }
 
     // The refusals are counted for Prometheus.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let refusals = format!("commerce_inventory_out_of_stock_total {refused}");
     assert!(metrics.lines().any(|l| l == refusals), "{metrics}");
 }
@@ -685,15 +677,7 @@ async fn the_stock_cache_reads_through_and_is_reconciled(backend: Backend) {
         assert!(std::time::Instant::now() < deadline, "drift never repaired");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.lines().any(
             |l| l.starts_with("commerce_inventory_cache_mismatches_total") && l.ends_with(" 1")

@@ -349,15 +349,7 @@ async fn every_order_event_is_published_once_in_order_across_a_restart(backend: 
     );
     assert_published(&app, &redis, &orders, expected).await;
     assert_outcomes_once(&app, &outcomes).await;
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(&format!("commerce_outbox_published_total {expected}")),
         "{metrics}"

@@ -201,15 +201,7 @@ async fn tok_ok_confirms_and_commits_the_stock(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
 
     // The KPIs: orders by outcome, requests by route template and status.
-    let metrics = app
-        .client
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     // Each group: fragments one line of the exposition must all hold.
     let groups: [&[&str]; 5] = [
         &["commerce_orders_total{", r#"outcome="confirmed""#, "} 2"],
@@ -568,15 +560,7 @@ async fn a_compensation_that_keeps_failing_needs_attention_then_an_operator_retr
     // The SagaFailure alert's metric counts it.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let metrics = app
-            .client
-            .get(format!("{}/metrics", app.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = app.metrics().await;
         if metrics.contains("commerce_sagas_needing_attention 1") {
             break;
         }

@@ -213,7 +213,7 @@ impl App {
                     };
                     if order.check(OrderAction::Fail).is_ok() {
                         let events = order.handle(OrderCommand::Fail { reason })?;
-                        self.commit_with_saga(order, events, Some(release), write)
+                        self.commit_all(order, events, Vec::new(), Some(release), Some(write))
                             .await
                             .map(|_| ())
                     } else {

@@ -26,7 +26,7 @@ use crate::app::ports::{
 };
 use crate::app::{App, AppError, now};
 use crate::domain::saga::{Compensation, FULFILMENT, Next, SagaStatus, Step};
-use crate::domain::{Aggregate, Order, OrderCommand, OrderStatus};
+use crate::domain::{Aggregate, OrderCommand, OrderStatus};
 
 /// Sagas finished, by type and outcome.
 pub const SAGAS_FINISHED: &str = "commerce_sagas_finished_total";
@@ -258,14 +258,7 @@ impl App {
                     .clone()
                     .or_else(|| learned.authorization_id.clone());
                 let Some(auth) = auth else {
-                    out.record(
-                        name,
-                        "compensation",
-                        "skipped",
-                        Some("no authorization was made".into()),
-                    );
-                    out.saga.data.progress =
-                        out.saga.data.progress.clone().compensated(&FULFILMENT);
+                    out.skip_void();
                     return Ok(out);
                 };
                 let amount = saga.data.payment.amount;
@@ -301,18 +294,7 @@ impl App {
                 }
             }
             Compensation::ReleaseInventory => {
-                let reason = saga
-                    .data
-                    .progress
-                    .failure
-                    .clone()
-                    .unwrap_or_else(|| "saga compensated".into());
-                out.record(name, "compensation", "ok", None);
-                out.order = Some((OrderCommand::Fail { reason }, false));
-                out.inventory = Some(InventoryChange::Release {
-                    order_id: saga.correlation_id,
-                });
-                out.saga.data.progress = out.saga.data.progress.clone().compensated(&FULFILMENT);
+                out.release();
                 out.saga.attempts = 0;
             }
         }
@@ -474,37 +456,12 @@ impl App {
                     out.saga.data.progress = out.saga.data.progress.clone().acted(&FULFILMENT);
                 }
                 Next::Compensate(Compensation::ReleaseInventory) if out.inventory.is_none() => {
-                    let reason = out
-                        .saga
-                        .data
-                        .progress
-                        .failure
-                        .clone()
-                        .unwrap_or_else(|| "saga compensated".into());
-                    out.record(
-                        Compensation::ReleaseInventory.as_str(),
-                        "compensation",
-                        "ok",
-                        None,
-                    );
-                    out.order = Some((OrderCommand::Fail { reason }, false));
-                    out.inventory = Some(InventoryChange::Release {
-                        order_id: out.saga.correlation_id,
-                    });
-                    out.saga.data.progress =
-                        out.saga.data.progress.clone().compensated(&FULFILMENT);
+                    out.release();
                 }
                 Next::Compensate(Compensation::VoidPayment)
                     if out.saga.data.authorization_id.is_none() =>
                 {
-                    out.record(
-                        Compensation::VoidPayment.as_str(),
-                        "compensation",
-                        "skipped",
-                        Some("no authorization was made".into()),
-                    );
-                    out.saga.data.progress =
-                        out.saga.data.progress.clone().compensated(&FULFILMENT);
+                    out.skip_void();
                 }
                 _ => return Ok(out),
             }
@@ -562,8 +519,14 @@ impl App {
         };
         match order {
             Some((order, events)) => {
-                self.commit_with_saga(order, events, out.inventory.clone(), write)
-                    .await?;
+                self.commit_all(
+                    order,
+                    events,
+                    Vec::new(),
+                    out.inventory.clone(),
+                    Some(write),
+                )
+                .await?;
             }
             None => self.store.save_saga(write, out.inventory.clone()).await?,
         }
@@ -708,6 +671,40 @@ impl Outcome {
         ));
     }
 
+    /// Releases the order's stock and fails the order with the saga's
+    /// failure (where it can still fail): the last compensation.
+    fn release(&mut self) {
+        let reason = self
+            .saga
+            .data
+            .progress
+            .failure
+            .clone()
+            .unwrap_or_else(|| "saga compensated".into());
+        self.record(
+            Compensation::ReleaseInventory.as_str(),
+            "compensation",
+            "ok",
+            None,
+        );
+        self.order = Some((OrderCommand::Fail { reason }, false));
+        self.inventory = Some(InventoryChange::Release {
+            order_id: self.saga.correlation_id,
+        });
+        self.saga.data.progress = self.saga.data.progress.clone().compensated(&FULFILMENT);
+    }
+
+    /// The void with nothing to void: no authorization was made.
+    fn skip_void(&mut self) {
+        self.record(
+            Compensation::VoidPayment.as_str(),
+            "compensation",
+            "skipped",
+            Some("no authorization was made".into()),
+        );
+        self.saga.data.progress = self.saga.data.progress.clone().compensated(&FULFILMENT);
+    }
+
     /// The current step failed for good: the saga turns back (or, past the
     /// pivot, waits for an operator).
     fn fail(mut self, step: &str, reason: String) -> Outcome {
@@ -716,19 +713,5 @@ impl Outcome {
         self.saga.data.progress = self.saga.data.progress.clone().failed(&FULFILMENT, reason);
         self.saga.attempts = 0;
         self
-    }
-}
-
-impl App {
-    /// Appends `events` to `order` with a saga write, in one transaction.
-    pub(crate) async fn commit_with_saga(
-        &self,
-        order: Order,
-        events: Vec<crate::domain::OrderEvent>,
-        inventory: Option<InventoryChange>,
-        saga: SagaWrite,
-    ) -> Result<crate::app::views::OrderView, StoreError> {
-        self.commit_all(order, events, Vec::new(), inventory, Some(saga))
-            .await
     }
 }
