@@ -35,6 +35,7 @@ both_backends!(
     stock_adjust_over_http,
     an_expired_hold_fails_the_order_and_frees_the_stock,
     the_stock_cache_reads_through_and_is_reconciled,
+    many_orders_written_at_once_each_get_their_own_outcome,
 );
 
 fn sku(s: &str) -> Sku {
@@ -684,4 +685,154 @@ async fn the_stock_cache_reads_through_and_is_reconciled(backend: Backend) {
         ),
         "{metrics}"
     );
+}
+
+/// Many appends at once (PostgreSQL writes them in group-commit
+/// transactions): holds, then commits and releases, then a mix with a
+/// stale append and a claim beyond the stock among them. Each append gets
+/// its own outcome, as if written alone, and the stock adds up exactly.
+async fn many_orders_written_at_once_each_get_their_own_outcome(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    product(&store, "A", 1000).await;
+    product(&store, "B", 1000).await;
+    product(&store, "SCARCE", 1).await;
+    const ORDERS: usize = 60;
+    let orders: Vec<Uuid> = (0..ORDERS).map(|_| Uuid::now_v7()).collect();
+    let ten_minutes = chrono::Duration::minutes(10);
+
+    let run = |appends: Vec<Append>| {
+        let store = store.clone();
+        async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for (i, a) in appends.into_iter().enumerate() {
+                let store = store.clone();
+                tasks.spawn(async move { (i, store.append(a).await) });
+            }
+            let mut results: Vec<_> = tasks.join_all().await;
+            results.sort_by_key(|(i, _)| *i);
+            results.into_iter().map(|(_, r)| r).collect::<Vec<_>>()
+        }
+    };
+    let all_ok = |results: &[Result<(), StoreError>]| {
+        for r in results {
+            assert!(r.is_ok(), "{r:?}");
+        }
+    };
+
+    // Every order holds 1..=3 of A and 2 of B.
+    let holds: Vec<Append> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, &o)| {
+            let a = (i % 3 + 1) as i64;
+            append_with(
+                o,
+                0,
+                hold(
+                    o,
+                    vec![claim("A", a, a, 1), claim("B", 2, 2, 1)],
+                    ten_minutes,
+                ),
+            )
+        })
+        .collect();
+    all_ok(&run(holds).await);
+    let held_a: i64 = (0..ORDERS).map(|i| (i % 3 + 1) as i64).sum();
+    let (on_hand, reserved, _) = stock(&store, "A").await;
+    assert_eq!((on_hand, reserved), (1000, held_a));
+    assert_eq!(stock(&store, "B").await.1, 2 * ORDERS as i64);
+
+    // Even orders are paid (committed), odd ones released.
+    let settle: Vec<Append> = orders
+        .iter()
+        .enumerate()
+        .map(|(i, &o)| {
+            let change = if i % 2 == 0 {
+                InventoryChange::Commit { order_id: o }
+            } else {
+                InventoryChange::Release { order_id: o }
+            };
+            append_with(o, 1, change)
+        })
+        .collect();
+    all_ok(&run(settle).await);
+    let sold_a: i64 = (0..ORDERS).step_by(2).map(|i| (i % 3 + 1) as i64).sum();
+    let sold_b = 2 * ORDERS.div_ceil(2) as i64;
+    assert_eq!(stock(&store, "A").await.0, 1000 - sold_a);
+    assert_eq!(stock(&store, "A").await.1, 0);
+    assert_eq!(stock(&store, "B").await.0, 1000 - sold_b);
+    assert_eq!(stock(&store, "B").await.1, 0);
+    for (i, &o) in orders.iter().enumerate() {
+        let want = if i % 2 == 0 {
+            ReservationState::Committed
+        } else {
+            ReservationState::Released
+        };
+        let rs = store.reservations(o).await.unwrap();
+        assert_eq!(rs.len(), 2);
+        assert!(rs.iter().all(|r| r.state == want), "order {i}: {rs:?}");
+        assert_eq!(store.load_stream(o).await.unwrap().len(), 2, "order {i}");
+    }
+
+    // New orders, one wanting two SCARCE units of which there is one, and
+    // a stale append on an order that moved on: those two fail, alone.
+    let late: Vec<Uuid> = (0..20).map(|_| Uuid::now_v7()).collect();
+    let mut mixed: Vec<Append> = late
+        .iter()
+        .map(|&o| append_with(o, 0, hold(o, vec![claim("A", 1, 1, 1)], ten_minutes)))
+        .collect();
+    let greedy = Uuid::now_v7();
+    mixed.push(append_with(
+        greedy,
+        0,
+        hold(greedy, vec![claim("SCARCE", 2, 2, 1)], ten_minutes),
+    ));
+    mixed.push(append_with(
+        orders[0],
+        0,
+        InventoryChange::Release {
+            order_id: orders[0],
+        },
+    ));
+    let results = run(mixed).await;
+    all_ok(&results[..late.len()]);
+    assert!(
+        matches!(results[late.len()], Err(StoreError::StockConflict { .. })),
+        "{:?}",
+        results[late.len()]
+    );
+    assert!(
+        matches!(
+            results[late.len() + 1],
+            Err(StoreError::VersionConflict { .. })
+        ),
+        "{:?}",
+        results[late.len() + 1]
+    );
+    assert_eq!(stock(&store, "A").await.1, 20);
+    assert_eq!(
+        stock(&store, "SCARCE").await.1,
+        0,
+        "the greedy order got nothing"
+    );
+    assert!(store.load_stream(greedy).await.unwrap().is_empty());
+    assert_eq!(store.load_stream(orders[0]).await.unwrap().len(), 2);
+
+    // On PostgreSQL the appends did share transactions.
+    if let Some(url) = db.database_url() {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        let (transactions,): (i64,) =
+            sqlx::query_as("SELECT count(DISTINCT tx_id) FROM events WHERE aggregate_id = ANY($1)")
+                .bind(&orders)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert!(
+            transactions < ORDERS as i64,
+            "{transactions} transactions for {} appends",
+            2 * ORDERS
+        );
+    }
 }

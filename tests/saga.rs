@@ -830,7 +830,7 @@ async fn a_stale_run_racing_a_resume_never_charges_twice() {
     zombie.data.authorization_id = done.data.authorization_id.clone();
     zombie.lease_owner = Some("a".into());
     zombie.lease_until = Some(chrono::Utc::now() + chrono::Duration::seconds(30));
-    a.drive_saga(zombie).await;
+    a.drive_saga(zombie, None).await;
 
     let ledger = ledger_of(&sim.base, &order_id.to_string()).await;
     assert_eq!(ledger.len(), 1, "{ledger:?}");

@@ -7,11 +7,15 @@
 //! cache only answers reads. A cache that fails is skipped, never a reason
 //! to fail a request.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::{mpsc, oneshot};
+
+use super::Store;
 use super::inventory::InventoryStats;
-use super::ports::Product;
+use super::ports::{Product, StockCache};
 use super::{App, AppError};
 use crate::domain::Sku;
 
@@ -22,6 +26,51 @@ const REFRESH_BUDGET: Duration = Duration::from_millis(200);
 /// How long a suspected drift is given to settle (a refresh in flight)
 /// before it counts as a mismatch.
 const SETTLE: Duration = Duration::from_millis(500);
+
+/// Cache refreshes after writes, coalesced: the SKUs of every write that
+/// committed while a refresh was running go into the next one, a single
+/// database read and cache write for all of them. A writer still waits
+/// for a refresh that began after its commit, so it reads its own write.
+#[derive(Clone)]
+pub struct StockRefresher {
+    queue: mpsc::UnboundedSender<(Vec<Sku>, oneshot::Sender<()>)>,
+}
+
+impl StockRefresher {
+    /// Starts the refresher of `cache` from `store`; it stops when the
+    /// last `StockRefresher` clone is dropped.
+    pub fn start(store: Arc<dyn Store>, cache: Arc<dyn StockCache>) -> StockRefresher {
+        let (queue, mut jobs) = mpsc::unbounded_channel::<(Vec<Sku>, oneshot::Sender<()>)>();
+        tokio::spawn(async move {
+            let mut batch = Vec::new();
+            while jobs.recv_many(&mut batch, 1024).await > 0 {
+                let skus: Vec<Sku> = batch
+                    .iter()
+                    .flat_map(|(skus, _)| skus.iter().cloned())
+                    .collect::<BTreeSet<_>>()
+                    .into_iter()
+                    .collect();
+                let refresh = async {
+                    let products = store.get_products(&skus).await?;
+                    cache.put(&products).await
+                };
+                match tokio::time::timeout(REFRESH_BUDGET, refresh).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "stock cache not refreshed; the reconciler will")
+                    }
+                    Err(_) => {
+                        tracing::debug!("stock cache refresh timed out; the reconciler will")
+                    }
+                }
+                for (_, done) in batch.drain(..) {
+                    let _ = done.send(());
+                }
+            }
+        });
+        StockRefresher { queue }
+    }
+}
 
 impl App {
     /// A product for reading: from the cache if it holds it, else from the
@@ -56,22 +105,21 @@ impl App {
     /// Bounded by [`REFRESH_BUDGET`]: a slow cache delays nobody for long,
     /// and what it misses the reconciler repairs.
     pub(crate) async fn stock_changed(&self, skus: &[Sku]) {
-        let Some(cache) = &self.stock_cache else {
+        let Some(refresher) = &self.stock_refresher else {
             return;
         };
         if skus.is_empty() {
             return;
         }
-        let refresh = async {
-            let products = self.store.get_products(skus).await?;
-            cache.put(&products).await
-        };
-        match tokio::time::timeout(REFRESH_BUDGET, refresh).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "stock cache not refreshed; the reconciler will")
-            }
-            Err(_) => tracing::debug!("stock cache refresh timed out; the reconciler will"),
+        let (done, refreshed) = oneshot::channel();
+        if refresher.queue.send((skus.to_vec(), done)).is_err() {
+            return;
+        }
+        if tokio::time::timeout(REFRESH_BUDGET, refreshed)
+            .await
+            .is_err()
+        {
+            tracing::debug!("stock cache refresh timed out; the reconciler will");
         }
     }
 

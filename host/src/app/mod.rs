@@ -18,6 +18,7 @@ pub mod plugins;
 pub mod ports;
 pub mod replay;
 pub mod saga;
+pub mod settlements;
 pub mod views;
 
 use std::sync::Arc;
@@ -76,6 +77,8 @@ pub struct App {
     pub inventory_stats: Arc<inventory::InventoryStats>,
     /// Redis in front of product reads, when configured.
     pub stock_cache: Option<Arc<dyn ports::StockCache>>,
+    /// Refreshes the cache after writes, when there is one.
+    pub stock_refresher: Option<availability::StockRefresher>,
     /// Where carts live: the store itself unless Redis is configured.
     pub carts: Arc<dyn ports::CartStore>,
     /// How long an untouched cart lives.
@@ -88,6 +91,8 @@ pub struct App {
     pub saga_slots: Arc<tokio::sync::Semaphore>,
     /// Set on shutdown: this process takes no saga leases any more.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests waiting for orders to settle.
+    pub settlements: Arc<settlements::Settlements>,
 }
 
 impl App {
@@ -101,12 +106,14 @@ impl App {
             inventory: inventory::InventorySettings::default(),
             inventory_stats: Arc::default(),
             stock_cache: None,
+            stock_refresher: None,
             payments: None,
             saga: Arc::new(saga::SagaSettings::default()),
             saga_slots: Arc::new(tokio::sync::Semaphore::new(
                 saga::SagaSettings::default().concurrency,
             )),
             draining: Arc::default(),
+            settlements: Arc::default(),
         }
     }
 
@@ -131,7 +138,13 @@ impl App {
     }
 
     /// The same use cases, reading products through `cache`.
+    /// Reads products through `cache` and refreshes it after writes (this
+    /// starts the refresher task: call it inside the runtime).
     pub fn with_stock_cache(mut self, cache: Arc<dyn ports::StockCache>) -> Self {
+        self.stock_refresher = Some(availability::StockRefresher::start(
+            self.store.clone(),
+            cache.clone(),
+        ));
         self.stock_cache = Some(cache);
         self
     }

@@ -135,10 +135,26 @@ impl App {
         keys: Vec<IdempotencyKey>,
     ) -> Result<Placed, AppError> {
         check_payment_token(&request)?;
-        if let Some(placed) = self.replay_any(caller, &keys).await? {
-            return Ok(placed);
+        // Keys are looked up only when placing fails: a repeat finds its
+        // key taken at the write (or, if the stock or the plugins now say
+        // no, is answered with what the first request placed). A first
+        // request, the common case, costs no read.
+        match self.place_new(caller, request, &keys).await {
+            Ok(placed) => Ok(placed),
+            Err(e) if keys.is_empty() => Err(e),
+            Err(e) => match self.replay_any(caller, &keys).await? {
+                Some(placed) => Ok(placed),
+                None => Err(e),
+            },
         }
+    }
 
+    async fn place_new(
+        &self,
+        caller: Caller,
+        request: PlaceOrderRequest,
+        keys: &[IdempotencyKey],
+    ) -> Result<Placed, AppError> {
         let skus: Vec<Sku> = request.items.iter().map(|i| i.sku.clone()).collect();
         let mut products = self.load_products(&skus).await?;
         let lines = price_lines(&products, request.currency, &request.items, &[])?;
@@ -224,11 +240,12 @@ impl App {
                 )
                 .await;
             match result {
-                Ok(view) => {
+                Ok(placed) => {
+                    let view = OrderView::project(&placed);
                     tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, attempts = attempt + 1, saga_id = ?saga.as_ref().map(|s| s.saga_id), "order placed, stock reserved");
                     self.stock_changed(&skus).await;
                     if let Some(saga) = saga {
-                        self.spawn_saga(saga);
+                        self.spawn_saga(saga, Some(placed));
                     }
                     return Ok(Placed {
                         order: view,
@@ -239,13 +256,10 @@ impl App {
                     self.after_stock_conflict(&mut attempt).await?;
                     products = self.load_products(&skus).await?;
                 }
-                // A concurrent request with one of the keys won the race:
-                // answer with what it placed.
+                // A repeat, or a concurrent request with one of the keys
+                // won the race: the caller answers with what it placed.
                 Err(StoreError::IdempotencyKeyTaken) => {
-                    return self
-                        .replay_any(caller, &keys)
-                        .await?
-                        .ok_or_else(|| AppError::Conflict("idempotency key is being used".into()));
+                    return Err(AppError::Conflict("idempotency key is being used".into()));
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -351,7 +365,7 @@ impl App {
         idempotency: Vec<IdempotencyRecord>,
         inventory: Option<InventoryChange>,
         saga: Option<SagaWrite>,
-    ) -> Result<OrderView, StoreError> {
+    ) -> Result<Order, StoreError> {
         let expected_version = order.version();
         let at = now();
         let mut new_events = Vec::with_capacity(events.len());
@@ -375,7 +389,10 @@ impl App {
         for outcome in events.iter().filter_map(outcome_of) {
             metrics::counter!(ORDERS, "outcome" => outcome).increment(1);
         }
-        Ok(view)
+        if view.status.is_settled() {
+            self.settlements.settled(view.id);
+        }
+        Ok(order)
     }
 
     /// Loads an order the caller may see, or `NotFound`.
@@ -496,12 +513,12 @@ impl App {
                 .commit_all(order, events, Vec::new(), inventory, saga_write)
                 .await
             {
-                Ok(view) => {
+                Ok(order) => {
                     self.stock_changed(&skus).await;
                     if let Some(saga) = to_drive {
-                        self.spawn_saga(saga);
+                        self.spawn_saga(saga, None);
                     }
-                    return Ok(view);
+                    return Ok(OrderView::project(&order));
                 }
                 Err(StoreError::StockConflict { .. }) => {
                     self.after_stock_conflict(&mut stock_attempt).await?;

@@ -72,6 +72,10 @@ pub struct SagaPage {
     pub next_cursor: Option<Uuid>,
 }
 
+/// How often a request waiting for an order re-reads it, for orders
+/// another replica settles.
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
 impl App {
     /// Sagas (in one status, or all), oldest first (admin).
     pub async fn list_sagas(
@@ -226,7 +230,7 @@ impl App {
                 Ok(()) => {
                     tracing::warn!(%saga_id, order_id = %saga.correlation_id, action, operator = %caller.subject, "saga changed by an operator");
                     if self.payments.is_some() && next.lease_owner.is_some() {
-                        self.spawn_saga(next.clone());
+                        self.spawn_saga(next.clone(), None);
                     }
                     return Ok(SagaView::of(&next, None));
                 }
@@ -295,23 +299,30 @@ impl App {
         order: crate::app::views::OrderView,
         wait: std::time::Duration,
     ) -> Result<crate::app::views::OrderView, AppError> {
-        use crate::domain::OrderStatus;
-        let settled = |o: &crate::app::views::OrderView| {
-            o.status == OrderStatus::Confirmed || o.status.is_terminal()
-        };
-        if settled(&order) || self.store.saga_of(order.id).await?.is_none() {
+        if order.status.is_settled() || self.store.saga_of(order.id).await?.is_none() {
             return Ok(order);
         }
         let deadline = tokio::time::Instant::now() + wait;
-        let mut current = order;
-        while tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            current = self.get_order(caller, current.id).await?;
-            if settled(&current) {
-                break;
+        let order_id = order.id;
+        let signal = self.settlements.watch(order_id);
+        let result = async {
+            loop {
+                let woken = signal.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                let current = self.get_order(caller, order_id).await?;
+                let now = tokio::time::Instant::now();
+                if current.status.is_settled() || now >= deadline {
+                    return Ok(current);
+                }
+                // This process wakes us when it settles the order; another
+                // replica's settlement is seen at the next poll.
+                let _ = tokio::time::timeout((deadline - now).min(SETTLE_POLL), woken).await;
             }
         }
-        Ok(current)
+        .await;
+        self.settlements.unwatch(order_id, signal);
+        result
     }
 
     /// Gives a captured payment of the order back at the gateway (once:

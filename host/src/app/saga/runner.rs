@@ -24,9 +24,9 @@ use crate::app::extensions::{HookContext, HookOutcome, Quote};
 use crate::app::ports::{
     AuthorizeRequest, InventoryChange, PaymentError, PaymentGateway, StoreError,
 };
-use crate::app::{App, AppError, now};
+use crate::app::{App, AppError, Caller, now};
 use crate::domain::saga::{Compensation, FULFILMENT, Next, SagaStatus, Step};
-use crate::domain::{Aggregate, OrderCommand, OrderStatus};
+use crate::domain::{Aggregate, Order, OrderCommand, OrderStatus};
 
 /// Sagas finished, by type and outcome.
 pub const SAGAS_FINISHED: &str = "commerce_sagas_finished_total";
@@ -82,47 +82,62 @@ impl App {
         }
     }
 
-    /// Drives `saga` (leased to this process) in the background.
-    pub fn spawn_saga(&self, saga: SagaInstance) {
+    /// Drives `saga` (leased to this process) in the background. `order`:
+    /// the saga's order as just written, if the caller has it (it is read
+    /// from the store otherwise).
+    pub fn spawn_saga(&self, saga: SagaInstance, order: Option<Order>) {
         if self.is_draining() {
             return;
         }
         let app = self.clone();
         tokio::spawn(async move {
             let _permit = app.saga_slots.clone().acquire_owned().await;
-            app.drive_saga(saga).await;
+            app.drive_saga(saga, order).await;
         });
     }
 
     /// Drives `saga` until it is terminal, waits for a later retry, needs
     /// an operator, or belongs to another process. Errors are logged; the
     /// lease then runs out and a worker resumes the saga.
-    pub async fn drive_saga(&self, saga: SagaInstance) {
+    pub async fn drive_saga(&self, saga: SagaInstance, order: Option<Order>) {
         let saga_id = saga.saga_id;
         let order_id = saga.correlation_id;
-        if let Err(e) = self.run_saga(saga).await {
+        if let Err(e) = self.run_saga(saga, order).await {
             tracing::warn!(%saga_id, %order_id, error = %e, "saga run stopped; a worker resumes it when its lease expires");
         }
     }
 
-    async fn run_saga(&self, mut saga: SagaInstance) -> Result<(), AppError> {
+    async fn run_saga(&self, mut saga: SagaInstance, order: Option<Order>) -> Result<(), AppError> {
         let Some(gateway) = self.payments.clone() else {
             return Err(AppError::Unavailable(anyhow::anyhow!(
                 "no payment gateway configured"
             )));
         };
         let mut learned = Learned::default();
+        // The order as this run last wrote it: hooks and writes need it,
+        // and only this run (or a cancel, which a write then finds out
+        // about) changes it.
+        let mut order = match order {
+            Some(order) => order,
+            None => {
+                self.load_order(Caller::system(), saga.correlation_id)
+                    .await?
+            }
+        };
         loop {
             if !self.holds_lease(&saga) {
                 return Ok(());
             }
             let outcome = match saga.data.progress.next(&FULFILMENT) {
                 Next::Stop => return Ok(()),
-                Next::Act(step) => self.act(&saga, step, &gateway, &mut learned).await?,
+                Next::Act(step) => {
+                    self.act(&saga, &order, step, &gateway, &mut learned)
+                        .await?
+                }
                 Next::Compensate(c) => self.undo(&saga, c, &gateway, &mut learned).await?,
             };
-            let outcome = self.fold_local(outcome).await?;
-            match self.write_outcome(&saga, outcome).await {
+            let outcome = self.fold_local(outcome, &order).await?;
+            match self.write_outcome(&saga, &mut order, outcome).await {
                 Ok(next) => {
                     self.finished(&saga, &next);
                     saga = next;
@@ -137,6 +152,9 @@ impl App {
                         Some(fresh) => saga = fresh,
                         None => return Ok(()),
                     }
+                    order = self
+                        .load_order(Caller::system(), saga.correlation_id)
+                        .await?;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -153,12 +171,16 @@ impl App {
     async fn act(
         &self,
         saga: &SagaInstance,
+        order: &Order,
         step: Step,
         gateway: &Arc<dyn PaymentGateway>,
         learned: &mut Learned,
     ) -> Result<Outcome, AppError> {
         let mut out = Outcome::of(saga);
-        if let Some(veto) = self.hooks(saga, step.as_str(), true, &mut out).await? {
+        if let Some(veto) = self
+            .hooks(saga, order, step.as_str(), true, &mut out)
+            .await?
+        {
             return Ok(out.fail(step.as_str(), veto));
         }
         let key = format!("{}:{}", saga.saga_id, step.as_str());
@@ -230,7 +252,10 @@ impl App {
                 out.record(step.as_str(), "action", "ok", None);
             }
         }
-        if let Some(veto) = self.hooks(saga, step.as_str(), false, &mut out).await? {
+        if let Some(veto) = self
+            .hooks(saga, order, step.as_str(), false, &mut out)
+            .await?
+        {
             // The step did act: its effect is undone with the others.
             out.saga.data.progress = out.saga.data.progress.clone().acted(&FULFILMENT);
             return Ok(out.fail(step.as_str(), veto));
@@ -331,6 +356,7 @@ impl App {
     async fn hooks(
         &self,
         saga: &SagaInstance,
+        order: &Order,
         step: &str,
         before: bool,
         out: &mut Outcome,
@@ -338,9 +364,6 @@ impl App {
         if !self.plugins.has_saga_hooks() {
             return Ok(None);
         }
-        let order = self
-            .load_order(crate::app::Caller::system(), saga.correlation_id)
-            .await?;
         let context = HookContext {
             saga_type: saga.saga_type.clone(),
             step: step.to_owned(),
@@ -432,7 +455,7 @@ impl App {
 
     /// Adds the local steps that follow to the same write: notifying after
     /// the capture, releasing the stock after the void, and so on.
-    async fn fold_local(&self, mut out: Outcome) -> Result<Outcome, AppError> {
+    async fn fold_local(&self, mut out: Outcome, order: &Order) -> Result<Outcome, AppError> {
         loop {
             if out.saga.lease_owner.is_none() {
                 return Ok(out);
@@ -442,9 +465,9 @@ impl App {
                     // The confirmation event in the outbox is the notification.
                     let saga = out.saga.clone();
                     let mut hooks_out = Outcome::of(&saga);
-                    self.hooks(&saga, Step::Notify.as_str(), true, &mut hooks_out)
+                    self.hooks(&saga, order, Step::Notify.as_str(), true, &mut hooks_out)
                         .await?;
-                    self.hooks(&saga, Step::Notify.as_str(), false, &mut hooks_out)
+                    self.hooks(&saga, order, Step::Notify.as_str(), false, &mut hooks_out)
                         .await?;
                     out.history.append(&mut hooks_out.history);
                     out.record(
@@ -474,6 +497,7 @@ impl App {
     async fn write_outcome(
         &self,
         read: &SagaInstance,
+        order: &mut Order,
         mut out: Outcome,
     ) -> Result<SagaInstance, StoreError> {
         let at = now();
@@ -491,16 +515,10 @@ impl App {
             expected_revision: Some(read.revision),
             history: out.history,
         };
-        let order = match out.order {
+        let events = match out.order {
             Some((command, required)) => {
-                let order = self
-                    .load_order(crate::app::Caller::system(), read.correlation_id)
-                    .await
-                    .map_err(|e| {
-                        StoreError::Unexpected(anyhow::anyhow!("loading the order: {e}"))
-                    })?;
                 match order.handle(command) {
-                    Ok(events) => Some((order, events)),
+                    Ok(events) => Some(events),
                     // The order moved on under us (a cancel): the saga moved
                     // with it, so this round was planned on a stale saga.
                     Err(_) if required => {
@@ -513,20 +531,21 @@ impl App {
             }
             None => None,
         };
-        let skus: Vec<_> = match &order {
-            Some((o, _)) => o.lines.iter().map(|l| l.sku.clone()).collect(),
+        let skus: Vec<_> = match &events {
+            Some(_) => order.lines.iter().map(|l| l.sku.clone()).collect(),
             None => Vec::new(),
         };
-        match order {
-            Some((order, events)) => {
-                self.commit_all(
-                    order,
-                    events,
-                    Vec::new(),
-                    out.inventory.clone(),
-                    Some(write),
-                )
-                .await?;
+        match events {
+            Some(events) => {
+                *order = self
+                    .commit_all(
+                        order.clone(),
+                        events,
+                        Vec::new(),
+                        out.inventory.clone(),
+                        Some(write),
+                    )
+                    .await?;
             }
             None => self.store.save_saga(write, out.inventory.clone()).await?,
         }

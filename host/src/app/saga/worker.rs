@@ -57,7 +57,7 @@ pub async fn claim_round(app: &App) -> Result<usize, crate::app::AppError> {
     for saga in sagas {
         tracing::info!(saga_id = %saga.saga_id, order_id = %saga.correlation_id, step = saga.current_step(), attempts = saga.attempts, "resuming saga");
         metrics::counter!(SAGAS_RESUMED).increment(1);
-        app.spawn_saga(saga);
+        app.spawn_saga(saga, None);
     }
     Ok(n)
 }

@@ -77,6 +77,12 @@ impl OrderStatus {
         Self::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
+    /// The fulfilment is decided: confirmed (paid) or ended. What a
+    /// client waiting on a placement's outcome waits for.
+    pub fn is_settled(self) -> bool {
+        self == OrderStatus::Confirmed || self.is_terminal()
+    }
+
     /// No further transition is possible.
     pub fn is_terminal(self) -> bool {
         matches!(

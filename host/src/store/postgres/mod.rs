@@ -24,6 +24,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/pos
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// Appends go through the group-commit writer.
+    batcher: batch::Batcher,
 }
 
 impl PgStore {
@@ -36,7 +38,8 @@ impl PgStore {
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
-        Ok(PgStore { pool })
+        let batcher = batch::Batcher::start(pool.clone());
+        Ok(PgStore { pool, batcher })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -141,63 +144,68 @@ async fn upsert_view(tx: &mut sqlx::PgConnection, view: &OrderView) -> Result<()
     Ok(())
 }
 
+/// One append in its own transaction (see `batch` for many at once).
+async fn append_one(pool: &PgPool, append: &Append) -> Result<(), StoreError> {
+    let mut tx = pool.begin().await.map_err(classify)?;
+    for key in &append.idempotency {
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency_keys (customer_id, idem_key, request_hash, order_id, created_at) \
+             VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING",
+        )
+        .bind(key.customer_id)
+        .bind(&key.key)
+        .bind(&key.request_hash)
+        .bind(key.order_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(classify)?;
+        if inserted.rows_affected() == 0 {
+            return Err(StoreError::IdempotencyKeyTaken);
+        }
+    }
+    for (i, event) in append.events.iter().enumerate() {
+        let version = append.expected_version + 1 + i as u64;
+        let result = sqlx::query(
+            "INSERT INTO events (event_id, aggregate_id, aggregate_type, event_type, \
+             schema_version, event_data, version, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(event.event_id)
+        .bind(append.aggregate_id)
+        .bind(append.aggregate_type)
+        .bind(event.event_type)
+        .bind(event.schema_version as i32)
+        .bind(Json(&event.data))
+        .bind(version as i64)
+        .bind(event.recorded_at)
+        .execute(&mut *tx)
+        .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => {
+                return Err(StoreError::VersionConflict {
+                    aggregate_id: append.aggregate_id,
+                    expected: append.expected_version,
+                });
+            }
+            Err(e) => return Err(classify(e)),
+        }
+    }
+    upsert_view(&mut tx, &append.view).await.map_err(classify)?;
+    if let Some(saga) = &append.saga {
+        saga::apply(&mut tx, saga).await?;
+    }
+    // Stock last: a hot product's row is then locked for the shortest time.
+    if let Some(change) = &append.inventory {
+        inventory::apply(&mut tx, change, append.view.updated_at).await?;
+    }
+    tx.commit().await.map_err(classify)
+}
+
 #[async_trait]
 impl EventStore for PgStore {
     async fn append(&self, append: Append) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        for key in &append.idempotency {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (customer_id, idem_key, request_hash, order_id, created_at) \
-                 VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING",
-            )
-            .bind(key.customer_id)
-            .bind(&key.key)
-            .bind(&key.request_hash)
-            .bind(key.order_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-            if inserted.rows_affected() == 0 {
-                return Err(StoreError::IdempotencyKeyTaken);
-            }
-        }
-        for (i, event) in append.events.iter().enumerate() {
-            let version = append.expected_version + 1 + i as u64;
-            let result = sqlx::query(
-                "INSERT INTO events (event_id, aggregate_id, aggregate_type, event_type, \
-                 schema_version, event_data, version, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(event.event_id)
-            .bind(append.aggregate_id)
-            .bind(append.aggregate_type)
-            .bind(event.event_type)
-            .bind(event.schema_version as i32)
-            .bind(Json(&event.data))
-            .bind(version as i64)
-            .bind(event.recorded_at)
-            .execute(&mut *tx)
-            .await;
-            match result {
-                Ok(_) => {}
-                Err(e) if is_unique_violation(&e) => {
-                    return Err(StoreError::VersionConflict {
-                        aggregate_id: append.aggregate_id,
-                        expected: append.expected_version,
-                    });
-                }
-                Err(e) => return Err(classify(e)),
-            }
-        }
-        upsert_view(&mut tx, &append.view).await.map_err(classify)?;
-        if let Some(saga) = &append.saga {
-            saga::apply(&mut tx, saga).await?;
-        }
-        // Stock last: a hot product's row is then locked for the shortest time.
-        if let Some(change) = &append.inventory {
-            inventory::apply(&mut tx, change, append.view.updated_at).await?;
-        }
-        tx.commit().await.map_err(classify)
+        self.batcher.append(append).await
     }
 
     async fn load_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
@@ -385,6 +393,7 @@ impl Store for PgStore {
     }
 }
 
+mod batch;
 mod cart;
 mod inventory;
 mod outbox;
