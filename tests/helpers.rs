@@ -280,20 +280,36 @@ impl TestApp {
     /// Sends SIGTERM (a graceful stop) and waits until the process exits;
     /// true if it exited within `within`.
     pub fn terminate(&mut self, within: Duration) -> bool {
+        self.send_sigterm();
+        self.wait_exit(within).is_some()
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_sigterm(&self) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill -TERM");
         assert!(sent.success());
+    }
+
+    /// The process's exit status if it has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits until the process exits; its status, `None` if it still runs
+    /// after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + within;
         while std::time::Instant::now() < deadline {
-            if self.child.try_wait().expect("try_wait").is_some() {
-                return true;
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        false
+        None
     }
 
     /// Runs another `commerce` subcommand against the same data.
@@ -419,6 +435,8 @@ fn configure(cmd: &mut Command, db: &TestDb) {
     cmd.env("COMMERCE_JWT_SECRET", SECRET)
         .env("COMMERCE_DATA_DIR", db.data_dir())
         .env("COMMERCE_LOG_FORMAT", "json")
+        // Tests stop services at once; the shutdown tests set their delay.
+        .env("COMMERCE_SHUTDOWN_DELAY_MS", "0")
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env_remove("PAYMENT_URL")

@@ -271,3 +271,29 @@ impl SagaArgs {
         }
     }
 }
+
+/// How `serve` stops on SIGTERM (or Ctrl-C): unready first, then drained.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShutdownArgs {
+    /// After SIGTERM, how long the process keeps serving while `/readyz`
+    /// answers 503, so that load balancers and the Service's endpoints stop
+    /// sending it traffic before it stops accepting, in milliseconds.
+    #[arg(long, env = "COMMERCE_SHUTDOWN_DELAY_MS", default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub shutdown_delay_ms: u64,
+    /// Then, how long in-flight requests get to finish once the process
+    /// stops accepting, in seconds (a request cannot take longer than the
+    /// 30 s request timeout anyway); what is still running then is cut.
+    #[arg(long, env = "COMMERCE_SHUTDOWN_DRAIN_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_drain_secs: u64,
+}
+
+impl ShutdownArgs {
+    pub fn settings(&self) -> crate::startup::ShutdownSettings {
+        crate::startup::ShutdownSettings {
+            delay: Duration::from_millis(self.shutdown_delay_ms),
+            drain: Duration::from_secs(self.shutdown_drain_secs),
+        }
+    }
+}

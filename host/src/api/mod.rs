@@ -44,6 +44,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub app: App,
     pub keys: Arc<JwtKeys>,
+    /// Set when the process received its shutdown signal: `/readyz`
+    /// answers 503 from then on, so load balancers stop routing here
+    /// before the listener closes.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(OpenApi)]
