@@ -161,7 +161,12 @@ pub struct TestApp {
     child: Child,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// Every line the service wrote on stdout (its logs), in order.
+    logs: Logs,
 }
+
+/// The lines a service logged, collected as it runs.
+pub type Logs = Arc<std::sync::Mutex<Vec<String>>>;
 
 /// A child process killed when dropped.
 pub struct KillOnDrop(pub Child);
@@ -205,7 +210,8 @@ impl TestApp {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, base) = start_service_with(&db, &args, &envs);
+        let logs = Logs::default();
+        let (child, base) = start_service_with(&db, &args, &envs, Some(logs.clone()));
         TestApp {
             db,
             base,
@@ -217,13 +223,27 @@ impl TestApp {
             child,
             args,
             envs,
+            logs,
         }
+    }
+
+    /// The service's log lines so far, parsed (each is one JSON object).
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"))
+            })
+            .collect()
     }
 
     /// Starts another `commerce serve` on the same data: a second replica.
     /// Returns its base URL; it is stopped when `child` is dropped.
     pub fn spawn_replica(&self) -> (KillOnDrop, String) {
-        let (child, base) = start_service_with(&self.db, &self.args, &self.envs);
+        let (child, base) = start_service_with(&self.db, &self.args, &self.envs, None);
         (KillOnDrop(child), base)
     }
 
@@ -260,7 +280,8 @@ impl TestApp {
     pub fn restart(&mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("wait");
-        let (child, base) = start_service_with(&self.db, &self.args, &self.envs);
+        let (child, base) =
+            start_service_with(&self.db, &self.args, &self.envs, Some(self.logs.clone()));
         self.child = child;
         self.base = base;
     }
@@ -449,7 +470,12 @@ fn configure(cmd: &mut Command, db: &TestDb) {
 }
 
 /// Starts `commerce serve` on port 0 and waits for its "listening" line.
-fn start_service_with(db: &TestDb, args: &[String], envs: &[(String, String)]) -> (Child, String) {
+fn start_service_with(
+    db: &TestDb,
+    args: &[String],
+    envs: &[(String, String)],
+    logs: Option<Logs>,
+) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_commerce"));
     configure(&mut cmd, db);
     cmd.envs(envs.iter().map(|(k, v)| (k, v)));
@@ -458,7 +484,7 @@ fn start_service_with(db: &TestDb, args: &[String], envs: &[(String, String)]) -
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("spawn commerce serve");
-    let addr = wait_until_listening(&mut child)
+    let addr = wait_until_listening_logging(&mut child, logs)
         .unwrap_or_else(|| panic!("commerce serve did not start ({:?})", db.backend));
     (child, format!("http://{addr}"))
 }
@@ -559,6 +585,11 @@ impl PaymentSim {
 /// minute); keeps draining the logs afterwards (printing them if
 /// `TEST_LOG` is set).
 pub fn wait_until_listening(child: &mut Child) -> Option<String> {
+    wait_until_listening_logging(child, None)
+}
+
+/// [`wait_until_listening`], keeping every line in `logs` too.
+fn wait_until_listening_logging(child: &mut Child, logs: Option<Logs>) -> Option<String> {
     let stdout = child.stdout.take().expect("stdout piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -568,6 +599,9 @@ pub fn wait_until_listening(child: &mut Child) -> Option<String> {
             let Ok(line) = line else { break };
             if log {
                 println!("{line}");
+            }
+            if let Some(logs) = &logs {
+                logs.lock().unwrap().push(line.clone());
             }
             if let Some(sender) = &tx
                 && let Ok(v) = serde_json::from_str::<Value>(&line)

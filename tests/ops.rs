@@ -133,3 +133,108 @@ async fn sigterm_goes_unready_first_then_drains_in_flight_requests() {
     };
     assert!(exit.success(), "{exit:?}");
 }
+
+/// JSON logs: every line of a request's work carries its `request_id` (the
+/// `x-request-id` header) and, once known, the `order_id`; every line of a
+/// saga run carries `saga_id` and `order_id` (and the request that started
+/// it), as top-level fields.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_lines_carry_request_order_and_saga_ids() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[],
+        &[("RUST_LOG", "info,commerce=debug,tower_http=debug")],
+    )
+    .await;
+    app.put_product("MUG", "12.50", "EUR", 10).await;
+    let (_, token) = app.customer();
+    let order = |request_id: &'static str, payment: Option<&'static str>| {
+        let mut body = json!({"items": [{"sku": "MUG", "quantity": 1}], "currency": "EUR"});
+        if let Some(payment) = payment {
+            body["payment"] = json!({ "token": payment });
+        }
+        let (app, token) = (&app, &token);
+        async move {
+            app.call(
+                Method::POST,
+                "/v1/orders",
+                Some(token),
+                Some(body),
+                &[("x-request-id", request_id), ("Prefer", "wait=10")],
+            )
+            .await
+        }
+    };
+    let (status, _, reserved) = order("req-place-1", None).await;
+    assert_eq!(status, StatusCode::CREATED, "{reserved}");
+    let (status, _, paid) = order("req-pay-1", Some("tok_ok")).await;
+    assert_eq!(status, StatusCode::CREATED, "{paid}");
+    assert_eq!(paid["status"], "confirmed", "{paid}");
+    let (reserved_id, paid_id) = (reserved["id"].clone(), paid["id"].clone());
+
+    // The logs are written by another process: wait for the last lines.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = app.log_lines();
+        let saga_done = lines
+            .iter()
+            .any(|l| l["message"] == "saga finished" && l["order_id"] == paid_id);
+        let answered = lines.iter().any(|l| {
+            l["request_id"] == "req-pay-1" && l["message"] == "finished processing request"
+        });
+        if saga_done && answered {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "missing log lines: {lines:#?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let of_request =
+        |id: &str| -> Vec<&Value> { lines.iter().filter(|l| l["request_id"] == id).collect() };
+
+    // Every line of the request span names its request.
+    for line in &lines {
+        if line["span"] == "commerce.http" {
+            assert!(line["request_id"].is_string(), "{line}");
+        }
+    }
+    // The placement's lines carry the request id, and the order id once
+    // the order has one: its "order placed" line and the access log line.
+    let placing = of_request("req-place-1");
+    let placed = placing
+        .iter()
+        .find(|l| l["message"] == "order placed, stock reserved")
+        .unwrap_or_else(|| panic!("no 'order placed' line for req-place-1: {placing:#?}"));
+    assert_eq!(placed["order_id"], reserved_id);
+    let answered = placing
+        .iter()
+        .find(|l| l["message"] == "finished processing request")
+        .unwrap_or_else(|| panic!("no access log line for req-place-1: {placing:#?}"));
+    assert_eq!(answered["order_id"], reserved_id, "{answered}");
+    assert_eq!(answered["status"], 201, "{answered}");
+
+    // The saga's lines carry its id and its order's, and the request that
+    // started it, without naming them in each call.
+    let finished = lines
+        .iter()
+        .find(|l| l["message"] == "saga finished" && l["order_id"] == paid_id)
+        .unwrap();
+    let saga_id = finished["saga_id"].clone();
+    assert!(saga_id.is_string(), "{finished}");
+    let steps: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["message"] == "saga step written")
+        .collect();
+    assert!(steps.len() >= 2, "{lines:#?}");
+    for step in steps {
+        assert_eq!(step["saga_id"], saga_id, "{step}");
+        assert_eq!(step["order_id"], paid_id, "{step}");
+        assert_eq!(step["request_id"], "req-pay-1", "{step}");
+        assert_eq!(step["span"], "commerce.saga", "{step}");
+    }
+    for line in &lines {
+        if line["span"] == "commerce.saga" || line["saga_id"].is_string() {
+            assert_eq!(line["saga_id"], saga_id, "{line}");
+            assert_eq!(line["order_id"], paid_id, "{line}");
+        }
+    }
+}

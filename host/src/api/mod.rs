@@ -148,7 +148,8 @@ pub fn router(state: AppState) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("commerce.http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                // `order_id` is recorded once known (`app::record_order_id`).
+                tracing::info_span!("commerce.http", method = %req.method(), path = %req.uri().path(), request_id = %id, order_id = tracing::field::Empty)
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

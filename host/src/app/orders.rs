@@ -143,6 +143,7 @@ impl App {
         let mut products = self.load_products(&skus).await?;
         let lines = price_lines(&products, request.currency, &request.items, &[])?;
         let order_id = Uuid::now_v7();
+        super::record_order_id(order_id);
         let evaluation = self
             .evaluate(Quote {
                 order_id,
@@ -225,7 +226,7 @@ impl App {
                 .await;
             match result {
                 Ok(view) => {
-                    tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, attempts = attempt + 1, saga_id = ?saga.as_ref().map(|s| s.saga_id), "order placed, stock reserved");
+                    tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, attempts = attempt + 1, saga_id = saga.as_ref().map(|s| tracing::field::display(s.saga_id)), "order placed, stock reserved");
                     self.stock_changed(&skus).await;
                     if let Some(saga) = saga {
                         self.spawn_saga(saga);
@@ -322,6 +323,7 @@ impl App {
         if record.request_hash != hash {
             return Err(AppError::IdempotencyKeyReused);
         }
+        super::record_order_id(record.order_id);
         let order = self.store.get_view(record.order_id).await?.ok_or_else(|| {
             AppError::Unexpected(anyhow::anyhow!("idempotency record without its order"))
         })?;
@@ -384,6 +386,7 @@ impl App {
         caller: Caller,
         order_id: Uuid,
     ) -> Result<Order, AppError> {
+        super::record_order_id(order_id);
         let stream = self.store.load_stream(order_id).await?;
         let events = stream
             .iter()

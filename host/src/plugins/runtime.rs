@@ -800,7 +800,10 @@ impl Extensions for PluginRuntime {
             return Ok(Evaluation::default());
         }
         let runtime = self.self_arc();
-        tokio::task::spawn_blocking(move || runtime.evaluate_on(&set, &quote))
+        // The call's log lines (plugin output, failures) belong to the
+        // request or saga that made it.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| runtime.evaluate_on(&set, &quote)))
             .await
             .map_err(|e| ExtensionFailed {
                 kind: PluginKind::Pricing,
@@ -819,7 +822,8 @@ impl Extensions for PluginRuntime {
             return Ok(HookOutcome::Continue);
         }
         let runtime = self.self_arc();
-        tokio::task::spawn_blocking(move || runtime.run_hooks_on(&set, &context))
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| runtime.run_hooks_on(&set, &context)))
             .await
             .map_err(|e| ExtensionFailed {
                 kind: PluginKind::SagaHook,
