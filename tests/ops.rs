@@ -238,3 +238,217 @@ async fn json_log_lines_carry_request_order_and_saga_ids() {
         }
     }
 }
+
+/// The sum of the series of `name` whose labels include `labels`, in a
+/// `/metrics` exposition (0 if none).
+fn series(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let matches = series_name == name
+                && labels.iter().all(|(k, v)| {
+                    series_labels
+                        .split(',')
+                        .any(|pair| pair == format!("{k}=\"{v}\""))
+                });
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}
+
+/// The KPIs: plugin calls by plugin, hook and outcome, with their latency;
+/// order processing time by outcome; inventory update latency by operation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
+    use commerce::app::extensions::PluginKind;
+    use commerce::app::ports::NewPluginVersion;
+
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &["--example-plugins", "--pricing-failure", "skip"],
+        &[],
+    )
+    .await;
+    // A pricing plugin that traps on every call, as if it had passed its
+    // upload checks.
+    let store = app.db.open_store().await;
+    store
+        .insert_plugin_version(NewPluginVersion {
+            name: "trapper".into(),
+            kind: PluginKind::Pricing,
+            sha256: "0".repeat(64),
+            bytes: crate::helpers::component("evil_trap"),
+            config: "{}".into(),
+            priority: 1,
+            at: chrono::Utc::now(),
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .activate_plugin("trapper", None)
+        .await
+        .unwrap()
+        .unwrap();
+    app.put_product("MUG", "12.50", "EUR", 100).await;
+    let (_, token) = app.customer();
+
+    // Placed until the trapping plugin is loaded (the registry is polled).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let unpaid = loop {
+        let (status, _, order) = app.place(&token, &[("MUG", 12)], None).await;
+        assert_eq!(status, StatusCode::CREATED, "{order}");
+        let metrics = app.metrics().await;
+        let trapped = [
+            ("plugin", "trapper"),
+            ("hook", "pricing"),
+            ("outcome", "trap"),
+        ];
+        if series(&metrics, "commerce_plugin_calls_total", &trapped) >= 1.0 {
+            break order;
+        }
+        assert!(Instant::now() < deadline, "the trapper was never called");
+        let id = order["id"].as_str().unwrap();
+        let (status, _, _) = app
+            .call(
+                Method::DELETE,
+                &format!("/v1/orders/{id}"),
+                Some(&token),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let before = app.metrics().await;
+    let id = unpaid["id"].as_str().unwrap();
+    let (status, _, cancelled) = app
+        .call(
+            Method::DELETE,
+            &format!("/v1/orders/{id}"),
+            Some(&token),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    let (status, _, paid) = app
+        .call(
+            Method::POST,
+            "/v1/orders",
+            Some(&token),
+            Some(
+                json!({"items": [{"sku": "MUG", "quantity": 1}], "currency": "EUR",
+                "payment": {"token": "tok_ok"}}),
+            ),
+            &[("Prefer", "wait=10")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{paid}");
+    assert_eq!(paid["status"], "confirmed", "{paid}");
+    // The saga records its metrics just after its write commits, which the
+    // waiting request may see first.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let after = loop {
+        let after = app.metrics().await;
+        let confirmed = [("outcome", "confirmed")];
+        if series(
+            &after,
+            "commerce_order_processing_seconds_count",
+            &confirmed,
+        ) >= 1.0
+            || Instant::now() > deadline
+        {
+            break after;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let grew = |name: &str, labels: &[(&str, &str)]| {
+        series(&after, name, labels) - series(&before, name, labels)
+    };
+
+    // Plugins, by plugin, hook and outcome, and their latency.
+    let ok_pricing = [
+        ("plugin", "bulk-discount"),
+        ("hook", "pricing"),
+        ("outcome", "ok"),
+    ];
+    assert!(
+        grew("commerce_plugin_calls_total", &ok_pricing) >= 1.0,
+        "{after}"
+    );
+    let ok_validation = [
+        ("plugin", "quantity-rules"),
+        ("hook", "validation"),
+        ("outcome", "ok"),
+    ];
+    assert!(
+        grew("commerce_plugin_calls_total", &ok_validation) >= 1.0,
+        "{after}"
+    );
+    let ok_hook = [
+        ("plugin", "high-value-hold"),
+        ("hook", "saga-hook"),
+        ("outcome", "ok"),
+    ];
+    assert!(
+        grew("commerce_plugin_calls_total", &ok_hook) >= 1.0,
+        "{after}"
+    );
+    let trapped = [
+        ("plugin", "trapper"),
+        ("hook", "pricing"),
+        ("outcome", "trap"),
+    ];
+    assert!(
+        grew("commerce_plugin_calls_total", &trapped) >= 1.0,
+        "{after}"
+    );
+    let timed = [("plugin", "bulk-discount"), ("hook", "pricing")];
+    assert!(grew("commerce_plugin_call_duration_seconds_count", &timed) >= 1.0);
+    assert!(series(&after, "commerce_plugin_call_duration_seconds_sum", &timed) > 0.0);
+
+    // Order processing: one cancelled, one confirmed, since `before`.
+    let processing = "commerce_order_processing_seconds_count";
+    assert_eq!(
+        grew(processing, &[("outcome", "cancelled")]),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        grew(processing, &[("outcome", "confirmed")]),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(grew(processing, &[("outcome", "failed")]), 0.0, "{after}");
+
+    // Inventory updates: the cancel released, the paid order held then
+    // committed.
+    let updates = "commerce_inventory_update_duration_seconds_count";
+    assert_eq!(grew(updates, &[("operation", "release")]), 1.0, "{after}");
+    assert_eq!(grew(updates, &[("operation", "hold")]), 1.0, "{after}");
+    assert_eq!(grew(updates, &[("operation", "commit")]), 1.0, "{after}");
+    let (status, _, _) = app
+        .call(
+            Method::POST,
+            "/v1/products/MUG/adjust",
+            Some(&app.admin()),
+            Some(json!({"delta": 5, "reason": "delivery"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let adjusted = app.metrics().await;
+    assert_eq!(
+        series(&adjusted, updates, &[("operation", "adjust")]),
+        1.0,
+        "{adjusted}"
+    );
+}

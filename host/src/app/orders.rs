@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::extensions::{Evaluation, Quote};
-use super::inventory::{HOLD_CONFLICTS, InventoryStats, OUT_OF_STOCK, stock_of};
+use super::inventory::{
+    HOLD_CONFLICTS, INVENTORY_UPDATE_DURATION, InventoryStats, OUT_OF_STOCK, stock_of,
+};
 use super::ports::{
     Append, IdempotencyRecord, InventoryChange, NewEvent, Product, StoreError, StoredEvent,
 };
@@ -36,6 +38,28 @@ const CONFLICT_RETRIES: usize = 5;
 /// Orders by outcome: placed, confirmed, failed, cancelled, rejected
 /// (by validation), refunded. Counted when the event that says so commits.
 pub const ORDERS: &str = "commerce_orders_total";
+/// From placement to the end of processing, by outcome: `confirmed`
+/// (paid and confirmed), `failed` (declined, vetoed, expired unpaid) or
+/// `cancelled` (by the customer before confirmation). Recorded once per
+/// order, when the event that ends its processing commits; what happens
+/// after confirmation (shipping, a refund) is not processing time.
+pub const ORDER_PROCESSING: &str = "commerce_order_processing_seconds";
+
+/// The outcome label of [`ORDER_PROCESSING`] when `event` ends the
+/// processing of an order that was `before`.
+fn processing_outcome(before: Option<OrderStatus>, event: &OrderEvent) -> Option<&'static str> {
+    let in_processing = matches!(
+        before,
+        Some(OrderStatus::Pending | OrderStatus::Reserved | OrderStatus::Paid)
+    );
+    match event {
+        _ if !in_processing => None,
+        OrderEvent::OrderConfirmed => Some("confirmed"),
+        OrderEvent::OrderFailed { .. } => Some("failed"),
+        OrderEvent::OrderCancelled { .. } => Some("cancelled"),
+        _ => None,
+    }
+}
 
 /// The outcome an event records, for [`ORDERS`].
 fn outcome_of(event: &OrderEvent) -> Option<&'static str> {
@@ -357,11 +381,20 @@ impl App {
         let expected_version = order.version();
         let at = now();
         let mut new_events = Vec::with_capacity(events.len());
+        let mut processed = None;
         for event in &events {
+            if let Some(outcome) = processing_outcome(order.status, event)
+                && let Some(placed_at) = order.created_at
+            {
+                let seconds = (at - placed_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                processed = Some((outcome, seconds.max(0.0)));
+            }
             order.apply(event, at);
             new_events.push(encode_event(event, at).map_err(StoreError::Unexpected)?);
         }
         let view = OrderView::project(&order);
+        let stock_operation = inventory.as_ref().map(InventoryChange::operation);
+        let started = std::time::Instant::now();
         self.store
             .append(Append {
                 aggregate_id: order.id,
@@ -374,8 +407,15 @@ impl App {
                 saga,
             })
             .await?;
+        if let Some(operation) = stock_operation {
+            metrics::histogram!(INVENTORY_UPDATE_DURATION, "operation" => operation)
+                .record(started.elapsed().as_secs_f64());
+        }
         for outcome in events.iter().filter_map(outcome_of) {
             metrics::counter!(ORDERS, "outcome" => outcome).increment(1);
+        }
+        if let Some((outcome, seconds)) = processed {
+            metrics::histogram!(ORDER_PROCESSING, "outcome" => outcome).record(seconds);
         }
         Ok(view)
     }

@@ -123,6 +123,17 @@ pub enum InventoryChange {
     Commit { order_id: Uuid },
 }
 
+impl InventoryChange {
+    /// Its name, as a metric label: `hold`, `release` or `commit`.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            InventoryChange::Hold { .. } => "hold",
+            InventoryChange::Release { .. } => "release",
+            InventoryChange::Commit { .. } => "commit",
+        }
+    }
+}
+
 /// Where a reservation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
