@@ -298,6 +298,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app.clone(),
         args.inventory.sweep_every(),
     ));
+    tokio::spawn(crate::app::cart::run_abandonment_sweeper(
+        app.clone(),
+        args.carts.sweep_every(),
+    ));
     crate::startup::spawn_outbox_relay(&app, redis.as_ref(), args.outbox.settings());
     if args.example_plugins {
         crate::plugins::examples::install(&app).await;

@@ -197,11 +197,28 @@ pub struct CartArgs {
     #[arg(long, env = "COMMERCE_CART_TTL_DAYS", default_value_t = 30,
         value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub cart_ttl_days: u64,
+    /// The same in seconds, instead of --cart-ttl-days (short-lived carts;
+    /// tests).
+    #[arg(long, env = "COMMERCE_CART_TTL_SECS",
+        value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    pub cart_ttl_secs: Option<u64>,
+    /// How often expired carts are looked for and counted as abandoned
+    /// (`commerce_carts_abandoned_total`), in milliseconds.
+    #[arg(long, env = "COMMERCE_CART_SWEEP_MS", default_value_t = 60_000,
+        value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
+    pub cart_sweep_ms: u64,
 }
 
 impl CartArgs {
     pub fn ttl(&self) -> Duration {
-        Duration::from_secs(self.cart_ttl_days * 86_400)
+        match self.cart_ttl_secs {
+            Some(secs) => Duration::from_secs(secs),
+            None => Duration::from_secs(self.cart_ttl_days * 86_400),
+        }
+    }
+
+    pub fn sweep_every(&self) -> Duration {
+        Duration::from_millis(self.cart_sweep_ms)
     }
 }
 
