@@ -13,6 +13,8 @@ LOG=$(mktemp)
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export BASE="http://127.0.0.1:$PORT"
 unset DATABASE_URL COMMERCE_JWT_SECRET PAYMENT_URL
+# No load balancer to wait for: stop at once on SIGTERM (the restart below).
+export COMMERCE_SHUTDOWN_DELAY_MS=0
 
 start() {
   "$BIN" serve --example-plugins --listen "127.0.0.1:$PORT" >>"$LOG" 2>&1 &

@@ -50,6 +50,7 @@ all_cart_stores!(
     customers_see_only_their_own_cart,
     the_ttl_is_set_and_slides,
     deleting_at_a_revision_spares_a_changed_cart,
+    cart_kpis_count_each_cart_once_across_replicas,
 );
 
 /// A service whose carts live in `carts`; the Redis prefix (if any) is
@@ -542,7 +543,7 @@ async fn deleting_at_a_revision_spares_a_changed_cart(carts: Carts) {
             .set_cart_line(customer, (&mug, one, eur), 100, first)
             .await
             .unwrap(),
-        SetLine::Set
+        SetLine::Set { created: true }
     );
     let loaded = store
         .load_cart(customer, Duration::from_secs(3600))
@@ -867,3 +868,120 @@ async fn the_cart_recovers_when_redis_comes_back() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(ready["checks"]["redis"], "ok", "{ready}");
 }
+
+/// The sum of a counter's series in a `/metrics` exposition (0 if absent).
+fn counter(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Conversion and abandonment: a cart is created by its first line,
+/// converted by a checkout, abandoned when it expires untouched (not when
+/// emptied or checked out). With two replicas sweeping the same carts
+/// (PostgreSQL or Redis), each abandoned cart is counted once between them,
+/// including one replaced by a new cart before any sweep saw it.
+async fn cart_kpis_count_each_cart_once_across_replicas(carts: Carts) {
+    let args = ["--cart-ttl-secs", "2", "--cart-sweep-ms", "100"];
+    let redis = (carts == Carts::Redis).then(TestRedis::new);
+    let (backend, envs) = match &redis {
+        Some(redis) => (Backend::Postgres, redis.envs()),
+        None if carts == Carts::Postgres => (Backend::Postgres, vec![]),
+        None => (Backend::Sqlite, vec![]),
+    };
+    let app = TestApp::spawn_with(backend, &args, &envs).await;
+    // SQLite is one process's database: one replica there.
+    let replica = (backend == Backend::Postgres).then(|| app.spawn_replica());
+    let bases: Vec<String> = std::iter::once(app.base.clone())
+        .chain(replica.iter().map(|(_, base)| base.clone()))
+        .collect();
+    let total = |name: &'static str| {
+        let (app, bases) = (&app, &bases);
+        async move {
+            let mut sum = 0.0;
+            for base in bases {
+                let text = app
+                    .client
+                    .get(format!("{base}/metrics"))
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap();
+                sum += counter(&text, name);
+            }
+            sum
+        }
+    };
+    let put = |base: &str, token: &str, sku: &str, quantity: i64| {
+        let request = app
+            .client
+            .put(format!("{base}/v1/cart/items/{sku}"))
+            .bearer_auth(token)
+            .json(&json!({ "quantity": quantity }));
+        async move {
+            let resp = request.send().await.unwrap();
+            assert_eq!(resp.status(), StatusCode::OK);
+        }
+    };
+    app.put_product("MUG", "12.50", "EUR", 100).await;
+    app.put_product("TEE", "20.00", "EUR", 100).await;
+    let other = bases.last().unwrap().as_str();
+
+    // Checked out: created once (the second line is not a new cart).
+    let (_, buyer) = app.customer();
+    put(&app.base, &buyer, "MUG", 1).await;
+    put(other, &buyer, "TEE", 1).await;
+    let (s, _, order) = app
+        .call(
+            Method::POST,
+            "/v1/cart/checkout",
+            Some(&buyer),
+            Some(json!({ "payment": { "token": "tok_ok" } })),
+            &[("Idempotency-Key", "kpi-1")],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{order}");
+    // Emptied by the customer: created, not abandoned.
+    let (_, emptier) = app.customer();
+    put(&app.base, &emptier, "MUG", 1).await;
+    put(other, &emptier, "MUG", 0).await;
+    // Abandoned: three carts, written through either replica.
+    for base in [app.base.as_str(), other, other] {
+        let (_, token) = app.customer();
+        put(base, &token, "MUG", 2).await;
+    }
+    // Abandoned, then a new cart of the same customer after it expired.
+    let (_, returning) = app.customer();
+    put(&app.base, &returning, "MUG", 1).await;
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    put(other, &returning, "TEE", 1).await;
+    assert_eq!(total(CARTS_CREATED).await, 7.0);
+    assert_eq!(total(CHECKOUTS).await, 1.0);
+
+    // Once the returning customer's new cart expires too: five abandoned.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while total(ABANDONED).await < 5.0 {
+        assert!(
+            Instant::now() < deadline,
+            "abandoned: {}",
+            total(ABANDONED).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Many sweeps later, by both replicas: still five.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(total(ABANDONED).await, 5.0);
+    assert_eq!(total(CARTS_CREATED).await, 7.0);
+    assert_eq!(total(CHECKOUTS).await, 1.0);
+}
+
+const CARTS_CREATED: &str = "commerce_carts_created_total";
+const CHECKOUTS: &str = "commerce_cart_checkouts_total";
+const ABANDONED: &str = "commerce_carts_abandoned_total";

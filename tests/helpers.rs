@@ -161,7 +161,12 @@ pub struct TestApp {
     child: Child,
     args: Vec<String>,
     envs: Vec<(String, String)>,
+    /// Every line the service wrote on stdout (its logs), in order.
+    logs: Logs,
 }
+
+/// The lines a service logged, collected as it runs.
+pub type Logs = Arc<std::sync::Mutex<Vec<String>>>;
 
 /// A child process killed when dropped.
 pub struct KillOnDrop(pub Child);
@@ -205,7 +210,8 @@ impl TestApp {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let (child, base) = start_service_with(&db, &args, &envs);
+        let logs = Logs::default();
+        let (child, base) = start_service_with(&db, &args, &envs, Some(logs.clone()));
         TestApp {
             db,
             base,
@@ -217,13 +223,27 @@ impl TestApp {
             child,
             args,
             envs,
+            logs,
         }
+    }
+
+    /// The service's log lines so far, parsed (each is one JSON object).
+    pub fn log_lines(&self) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line)
+                    .unwrap_or_else(|e| panic!("a log line is not JSON ({e}): {line}"))
+            })
+            .collect()
     }
 
     /// Starts another `commerce serve` on the same data: a second replica.
     /// Returns its base URL; it is stopped when `child` is dropped.
     pub fn spawn_replica(&self) -> (KillOnDrop, String) {
-        let (child, base) = start_service_with(&self.db, &self.args, &self.envs);
+        let (child, base) = start_service_with(&self.db, &self.args, &self.envs, None);
         (KillOnDrop(child), base)
     }
 
@@ -260,7 +280,8 @@ impl TestApp {
     pub fn restart(&mut self) {
         self.child.kill().expect("kill");
         self.child.wait().expect("wait");
-        let (child, base) = start_service_with(&self.db, &self.args, &self.envs);
+        let (child, base) =
+            start_service_with(&self.db, &self.args, &self.envs, Some(self.logs.clone()));
         self.child = child;
         self.base = base;
     }
@@ -280,20 +301,36 @@ impl TestApp {
     /// Sends SIGTERM (a graceful stop) and waits until the process exits;
     /// true if it exited within `within`.
     pub fn terminate(&mut self, within: Duration) -> bool {
+        self.send_sigterm();
+        self.wait_exit(within).is_some()
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn send_sigterm(&self) {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])
             .status()
             .expect("kill -TERM");
         assert!(sent.success());
+    }
+
+    /// The process's exit status if it has exited.
+    pub fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("try_wait")
+    }
+
+    /// Waits until the process exits; its status, `None` if it still runs
+    /// after `within`.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
         let deadline = std::time::Instant::now() + within;
         while std::time::Instant::now() < deadline {
-            if self.child.try_wait().expect("try_wait").is_some() {
-                return true;
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
             }
-            std::thread::sleep(Duration::from_millis(50));
+            std::thread::sleep(Duration::from_millis(20));
         }
-        false
+        None
     }
 
     /// Runs another `commerce` subcommand against the same data.
@@ -419,6 +456,8 @@ fn configure(cmd: &mut Command, db: &TestDb) {
     cmd.env("COMMERCE_JWT_SECRET", SECRET)
         .env("COMMERCE_DATA_DIR", db.data_dir())
         .env("COMMERCE_LOG_FORMAT", "json")
+        // Tests stop services at once; the shutdown tests set their delay.
+        .env("COMMERCE_SHUTDOWN_DELAY_MS", "0")
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env_remove("PAYMENT_URL")
@@ -431,7 +470,12 @@ fn configure(cmd: &mut Command, db: &TestDb) {
 }
 
 /// Starts `commerce serve` on port 0 and waits for its "listening" line.
-fn start_service_with(db: &TestDb, args: &[String], envs: &[(String, String)]) -> (Child, String) {
+fn start_service_with(
+    db: &TestDb,
+    args: &[String],
+    envs: &[(String, String)],
+    logs: Option<Logs>,
+) -> (Child, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_commerce"));
     configure(&mut cmd, db);
     cmd.envs(envs.iter().map(|(k, v)| (k, v)));
@@ -440,7 +484,7 @@ fn start_service_with(db: &TestDb, args: &[String], envs: &[(String, String)]) -
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     let mut child = cmd.spawn().expect("spawn commerce serve");
-    let addr = wait_until_listening(&mut child)
+    let addr = wait_until_listening_logging(&mut child, logs)
         .unwrap_or_else(|| panic!("commerce serve did not start ({:?})", db.backend));
     (child, format!("http://{addr}"))
 }
@@ -541,6 +585,11 @@ impl PaymentSim {
 /// minute); keeps draining the logs afterwards (printing them if
 /// `TEST_LOG` is set).
 pub fn wait_until_listening(child: &mut Child) -> Option<String> {
+    wait_until_listening_logging(child, None)
+}
+
+/// [`wait_until_listening`], keeping every line in `logs` too.
+fn wait_until_listening_logging(child: &mut Child, logs: Option<Logs>) -> Option<String> {
     let stdout = child.stdout.take().expect("stdout piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -550,6 +599,9 @@ pub fn wait_until_listening(child: &mut Child) -> Option<String> {
             let Ok(line) = line else { break };
             if log {
                 println!("{line}");
+            }
+            if let Some(logs) = &logs {
+                logs.lock().unwrap().push(line.clone());
             }
             if let Some(sender) = &tx
                 && let Ok(v) = serde_json::from_str::<Value>(&line)

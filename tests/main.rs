@@ -12,6 +12,7 @@ mod api;
 mod cart;
 mod helpers;
 mod inventory;
+mod ops;
 mod outbox;
 mod payment;
 mod plugins;

@@ -11,7 +11,7 @@ use crate::app::{App, Role};
 use crate::auth::{JwtKeys, SecretSource, resolve_secret};
 use crate::config::{
     CartArgs, InventoryArgs, OutboxArgs, PaymentArgs, PluginArgs, RedisArgs, SagaArgs, SecretArgs,
-    StoreArgs,
+    ShutdownArgs, StoreArgs,
 };
 use crate::startup::Application;
 use crate::telemetry::{self, LogFormat};
@@ -158,6 +158,8 @@ pub struct ServeArgs {
     pub sagas: SagaArgs,
     #[command(flatten)]
     pub outbox: OutboxArgs,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
     /// Install and activate the example plugins of plugins/ (bulk
     /// discount, quantity rules, high-value hold) if not already active.
     #[arg(long, env = "COMMERCE_EXAMPLE_PLUGINS")]
@@ -296,6 +298,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         app.clone(),
         args.inventory.sweep_every(),
     ));
+    tokio::spawn(crate::app::cart::run_abandonment_sweeper(
+        app.clone(),
+        args.carts.sweep_every(),
+    ));
     crate::startup::spawn_outbox_relay(&app, redis.as_ref(), args.outbox.settings());
     if args.example_plugins {
         crate::plugins::examples::install(&app).await;
@@ -305,7 +311,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let carts_backend = app.carts.cart_backend();
     let sagas = app.clone();
-    let app = Application::build(&args.listen, app, JwtKeys::new(&secret)).await?;
+    let app = Application::build(&args.listen, app, JwtKeys::new(&secret))
+        .await?
+        .with_shutdown(args.shutdown.settings());
     tracing::info!(addr = %app.local_addr(), backend = store.backend(), carts = carts_backend, "listening");
     app.run_until_stopped().await?;
     sagas.release_saga_leases().await;

@@ -197,11 +197,28 @@ pub struct CartArgs {
     #[arg(long, env = "COMMERCE_CART_TTL_DAYS", default_value_t = 30,
         value_parser = clap::value_parser!(u64).range(1..=3650))]
     pub cart_ttl_days: u64,
+    /// The same in seconds, instead of --cart-ttl-days (short-lived carts;
+    /// tests).
+    #[arg(long, env = "COMMERCE_CART_TTL_SECS",
+        value_parser = clap::value_parser!(u64).range(1..=315_360_000))]
+    pub cart_ttl_secs: Option<u64>,
+    /// How often expired carts are looked for and counted as abandoned
+    /// (`commerce_carts_abandoned_total`), in milliseconds.
+    #[arg(long, env = "COMMERCE_CART_SWEEP_MS", default_value_t = 60_000,
+        value_parser = clap::value_parser!(u64).range(10..=86_400_000))]
+    pub cart_sweep_ms: u64,
 }
 
 impl CartArgs {
     pub fn ttl(&self) -> Duration {
-        Duration::from_secs(self.cart_ttl_days * 86_400)
+        match self.cart_ttl_secs {
+            Some(secs) => Duration::from_secs(secs),
+            None => Duration::from_secs(self.cart_ttl_days * 86_400),
+        }
+    }
+
+    pub fn sweep_every(&self) -> Duration {
+        Duration::from_millis(self.cart_sweep_ms)
     }
 }
 
@@ -268,6 +285,32 @@ impl SagaArgs {
             poll: Duration::from_millis(self.saga_poll_ms),
             concurrency: self.saga_concurrency as usize,
             ..Default::default()
+        }
+    }
+}
+
+/// How `serve` stops on SIGTERM (or Ctrl-C): unready first, then drained.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShutdownArgs {
+    /// After SIGTERM, how long the process keeps serving while `/readyz`
+    /// answers 503, so that load balancers and the Service's endpoints stop
+    /// sending it traffic before it stops accepting, in milliseconds.
+    #[arg(long, env = "COMMERCE_SHUTDOWN_DELAY_MS", default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(0..=600_000))]
+    pub shutdown_delay_ms: u64,
+    /// Then, how long in-flight requests get to finish once the process
+    /// stops accepting, in seconds (a request cannot take longer than the
+    /// 30 s request timeout anyway); what is still running then is cut.
+    #[arg(long, env = "COMMERCE_SHUTDOWN_DRAIN_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_drain_secs: u64,
+}
+
+impl ShutdownArgs {
+    pub fn settings(&self) -> crate::startup::ShutdownSettings {
+        crate::startup::ShutdownSettings {
+            delay: Duration::from_millis(self.shutdown_delay_ms),
+            drain: Duration::from_secs(self.shutdown_drain_secs),
         }
     }
 }

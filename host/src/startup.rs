@@ -1,9 +1,14 @@
 //! Building and running the HTTP service: an [`Application`] binds its
 //! listener first (port 0 allowed, for tests), then serves until SIGTERM
-//! or Ctrl-C, finishing in-flight requests.
+//! or Ctrl-C, and stops in three phases: unready (`/readyz` answers 503
+//! while requests are still served, so load balancers stop routing here),
+//! then no new connections while in-flight requests finish, within a
+//! deadline. Giving saga leases back comes after, in `cli::serve`.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -97,9 +102,33 @@ pub fn spawn_outbox_relay(app: &App, redis: Option<&Redis>, settings: RelaySetti
     tokio::spawn(OutboxRelay::new(app.store.clone(), stream, settings).run());
 }
 
+/// How an [`Application`] stops.
+#[derive(Debug, Clone, Copy)]
+pub struct ShutdownSettings {
+    /// From the signal to closing the listener: `/readyz` answers 503 and
+    /// everything else is served as usual, while load balancers notice.
+    pub delay: Duration,
+    /// From closing the listener: how long in-flight requests get.
+    pub drain: Duration,
+}
+
+impl Default for ShutdownSettings {
+    /// No delay (benchmarks and in-process uses; `serve` sets its own),
+    /// and as long a drain as the longest request may take.
+    fn default() -> Self {
+        ShutdownSettings {
+            delay: Duration::ZERO,
+            drain: api::REQUEST_TIMEOUT,
+        }
+    }
+}
+
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// Shared with `/readyz`: set when the shutdown signal arrives.
+    stopping: Arc<AtomicBool>,
+    shutdown: ShutdownSettings,
 }
 
 impl Application {
@@ -108,14 +137,24 @@ impl Application {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("binding {listen}"))?;
+        let stopping = Arc::new(AtomicBool::new(false));
         let state = AppState {
             app,
             keys: Arc::new(keys),
+            stopping: stopping.clone(),
         };
         Ok(Application {
             listener,
             router: api::router(state),
+            stopping,
+            shutdown: ShutdownSettings::default(),
         })
+    }
+
+    /// Stops with `settings` rather than the defaults.
+    pub fn with_shutdown(mut self, settings: ShutdownSettings) -> Self {
+        self.shutdown = settings;
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -128,11 +167,49 @@ impl Application {
         self.local_addr().port()
     }
 
-    /// Serves until a shutdown signal, then drains in-flight requests.
+    /// Serves until a shutdown signal; then answers `/readyz` with 503 for
+    /// the delay, serving everything else as usual; then closes the
+    /// listener and waits for in-flight requests, at most the drain
+    /// deadline (what still runs then is cut off).
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        let Application {
+            listener,
+            router,
+            stopping,
+            shutdown,
+        } = self;
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+        let unready_then_drain = async move {
+            shutdown_signal().await;
+            stopping.store(true, Ordering::SeqCst);
+            tracing::info!(
+                delay_ms = shutdown.delay.as_millis() as u64,
+                "shutting down: /readyz answers 503; serving on while load balancers stop routing here"
+            );
+            tokio::time::sleep(shutdown.delay).await;
+            tracing::info!(
+                drain_secs = shutdown.drain.as_secs_f64(),
+                "shutting down: no new connections; finishing in-flight requests"
+            );
+            let _ = draining_tx.send(());
+        };
+        let server = axum::serve(listener, router)
+            .with_graceful_shutdown(unready_then_drain)
+            .into_future();
+        let deadline = async move {
+            match draining_rx.await {
+                Ok(()) => tokio::time::sleep(shutdown.drain).await,
+                // The server ended on its own: nothing to time.
+                Err(_) => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = server => result?,
+            () = deadline => tracing::warn!(
+                drain_secs = shutdown.drain.as_secs_f64(),
+                "shutting down: the drain deadline passed; requests still running are cut off"
+            ),
+        }
         Ok(())
     }
 }
@@ -157,5 +234,5 @@ pub(crate) async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutdown signal received; finishing in-flight requests");
+    tracing::info!("shutdown signal received");
 }

@@ -1,5 +1,6 @@
 //! Probes: `/healthz` (the process answers) and `/readyz` (it can serve:
-//! the database answers). Unauthenticated by design: Kubernetes calls them.
+//! the database answers, and it is not shutting down). Unauthenticated by
+//! design: Kubernetes calls them.
 
 use axum::Json;
 use axum::extract::State;
@@ -15,13 +16,23 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Readiness: the database answers. Redis, when carts live there, is
+/// Readiness: the process is not shutting down (from SIGTERM on it
+/// answers 503 `shutting-down` while it still serves, so that load
+/// balancers stop routing here before it stops accepting), and the
+/// database answers. Redis, when carts live there, is
 /// checked and reported too, but its absence only degrades the service
 /// (cart routes answer 503, orders go on), so it does not fail the probe:
 /// taking every replica out of the Service for it would stop orders too.
 #[utoipa::path(get, path = "/readyz", tag = "probes",
-    responses((status = 200, description = "Ready (possibly degraded: see checks)"), (status = 503, description = "The database is down")))]
+    responses((status = 200, description = "Ready (possibly degraded: see checks)"), (status = 503, description = "Shutting down, or the database is down")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if state.stopping.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting-down",
+            "the process is shutting down; send requests to another replica",
+        ));
+    }
     let app = &state.app;
     let carts = app.carts.cart_backend();
     let separate_carts = carts != app.store.backend();

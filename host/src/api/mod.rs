@@ -44,6 +44,10 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct AppState {
     pub app: App,
     pub keys: Arc<JwtKeys>,
+    /// Set when the process received its shutdown signal: `/readyz`
+    /// answers 503 from then on, so load balancers stop routing here
+    /// before the listener closes.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(OpenApi)]
@@ -144,7 +148,8 @@ pub fn router(state: AppState) -> Router {
                     .get("x-request-id")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("-");
-                tracing::info_span!("commerce.http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                // `order_id` is recorded once known (`app::record_order_id`).
+                tracing::info_span!("commerce.http", method = %req.method(), path = %req.uri().path(), request_id = %id, order_id = tracing::field::Empty)
             }),
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))

@@ -34,6 +34,17 @@ use crate::domain::{Adjustment, OrderLine, OrderStatus, Quantity, Sku};
 pub const DEFAULT_CART_TTL: Duration = Duration::from_secs(30 * 86_400);
 /// Most lines in a cart: as many as an order may have.
 pub const MAX_CART_LINES: usize = MAX_LINES;
+/// Carts created: a first line put into a customer's empty (or expired)
+/// cart. Conversion is `CART_CHECKOUTS / CARTS_CREATED`.
+pub const CARTS_CREATED: &str = "commerce_carts_created_total";
+/// Checkouts that placed an order (a retried or concurrent checkout of the
+/// same cart state, which answers with the same order, counts once).
+pub const CART_CHECKOUTS: &str = "commerce_cart_checkouts_total";
+/// Carts that expired without a checkout (nor being emptied), each counted
+/// by exactly one replica (see `CartStore::sweep_expired_carts`).
+pub const CARTS_ABANDONED: &str = "commerce_carts_abandoned_total";
+/// Expired carts one sweep forgets at most; a full batch is followed at once.
+const SWEEP_BATCH: usize = 500;
 
 /// A cart line that can be bought now, priced from the catalog.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -142,7 +153,12 @@ impl App {
             )
             .await?;
         match outcome {
-            SetLine::Set => self.get_cart(caller).await,
+            SetLine::Set { created } => {
+                if created {
+                    metrics::counter!(CARTS_CREATED).increment(1);
+                }
+                self.get_cart(caller).await
+            }
             SetLine::TooManyLines => Err(AppError::Invalid(format!(
                 "a cart holds at most {MAX_CART_LINES} lines"
             ))),
@@ -222,6 +238,9 @@ impl App {
         };
         let keys = std::iter::once(revision_key).chain(caller_key).collect();
         let placed = self.place_order_with_keys(caller, request, keys).await?;
+        if !placed.replayed {
+            metrics::counter!(CART_CHECKOUTS).increment(1);
+        }
         // The order stands whatever happens to the cart now; a cart left
         // behind by a failure here checks out again into the same order.
         match self
@@ -334,4 +353,36 @@ impl App {
 
 fn fingerprint(value: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(value.to_string().as_bytes()))
+}
+
+/// Forgets expired carts every `every`, counting each in
+/// [`CARTS_ABANDONED`]; runs in every replica (each expired cart is
+/// counted once between them) until the process ends.
+pub async fn run_abandonment_sweeper(app: App, every: Duration) {
+    let mut interval = tokio::time::interval(every);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        loop {
+            match app
+                .carts
+                .sweep_expired_carts(app.cart_ttl, SWEEP_BATCH)
+                .await
+            {
+                Ok(swept) => {
+                    if swept > 0 {
+                        metrics::counter!(CARTS_ABANDONED).increment(swept);
+                        tracing::debug!(swept, "abandoned carts swept");
+                    }
+                    if swept < SWEEP_BATCH as u64 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "abandoned carts not swept; trying again later");
+                    break;
+                }
+            }
+        }
+    }
 }

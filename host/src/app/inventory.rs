@@ -32,6 +32,10 @@ pub(crate) const CACHE_MISMATCHES: &str = "commerce_inventory_cache_mismatches_t
 /// Claims that found their product moved on and were retried on the new
 /// version inside their transaction (counted by the store adapters).
 pub const CLAIM_REREADS: &str = "commerce_inventory_claim_rereads_total";
+/// Time to commit a write that changes stock, by operation: `hold`
+/// (placing an order), `release` (cancel, failure, expiry), `commit`
+/// (payment takes the units off the shelf), `adjust` (admin).
+pub const INVENTORY_UPDATE_DURATION: &str = "commerce_inventory_update_duration_seconds";
 
 /// Longest reason on a stock adjustment.
 pub const MAX_ADJUST_REASON_LEN: usize = 500;
@@ -180,6 +184,7 @@ impl App {
                     _ => AppError::Invalid(e.to_string()),
                 },
             )?;
+            let started = std::time::Instant::now();
             let adjusted = self
                 .store
                 .adjust_stock(StockAdjustment {
@@ -193,6 +198,8 @@ impl App {
                 .await?;
             match adjusted {
                 Some(product) => {
+                    metrics::histogram!(INVENTORY_UPDATE_DURATION, "operation" => "adjust")
+                        .record(started.elapsed().as_secs_f64());
                     tracing::info!(%sku, delta = request.delta, on_hand = product.on_hand, reserved = product.reserved, reason, "stock adjusted");
                     self.stock_changed(std::slice::from_ref(&sku)).await;
                     return Ok(product.into());

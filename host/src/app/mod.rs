@@ -68,6 +68,13 @@ pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// Records `order_id` on the current span (the request's) once an order's
+/// id is known, so that the rest of the request's log lines carry it. A
+/// no-op outside a span that declared the field.
+pub fn record_order_id(order_id: Uuid) {
+    tracing::Span::current().record("order_id", tracing::field::display(order_id));
+}
+
 /// The use cases, bound to one store and one plugin runtime. Cheap to clone.
 #[derive(Clone)]
 pub struct App {

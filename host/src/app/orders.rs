@@ -13,7 +13,9 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::extensions::{Evaluation, Quote};
-use super::inventory::{HOLD_CONFLICTS, InventoryStats, OUT_OF_STOCK, stock_of};
+use super::inventory::{
+    HOLD_CONFLICTS, INVENTORY_UPDATE_DURATION, InventoryStats, OUT_OF_STOCK, stock_of,
+};
 use super::ports::{
     Append, IdempotencyRecord, InventoryChange, NewEvent, Product, StoreError, StoredEvent,
 };
@@ -36,6 +38,28 @@ const CONFLICT_RETRIES: usize = 5;
 /// Orders by outcome: placed, confirmed, failed, cancelled, rejected
 /// (by validation), refunded. Counted when the event that says so commits.
 pub const ORDERS: &str = "commerce_orders_total";
+/// From placement to the end of processing, by outcome: `confirmed`
+/// (paid and confirmed), `failed` (declined, vetoed, expired unpaid) or
+/// `cancelled` (by the customer before confirmation). Recorded once per
+/// order, when the event that ends its processing commits; what happens
+/// after confirmation (shipping, a refund) is not processing time.
+pub const ORDER_PROCESSING: &str = "commerce_order_processing_seconds";
+
+/// The outcome label of [`ORDER_PROCESSING`] when `event` ends the
+/// processing of an order that was `before`.
+fn processing_outcome(before: Option<OrderStatus>, event: &OrderEvent) -> Option<&'static str> {
+    let in_processing = matches!(
+        before,
+        Some(OrderStatus::Pending | OrderStatus::Reserved | OrderStatus::Paid)
+    );
+    match event {
+        _ if !in_processing => None,
+        OrderEvent::OrderConfirmed => Some("confirmed"),
+        OrderEvent::OrderFailed { .. } => Some("failed"),
+        OrderEvent::OrderCancelled { .. } => Some("cancelled"),
+        _ => None,
+    }
+}
 
 /// The outcome an event records, for [`ORDERS`].
 fn outcome_of(event: &OrderEvent) -> Option<&'static str> {
@@ -159,6 +183,7 @@ impl App {
         let mut products = self.load_products(&skus).await?;
         let lines = price_lines(&products, request.currency, &request.items, &[])?;
         let order_id = Uuid::now_v7();
+        super::record_order_id(order_id);
         let evaluation = self
             .evaluate(Quote {
                 order_id,
@@ -242,7 +267,7 @@ impl App {
             match result {
                 Ok(placed) => {
                     let view = OrderView::project(&placed);
-                    tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, attempts = attempt + 1, saga_id = ?saga.as_ref().map(|s| s.saga_id), "order placed, stock reserved");
+                    tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, attempts = attempt + 1, saga_id = saga.as_ref().map(|s| tracing::field::display(s.saga_id)), "order placed, stock reserved");
                     self.stock_changed(&skus).await;
                     if let Some(saga) = saga {
                         self.spawn_saga(saga, Some(placed));
@@ -336,6 +361,7 @@ impl App {
         if record.request_hash != hash {
             return Err(AppError::IdempotencyKeyReused);
         }
+        super::record_order_id(record.order_id);
         let order = self.store.get_view(record.order_id).await?.ok_or_else(|| {
             AppError::Unexpected(anyhow::anyhow!("idempotency record without its order"))
         })?;
@@ -369,11 +395,20 @@ impl App {
         let expected_version = order.version();
         let at = now();
         let mut new_events = Vec::with_capacity(events.len());
+        let mut processed = None;
         for event in &events {
+            if let Some(outcome) = processing_outcome(order.status, event)
+                && let Some(placed_at) = order.created_at
+            {
+                let seconds = (at - placed_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+                processed = Some((outcome, seconds.max(0.0)));
+            }
             order.apply(event, at);
             new_events.push(encode_event(event, at).map_err(StoreError::Unexpected)?);
         }
         let view = OrderView::project(&order);
+        let stock_operation = inventory.as_ref().map(InventoryChange::operation);
+        let started = std::time::Instant::now();
         self.store
             .append(Append {
                 aggregate_id: order.id,
@@ -386,8 +421,15 @@ impl App {
                 saga,
             })
             .await?;
+        if let Some(operation) = stock_operation {
+            metrics::histogram!(INVENTORY_UPDATE_DURATION, "operation" => operation)
+                .record(started.elapsed().as_secs_f64());
+        }
         for outcome in events.iter().filter_map(outcome_of) {
             metrics::counter!(ORDERS, "outcome" => outcome).increment(1);
+        }
+        if let Some((outcome, seconds)) = processed {
+            metrics::histogram!(ORDER_PROCESSING, "outcome" => outcome).record(seconds);
         }
         if view.status.is_settled() {
             self.settlements.settled(view.id);
@@ -401,6 +443,7 @@ impl App {
         caller: Caller,
         order_id: Uuid,
     ) -> Result<Order, AppError> {
+        super::record_order_id(order_id);
         let stream = self.store.load_stream(order_id).await?;
         let events = stream
             .iter()

@@ -17,6 +17,14 @@ pub const MAX_NAME_LEN: usize = 64;
 /// Largest configuration document.
 pub const MAX_CONFIG_LEN: usize = 64 * 1024;
 
+/// Plugin calls by plugin (its registry name: admins create them, so the
+/// set stays small), hook (the extension point: `pricing`, `validation`,
+/// `saga-hook`) and outcome (`ok`, or the failure kind of
+/// [`PluginStats::failures`]: `trap`, `fuel`, `deadline`, ...).
+pub const PLUGIN_CALLS: &str = "commerce_plugin_calls_total";
+/// Time in one plugin call (instantiation included), by plugin and hook.
+pub const PLUGIN_CALL_DURATION: &str = "commerce_plugin_call_duration_seconds";
+
 /// Why a component was refused (422).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]

@@ -123,6 +123,17 @@ pub enum InventoryChange {
     Commit { order_id: Uuid },
 }
 
+impl InventoryChange {
+    /// Its name, as a metric label: `hold`, `release` or `commit`.
+    pub fn operation(&self) -> &'static str {
+        match self {
+            InventoryChange::Hold { .. } => "hold",
+            InventoryChange::Release { .. } => "release",
+            InventoryChange::Commit { .. } => "commit",
+        }
+    }
+}
+
 /// Where a reservation is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -512,7 +523,9 @@ pub struct CartWrite {
 /// The outcome of setting a line's quantity.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetLine {
-    Set,
+    /// Set; `created`: the line is the first of a new cart (the customer
+    /// had none, or only an expired one).
+    Set { created: bool },
     /// The line is new and the cart already holds `max_lines` lines.
     TooManyLines,
     /// Other lines of the cart are sold in this currency.
@@ -559,6 +572,16 @@ pub trait CartStore: Send + Sync {
         customer_id: Uuid,
         revision: Option<Uuid>,
     ) -> Result<bool, StoreError>;
+    /// Forgets up to `limit` carts whose time to live (`ttl` since their
+    /// last use) ran out: carts abandoned without a checkout. Returns how
+    /// many this call forgot; several replicas may sweep at once, and each
+    /// expired cart is counted by exactly one call (or by the write that
+    /// replaced it, which counts it in `CARTS_ABANDONED` itself).
+    async fn sweep_expired_carts(
+        &self,
+        ttl: std::time::Duration,
+        limit: usize,
+    ) -> Result<u64, StoreError>;
 }
 
 /// A payment to authorize: hold `amount` on the card behind `token` for

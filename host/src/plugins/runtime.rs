@@ -24,7 +24,9 @@ use super::sandbox::{CallLimits, PluginState};
 use crate::app::extensions::{
     Evaluation, ExtensionFailed, Extensions, HookContext, HookOutcome, PluginKind, Quote,
 };
-use crate::app::plugins::{PluginHost, PluginRejected, PluginStats};
+use crate::app::plugins::{
+    PLUGIN_CALL_DURATION, PLUGIN_CALLS, PluginHost, PluginRejected, PluginStats,
+};
 use crate::app::ports::{PluginRecord, PluginRegistry};
 use crate::domain::pricing::check_adjustment;
 use crate::domain::{Currency, OrderLine, OrderStatus, PluginRef, Quantity, Sku};
@@ -476,6 +478,7 @@ impl PluginRuntime {
         plugin: &Loaded,
         run: impl FnOnce(&Linked, &mut Store<PluginState>) -> wasmtime::Result<Result<R, PluginError>>,
     ) -> Result<R, PluginError> {
+        let started = std::time::Instant::now();
         let result = if let Linked::Broken(reason) = &plugin.linked {
             Err(PluginError::Unavailable(reason.clone()))
         } else {
@@ -490,6 +493,12 @@ impl PluginRuntime {
             }
             result
         };
+        let (name, hook) = (plugin.name.clone(), plugin.kind.as_str());
+        metrics::histogram!(PLUGIN_CALL_DURATION, "plugin" => name.clone(), "hook" => hook)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = result.as_ref().map_or_else(PluginError::kind, |_| "ok");
+        metrics::counter!(PLUGIN_CALLS, "plugin" => name, "hook" => hook, "outcome" => outcome)
+            .increment(1);
         let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
         let entry = stats.entry(plugin.name.clone()).or_default();
         entry.calls += 1;
@@ -800,7 +809,10 @@ impl Extensions for PluginRuntime {
             return Ok(Evaluation::default());
         }
         let runtime = self.self_arc();
-        tokio::task::spawn_blocking(move || runtime.evaluate_on(&set, &quote))
+        // The call's log lines (plugin output, failures) belong to the
+        // request or saga that made it.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| runtime.evaluate_on(&set, &quote)))
             .await
             .map_err(|e| ExtensionFailed {
                 kind: PluginKind::Pricing,
@@ -819,7 +831,8 @@ impl Extensions for PluginRuntime {
             return Ok(HookOutcome::Continue);
         }
         let runtime = self.self_arc();
-        tokio::task::spawn_blocking(move || runtime.run_hooks_on(&set, &context))
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(|| runtime.run_hooks_on(&set, &context)))
             .await
             .map_err(|e| ExtensionFailed {
                 kind: PluginKind::SagaHook,

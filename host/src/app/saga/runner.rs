@@ -19,6 +19,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use super::{SagaInstance, SagaStepRecord, SagaWrite, chrono_duration, status_str};
 use crate::app::extensions::{HookContext, HookOutcome, Quote};
 use crate::app::ports::{
@@ -82,18 +84,30 @@ impl App {
         }
     }
 
-    /// Drives `saga` (leased to this process) in the background. `order`:
-    /// the saga's order as just written, if the caller has it (it is read
-    /// from the store otherwise).
+    /// Drives `saga` (leased to this process) in the background, in a
+    /// `commerce.saga` span carrying `saga_id` and `order_id`: every line
+    /// the run logs (payment calls, hooks, retries) carries both. Started
+    /// by a request, the span is a child of the request's and its lines
+    /// carry that `request_id` too; resumed by the worker, it is a root.
+    /// `order`: the saga's order as just written, if the caller has it (it
+    /// is read from the store otherwise).
     pub fn spawn_saga(&self, saga: SagaInstance, order: Option<Order>) {
         if self.is_draining() {
             return;
         }
+        let span = tracing::info_span!(
+            "commerce.saga",
+            saga_id = %saga.saga_id,
+            order_id = %saga.correlation_id
+        );
         let app = self.clone();
-        tokio::spawn(async move {
-            let _permit = app.saga_slots.clone().acquire_owned().await;
-            app.drive_saga(saga, order).await;
-        });
+        tokio::spawn(
+            async move {
+                let _permit = app.saga_slots.clone().acquire_owned().await;
+                app.drive_saga(saga, order).await;
+            }
+            .instrument(span),
+        );
     }
 
     /// Drives `saga` until it is terminal, waits for a later retry, needs
@@ -139,6 +153,12 @@ impl App {
             let outcome = self.fold_local(outcome, &order).await?;
             match self.write_outcome(&saga, &mut order, outcome).await {
                 Ok(next) => {
+                    // No ids here: the `commerce.saga` span carries them.
+                    tracing::debug!(
+                        step = next.current_step(),
+                        status = status_str(next.status()),
+                        "saga step written"
+                    );
                     self.finished(&saga, &next);
                     saga = next;
                     if saga.lease_owner.is_none() {

@@ -33,8 +33,8 @@ async fn purge_expired(
     conn: &mut PgConnection,
     customer_id: Uuid,
     now: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<u64, StoreError> {
+    let purged = sqlx::query(
         "DELETE FROM carts WHERE expires_at <= $1 AND (customer_id = $2 OR customer_id IN \
          (SELECT customer_id FROM carts WHERE expires_at <= $1 LIMIT $3 FOR UPDATE SKIP LOCKED))",
     )
@@ -43,8 +43,17 @@ async fn purge_expired(
     .bind(PURGE_BATCH)
     .execute(conn)
     .await
-    .map_err(classify)?;
-    Ok(())
+    .map_err(classify)?
+    .rows_affected();
+    Ok(purged)
+}
+
+/// Counts the carts a committed write purged: each expired without a
+/// checkout, and a row is deleted by one transaction only.
+fn count_abandoned(purged: u64) {
+    if purged > 0 {
+        metrics::counter!(crate::app::cart::CARTS_ABANDONED).increment(purged);
+    }
 }
 
 async fn touch(
@@ -139,8 +148,8 @@ impl CartStore for PgStore {
     ) -> Result<SetLine, StoreError> {
         let (now, expires_at) = expiry(write.ttl);
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        purge_expired(&mut tx, customer_id, now).await?;
-        sqlx::query(
+        let purged = purge_expired(&mut tx, customer_id, now).await?;
+        let created = sqlx::query(
             "INSERT INTO carts (customer_id, revision, currency, expires_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (customer_id) DO NOTHING",
         )
@@ -151,7 +160,9 @@ impl CartStore for PgStore {
         .bind(now)
         .execute(&mut *tx)
         .await
-        .map_err(classify)?;
+        .map_err(classify)?
+        .rows_affected()
+            == 1;
         let cart_currency: String =
             sqlx::query_scalar("SELECT currency FROM carts WHERE customer_id = $1 FOR UPDATE")
                 .bind(customer_id)
@@ -189,7 +200,8 @@ impl CartStore for PgStore {
         .map_err(classify)?;
         touch(&mut tx, customer_id, Some(currency), write).await?;
         tx.commit().await.map_err(classify)?;
-        Ok(SetLine::Set)
+        count_abandoned(purged);
+        Ok(SetLine::Set { created })
     }
 
     async fn remove_cart_line(
@@ -200,7 +212,7 @@ impl CartStore for PgStore {
     ) -> Result<bool, StoreError> {
         let (now, _) = expiry(write.ttl);
         let mut tx = self.pool.begin().await.map_err(classify)?;
-        purge_expired(&mut tx, customer_id, now).await?;
+        let purged = purge_expired(&mut tx, customer_id, now).await?;
         let locked = sqlx::query("SELECT 1 FROM carts WHERE customer_id = $1 FOR UPDATE")
             .bind(customer_id)
             .fetch_optional(&mut *tx)
@@ -235,6 +247,7 @@ impl CartStore for PgStore {
             touch(&mut tx, customer_id, None, write).await?;
         }
         tx.commit().await.map_err(classify)?;
+        count_abandoned(purged);
         Ok(true)
     }
 
@@ -253,5 +266,19 @@ impl CartStore for PgStore {
         .map_err(classify)?
         .rows_affected();
         Ok(deleted > 0)
+    }
+
+    async fn sweep_expired_carts(&self, _ttl: Duration, limit: usize) -> Result<u64, StoreError> {
+        let swept = sqlx::query(
+            "DELETE FROM carts WHERE expires_at <= $1 AND customer_id IN \
+             (SELECT customer_id FROM carts WHERE expires_at <= $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(Utc::now())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.pool)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(swept)
     }
 }

@@ -30,8 +30,8 @@ async fn purge_expired(
     conn: &mut SqliteConnection,
     customer_id: Uuid,
     now: i64,
-) -> Result<(), StoreError> {
-    sqlx::query(
+) -> Result<u64, StoreError> {
+    let purged = sqlx::query(
         "DELETE FROM carts WHERE expires_at <= ?1 AND (customer_id = ?2 OR customer_id IN \
          (SELECT customer_id FROM carts WHERE expires_at <= ?1 LIMIT ?3))",
     )
@@ -40,8 +40,17 @@ async fn purge_expired(
     .bind(PURGE_BATCH)
     .execute(conn)
     .await
-    .map_err(classify)?;
-    Ok(())
+    .map_err(classify)?
+    .rows_affected();
+    Ok(purged)
+}
+
+/// Counts the carts a committed write purged: each expired without a
+/// checkout, and a row is deleted by one transaction only.
+fn count_abandoned(purged: u64) {
+    if purged > 0 {
+        metrics::counter!(crate::app::cart::CARTS_ABANDONED).increment(purged);
+    }
 }
 
 /// Gives the cart its new revision and expiry.
@@ -134,8 +143,8 @@ impl CartStore for SqliteStore {
     ) -> Result<SetLine, StoreError> {
         let (now, expires_at) = expiry(write.ttl);
         let mut tx = self.writer.begin().await.map_err(classify)?;
-        purge_expired(&mut tx, customer_id, now).await?;
-        sqlx::query(
+        let purged = purge_expired(&mut tx, customer_id, now).await?;
+        let created = sqlx::query(
             "INSERT INTO carts (customer_id, revision, currency, expires_at, updated_at) \
              VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (customer_id) DO NOTHING",
         )
@@ -146,7 +155,9 @@ impl CartStore for SqliteStore {
         .bind(Utc::now())
         .execute(&mut *tx)
         .await
-        .map_err(classify)?;
+        .map_err(classify)?
+        .rows_affected()
+            == 1;
         let row = sqlx::query(
             "SELECT c.currency, \
              (SELECT count(*) FROM cart_lines l WHERE l.customer_id = c.customer_id) AS lines, \
@@ -181,7 +192,8 @@ impl CartStore for SqliteStore {
         .map_err(classify)?;
         touch(&mut tx, customer_id, Some(currency), write).await?;
         tx.commit().await.map_err(classify)?;
-        Ok(SetLine::Set)
+        count_abandoned(purged);
+        Ok(SetLine::Set { created })
     }
 
     async fn remove_cart_line(
@@ -192,7 +204,7 @@ impl CartStore for SqliteStore {
     ) -> Result<bool, StoreError> {
         let (now, _) = expiry(write.ttl);
         let mut tx = self.writer.begin().await.map_err(classify)?;
-        purge_expired(&mut tx, customer_id, now).await?;
+        let purged = purge_expired(&mut tx, customer_id, now).await?;
         let removed = sqlx::query("DELETE FROM cart_lines WHERE customer_id = ?1 AND sku = ?2")
             .bind(customer_id)
             .bind(sku.as_str())
@@ -219,6 +231,7 @@ impl CartStore for SqliteStore {
             touch(&mut tx, customer_id, None, write).await?;
         }
         tx.commit().await.map_err(classify)?;
+        count_abandoned(purged);
         Ok(true)
     }
 
@@ -237,5 +250,19 @@ impl CartStore for SqliteStore {
         .map_err(classify)?
         .rows_affected();
         Ok(deleted > 0)
+    }
+
+    async fn sweep_expired_carts(&self, _ttl: Duration, limit: usize) -> Result<u64, StoreError> {
+        let swept = sqlx::query(
+            "DELETE FROM carts WHERE expires_at <= ?1 AND customer_id IN \
+             (SELECT customer_id FROM carts WHERE expires_at <= ?1 LIMIT ?2)",
+        )
+        .bind(Utc::now().timestamp_millis())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .execute(&self.writer)
+        .await
+        .map_err(classify)?
+        .rows_affected();
+        Ok(swept)
     }
 }
