@@ -52,13 +52,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     let result = bench(&args, &target, &client, &admin, &run).await;
     let consistent = matches!(&result, Ok(summary) if summary.is_consistent());
+    if let Ok(summary) = &result {
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(summary)?);
+        } else {
+            print!("{}", summary.text());
+        }
+    }
+    // The in-process service still runs: its workers may log that the
+    // schema went away; the summary is out by then.
     target.finish(args.keep_data || !consistent).await;
     let summary = result?;
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
-    } else {
-        print!("{}", summary.text());
-    }
     anyhow::ensure!(
         summary.is_consistent(),
         "the consistency check failed: {} problem(s), listed above",
@@ -225,11 +229,12 @@ async fn bench(
 }
 
 /// The service's logs go to stderr (the summary owns stdout), warnings
-/// and errors only (the payment client's warnings about declines, expected
-/// in a run, are left out) unless RUST_LOG says otherwise.
+/// and errors only (the payment client's warnings about declines and
+/// sqlx's about slow statements, expected under load, are left out)
+/// unless RUST_LOG says otherwise.
 fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,commerce::payment::client=error")
+        tracing_subscriber::EnvFilter::new("warn,sqlx=error,commerce::payment::client=error")
     });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
