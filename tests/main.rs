@@ -9,6 +9,7 @@
 //! service's logs.
 
 mod api;
+mod bench;
 mod cart;
 mod helpers;
 mod inventory;

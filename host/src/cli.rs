@@ -1,5 +1,5 @@
 //! The `commerce` command line: `serve`, `migrate`, `replay`, `token`,
-//! `plugin`, `payment-sim`.
+//! `plugin`, `payment-sim`, `bench`.
 
 use std::time::Duration;
 
@@ -56,6 +56,13 @@ pub enum Command {
     /// what was authorized, captured, voided and refunded.
     #[command(verbatim_doc_comment)]
     PaymentSim(PaymentSimArgs),
+    /// Load generator: seed products, drive customers (direct orders and
+    /// cart checkouts, a mix of payment tokens, a hot SKU) at a target
+    /// rate or flat out, wait for every order's outcome, print orders/s
+    /// and latency percentiles, and check that stock, orders, sagas and
+    /// the payment ledger agree (exit status 1 if not). Starts the service
+    /// in this process unless --url points at a running one.
+    Bench(Box<crate::bench::BenchArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -258,6 +265,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plugin(command) => plugin(command).await,
         Command::PaymentSim(args) => payment_sim(args).await,
+        Command::Bench(args) => crate::bench::run(*args).await,
         Command::Token(args) => {
             let (secret, _) = resolve_secret(args.secret.jwt_secret.as_deref(), &args.data_dir)?;
             let token = JwtKeys::new(&secret).mint(args.sub, args.role.into(), args.ttl)?;

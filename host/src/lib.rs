@@ -18,10 +18,13 @@
 //! - [`auth`]: JWT claims, minting and verification, shared by `api` and
 //!   the `commerce token` command.
 //! - [`config`], [`startup`], [`telemetry`], [`cli`]: process wiring.
+//! - [`bench`]: the load generator and consistency check (`commerce
+//!   bench`), a client of the HTTP API.
 
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod domain;

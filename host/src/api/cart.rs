@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Auth, idempotency_key};
-use super::orders::{PaymentRequest, placed_response};
+use super::orders::{PaymentRequest, placed_response, prefer_wait};
 use crate::app::cart::CartView;
 use crate::app::views::OrderView;
 use crate::domain::Sku;
@@ -121,9 +121,11 @@ pub async fn clear_cart(
 /// The same `Idempotency-Key` returns the same order (with
 /// `Idempotent-Replayed: true`), even after the cart was emptied; two
 /// checkouts of the same cart with different keys place one order.
+/// `Prefer: wait=N` waits for the saga's outcome as `POST /v1/orders` does.
 #[utoipa::path(post, path = "/v1/cart/checkout", tag = "cart",
     request_body = CheckoutRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): answer once the saga confirmed or ended the order, or after N seconds")),
     responses(
         (status = 201, body = OrderView, description = "Placed"),
         (status = 422, description = "Empty cart, or an order that would be refused"),
@@ -137,9 +139,13 @@ pub async fn checkout(
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let placed = state
+    let wait = prefer_wait(&headers)?;
+    let mut placed = state
         .app
         .checkout_cart(caller, key, body.payment.map(|p| p.token))
         .await?;
+    if let Some(wait) = wait {
+        placed.order = state.app.await_outcome(caller, placed.order, wait).await?;
+    }
     Ok(placed_response(placed))
 }

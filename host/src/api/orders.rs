@@ -144,7 +144,7 @@ const MAX_PREFER_WAIT: u64 = 30;
 /// `Prefer: wait=N` (RFC 7240): how long the caller will wait for the
 /// saga's outcome. Other preferences are ignored; a wait above the
 /// maximum is capped.
-fn prefer_wait(headers: &HeaderMap) -> Result<Option<std::time::Duration>, ApiError> {
+pub(crate) fn prefer_wait(headers: &HeaderMap) -> Result<Option<std::time::Duration>, ApiError> {
     let Some(value) = headers.get("prefer") else {
         return Ok(None);
     };
