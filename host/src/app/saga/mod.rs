@@ -182,7 +182,8 @@ pub struct SagaStepRecord {
     pub step: String,
     /// `action`, `compensation`, `hook-before`, `hook-after`, `operator`.
     pub phase: String,
-    /// `ok`, `failed`, `retry`, `veto`, `skipped`, `stuck`.
+    /// `ok`, `failed`, `retry`, `veto`, `skipped`, `stuck`, `found` (an
+    /// authorization a dead run made without recording it).
     pub outcome: String,
     pub detail: Option<String>,
     pub attempt: i32,

@@ -51,6 +51,22 @@ struct Outcome {
     inventory: Option<InventoryChange>,
 }
 
+/// A gateway call that failed for good.
+struct CallFailed {
+    reason: String,
+    /// The gateway said no (declined or refused), rather than not answering.
+    refused: bool,
+}
+
+impl CallFailed {
+    fn refused(reason: String) -> CallFailed {
+        CallFailed {
+            reason,
+            refused: true,
+        }
+    }
+}
+
 /// What this run learned at the gateway that the store may not know yet.
 #[derive(Debug, Default, Clone)]
 struct Learned {
@@ -235,7 +251,7 @@ impl App {
                             true,
                         ));
                     }
-                    Err(reason) => return Ok(out.fail(step.as_str(), reason)),
+                    Err(failed) => return Ok(out.fail(step.as_str(), failed.reason)),
                 }
             }
             Step::CapturePayment => {
@@ -263,7 +279,7 @@ impl App {
                             order_id: saga.correlation_id,
                         });
                     }
-                    Err(reason) => return Ok(out.fail(step.as_str(), reason)),
+                    Err(failed) => return Ok(out.fail(step.as_str(), failed.reason)),
                 }
             }
             // Local steps are folded into the write before them; a saga
@@ -297,14 +313,25 @@ impl App {
         let name = compensation.as_str();
         match compensation {
             Compensation::VoidPayment => {
-                let auth = saga
+                let known = saga
                     .data
                     .authorization_id
                     .clone()
                     .or_else(|| learned.authorization_id.clone());
-                let Some(auth) = auth else {
-                    out.skip_void();
-                    return Ok(out);
+                let auth = match known {
+                    Some(auth) => auth,
+                    None => match self.find_authorization(saga, gateway, &mut out).await {
+                        Ok(Some(auth)) => {
+                            learned.authorization_id = Some(auth.clone());
+                            out.saga.data.authorization_id = Some(auth.clone());
+                            auth
+                        }
+                        Ok(None) => {
+                            out.skip_void();
+                            return Ok(out);
+                        }
+                        Err(reason) => return Ok(self.compensation_failed(out, name, reason)),
+                    },
                 };
                 let amount = saga.data.payment.amount;
                 // A capture that raced a cancel is given back, not voided.
@@ -335,7 +362,7 @@ impl App {
                             out.saga.data.progress.clone().compensated(&FULFILMENT);
                         out.saga.attempts = 0;
                     }
-                    Err(reason) => return Ok(self.compensation_failed(out, name, reason)),
+                    Err(failed) => return Ok(self.compensation_failed(out, name, failed.reason)),
                 }
             }
             Compensation::ReleaseInventory => {
@@ -368,6 +395,48 @@ impl App {
             out.saga.lease_until = None;
         }
         out
+    }
+
+    /// The authorization a run may have made and died before recording,
+    /// while a cancel turned the saga back: the gateway is asked again with
+    /// the authorization's own idempotency key, and answers as it did then
+    /// (or authorizes now, and the void that follows undoes it). `None`:
+    /// it declines or refuses, so nothing is held. `Err`: it does not
+    /// answer; the compensation is tried again later.
+    async fn find_authorization(
+        &self,
+        saga: &SagaInstance,
+        gateway: &Arc<dyn PaymentGateway>,
+        out: &mut Outcome,
+    ) -> Result<Option<String>, String> {
+        let step = Step::AuthorizePayment.as_str();
+        let key = format!("{}:{step}", saga.saga_id);
+        let payment = &saga.data.payment;
+        let request = AuthorizeRequest {
+            order_id: saga.correlation_id,
+            amount: payment.amount,
+            currency: payment.currency,
+            token: payment.token.clone(),
+        };
+        let name = Compensation::VoidPayment.as_str();
+        match self
+            .with_retries(out, name, "authorize", || {
+                gateway.authorize(request.clone(), &key)
+            })
+            .await
+        {
+            Ok(auth) => {
+                out.record(
+                    name,
+                    "compensation",
+                    "found",
+                    Some(format!("authorization {} (not recorded before)", auth.id)),
+                );
+                Ok(Some(auth.id))
+            }
+            Err(failed) if failed.refused => Ok(None),
+            Err(failed) => Err(failed.reason),
+        }
     }
 
     /// Runs the saga hooks of one phase of a step. `Some(reason)`: stop
@@ -425,7 +494,7 @@ impl App {
         step: &str,
         operation: &'static str,
         mut call: F,
-    ) -> Result<T, String>
+    ) -> Result<T, CallFailed>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, PaymentError>>,
@@ -445,12 +514,12 @@ impl App {
             match result {
                 Ok(value) => return Ok(value),
                 Err(PaymentError::Declined { reason }) => {
-                    return Err(format!("payment declined: {reason}"));
+                    return Err(CallFailed::refused(format!("payment declined: {reason}")));
                 }
                 Err(PaymentError::Rejected(message)) => {
-                    return Err(format!(
+                    return Err(CallFailed::refused(format!(
                         "payment gateway refused the {operation}: {message}"
-                    ));
+                    )));
                 }
                 Err(PaymentError::Transient(e)) => {
                     let wait = self.saga.backoff(attempt);
@@ -462,9 +531,12 @@ impl App {
                         Some(format!("{operation} attempt {attempt}: {e:#}")),
                     );
                     if Instant::now() + wait >= deadline {
-                        return Err(format!(
-                            "payment gateway unavailable for the {operation} after {attempt} attempts: {e:#}"
-                        ));
+                        return Err(CallFailed {
+                            reason: format!(
+                                "payment gateway unavailable for the {operation} after {attempt} attempts: {e:#}"
+                            ),
+                            refused: false,
+                        });
                     }
                     tracing::debug!(saga_id = %out.saga.saga_id, operation, attempt, "payment gateway unavailable; retrying");
                     tokio::time::sleep(wait).await;
