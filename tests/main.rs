@@ -15,5 +15,6 @@ mod inventory;
 mod outbox;
 mod payment;
 mod plugins;
+mod replicas;
 mod saga;
 mod store_contract;
