@@ -17,5 +17,6 @@ mod ops;
 mod outbox;
 mod payment;
 mod plugins;
+mod replicas;
 mod saga;
 mod store_contract;
