@@ -193,6 +193,25 @@ impl SagaProgress {
         self.settle(def)
     }
 
+    /// Stopped from outside (a cancel) while the current action may be
+    /// under way in a process that has not recorded it, or died before it
+    /// could: it fails like [`failed`](Self::failed), but the current
+    /// action is undone too when it can be, by a compensation that first
+    /// finds out whether there is anything to undo.
+    pub fn interrupted(mut self, def: &SagaDefinition, reason: impl Into<String>) -> Self {
+        if self.status != SagaStatus::Running {
+            return self;
+        }
+        if def
+            .steps
+            .get(self.cursor)
+            .is_some_and(|s| s.compensation.is_some())
+        {
+            self.cursor += 1;
+        }
+        self.failed(def, reason)
+    }
+
     /// The current compensation succeeded.
     pub fn compensated(mut self, def: &SagaDefinition) -> Self {
         if self.status != SagaStatus::Compensating {
@@ -287,6 +306,22 @@ mod tests {
         assert_eq!(p.status, SagaStatus::Compensated);
         assert_eq!(p.failure.as_deref(), Some("declined"));
         assert_eq!(p.next(F), Next::Stop);
+    }
+
+    #[test]
+    fn a_cancel_during_authorization_voids_whatever_it_made_then_releases() {
+        let p = SagaProgress::started(1).interrupted(F, "cancelled");
+        assert_eq!(p.status, SagaStatus::Compensating);
+        assert_eq!(p.next(F), Next::Compensate(Compensation::VoidPayment));
+        let p = p.compensated(F);
+        assert_eq!(p.next(F), Next::Compensate(Compensation::ReleaseInventory));
+        assert_eq!(p.compensated(F).status, SagaStatus::Compensated);
+        // At the capture (the pivot, not compensable) it fails as usual.
+        let at_capture = SagaProgress::started(1).acted(F);
+        assert_eq!(
+            at_capture.clone().interrupted(F, "cancelled"),
+            at_capture.failed(F, "cancelled")
+        );
     }
 
     #[test]

@@ -259,7 +259,13 @@ impl App {
                 let at = now();
                 let why = format!("order cancelled: {}", reason.unwrap_or("by the customer"));
                 let mut next = saga.successor(at);
-                next.data.progress = next.data.progress.clone().failed(&FULFILMENT, why.clone());
+                // The authorization may be in flight, or made by a process
+                // that died before recording it: the void finds out.
+                next.data.progress = next
+                    .data
+                    .progress
+                    .clone()
+                    .interrupted(&FULFILMENT, why.clone());
                 next.attempts = 0;
                 next.next_attempt_at = at;
                 let orphaned = saga.lease_until.is_none_or(|until| until <= at);
