@@ -105,6 +105,8 @@ fn run() -> Result<()> {
 /// only then: never on the plugins' own target directory.
 fn watch(wit_dir: &Path, plugins_dir: &Path) -> Result<()> {
     println!("cargo:rerun-if-changed={}", wit_dir.display());
+    // sqlx::migrate! embeds the migrations: a new one must rebuild the crate.
+    println!("cargo:rerun-if-changed=../migrations");
     println!(
         "cargo:rerun-if-changed={}",
         plugins_dir.join(".cargo/config.toml").display()

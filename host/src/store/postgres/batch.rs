@@ -126,6 +126,9 @@ enum Refused {
     Conflict(&'static str),
 }
 
+// Each statement joins its arrays to a table by key; the key also goes in
+// as `= ANY($1)` so the planner finds the rows by index rather than
+// hashing the UNNEST against a scan of the whole table.
 async fn write(pool: &PgPool, appends: &[&Append]) -> Result<(), Refused> {
     let mut tx = pool.begin().await?;
     keys(&mut tx, appends).await?;
@@ -292,7 +295,7 @@ async fn sagas(tx: &mut PgConnection, appends: &[&Append]) -> Result<(), Refused
              $6::int4[], $7::timestamptz[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
              $11::int8[]) AS v(saga_id, current_step, saga_data, status, revision, attempts, \
              next_attempt_at, lease_owner, lease_until, updated_at, expected) \
-             WHERE s.saga_id = v.saga_id AND s.revision = v.expected",
+             WHERE s.saga_id = ANY($1) AND s.saga_id = v.saga_id AND s.revision = v.expected",
             ),
             &moved,
         )
@@ -410,7 +413,7 @@ async fn stock(tx: &mut PgConnection, appends: &[&Append]) -> Result<(), Refused
         let settled = sqlx::query(
             "UPDATE reservations AS r SET state = v.state, updated_at = $3 \
              FROM UNNEST($1::uuid[], $2::text[]) AS v(order_id, state) \
-             WHERE r.order_id = v.order_id AND r.state = 'held' \
+             WHERE r.order_id = ANY($1) AND r.order_id = v.order_id AND r.state = 'held' \
              RETURNING r.sku, r.quantity, v.state",
         )
         .bind(&settle_orders)
@@ -461,7 +464,7 @@ async fn stock(tx: &mut PgConnection, appends: &[&Append]) -> Result<(), Refused
         "UPDATE products AS p SET on_hand = p.on_hand + v.on_hand, \
          reserved = p.reserved + v.reserved, version = p.version + 1, updated_at = $4 \
          FROM UNNEST($1::text[], $2::int8[], $3::int8[]) AS v(sku, on_hand, reserved) \
-         WHERE p.sku = v.sku AND p.reserved + v.reserved >= 0 \
+         WHERE p.sku = ANY($1) AND p.sku = v.sku AND p.reserved + v.reserved >= 0 \
          AND p.on_hand + v.on_hand >= p.reserved + v.reserved",
     )
     .bind(&skus)
