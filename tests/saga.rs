@@ -940,3 +940,93 @@ async fn a_stopped_replica_hands_its_sagas_over_at_once() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// The operator's saga API and `Prefer: wait` refuse bad input with a
+/// problem, and act only on sagas in a state the action fits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saga_api_refuses_bad_input_and_wrong_states() {
+    let sim = PaymentSim::spawn(&[]);
+    let app = service(Backend::Sqlite, &sim.base, &[]).await;
+    app.put_product("MUG", "12.50", "EUR", 10).await;
+    let (_, token) = app.customer();
+    let admin = app.admin();
+    let problem = |status: StatusCode, headers: &reqwest::header::HeaderMap, body: &Value| {
+        assert_eq!(
+            headers["content-type"], "application/problem+json",
+            "{status} {body}"
+        );
+        assert_eq!(body["status"], status.as_u16(), "{body}");
+    };
+
+    // Listing: an unknown status is a bad request, a limit out of range
+    // is invalid.
+    let (status, headers, body) = app.get("/v1/sagas?status=paused", &admin).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    problem(status, &headers, &body);
+    for limit in ["0", "100000"] {
+        let (status, headers, body) = app.get(&format!("/v1/sagas?limit={limit}"), &admin).await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit {limit}: {body}"
+        );
+        problem(status, &headers, &body);
+    }
+
+    // A saga that completed cannot be retried (it needs no attention),
+    // and an abort's reason has a size limit, checked first.
+    let (status, _, order) = app
+        .place_paying(&token, &[("MUG", 1)], None, Some("tok_ok"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let id = order["id"].as_str().unwrap();
+    let saga = wait_for_saga(&app, id, "completed", Duration::from_secs(10)).await;
+    let saga_id = saga["saga_id"].as_str().unwrap();
+    let (status, headers, body) = app
+        .call(
+            Method::POST,
+            &format!("/v1/sagas/{saga_id}/retry"),
+            Some(&admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    problem(status, &headers, &body);
+    let long = "x".repeat(501);
+    let (status, headers, body) = app
+        .call(
+            Method::POST,
+            &format!("/v1/sagas/{saga_id}/abort?reason={long}"),
+            Some(&admin),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    problem(status, &headers, &body);
+    let unknown = uuid::Uuid::now_v7();
+    let (status, _, body) = app.get(&format!("/v1/sagas/{unknown}"), &admin).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // Prefer: wait takes a number of seconds; nothing is placed otherwise.
+    let (status, headers, body) = app
+        .call(
+            Method::POST,
+            "/v1/orders",
+            Some(&token),
+            Some(
+                json!({"items": [{"sku": "MUG", "quantity": 1}], "currency": "EUR",
+                "payment": {"token": "tok_ok"}}),
+            ),
+            &[("Prefer", "wait=soon")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    problem(status, &headers, &body);
+    assert_eq!(
+        product(&app, "MUG").await["on_hand"],
+        9,
+        "only the first order took stock"
+    );
+}
