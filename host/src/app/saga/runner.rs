@@ -51,6 +51,19 @@ struct Outcome {
     inventory: Option<InventoryChange>,
 }
 
+/// What the saga asks the gateway to authorize: the same request for the
+/// step and for the void that looks up what a dead run may have made, so
+/// the gateway's idempotency key matches it.
+fn authorize_request(saga: &SagaInstance) -> AuthorizeRequest {
+    let payment = &saga.data.payment;
+    AuthorizeRequest {
+        order_id: saga.correlation_id,
+        amount: payment.amount,
+        currency: payment.currency,
+        token: payment.token.clone(),
+    }
+}
+
 /// A gateway call that failed for good.
 struct CallFailed {
     reason: String,
@@ -222,13 +235,7 @@ impl App {
         let key = format!("{}:{}", saga.saga_id, step.as_str());
         match step {
             Step::AuthorizePayment => {
-                let payment = &saga.data.payment;
-                let request = AuthorizeRequest {
-                    order_id: saga.correlation_id,
-                    amount: payment.amount,
-                    currency: payment.currency,
-                    token: payment.token.clone(),
-                };
+                let request = authorize_request(saga);
                 let result = self
                     .with_retries(&mut out, step.as_str(), "authorize", || {
                         gateway.authorize(request.clone(), &key)
@@ -411,13 +418,7 @@ impl App {
     ) -> Result<Option<String>, String> {
         let step = Step::AuthorizePayment.as_str();
         let key = format!("{}:{step}", saga.saga_id);
-        let payment = &saga.data.payment;
-        let request = AuthorizeRequest {
-            order_id: saga.correlation_id,
-            amount: payment.amount,
-            currency: payment.currency,
-            token: payment.token.clone(),
-        };
+        let request = authorize_request(saga);
         let name = Compensation::VoidPayment.as_str();
         match self
             .with_retries(out, name, "authorize", || {
