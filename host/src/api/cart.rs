@@ -145,7 +145,11 @@ pub async fn checkout(
         .checkout_cart(caller, key, body.payment.map(|p| p.token))
         .await?;
     if let Some(wait) = wait {
-        placed.order = state.app.await_outcome(caller, placed.order, wait).await?;
+        let settlement = placed.settlement.take();
+        placed.order = state
+            .app
+            .await_outcome(caller, placed.order, settlement, wait)
+            .await?;
     }
     Ok(placed_response(placed))
 }

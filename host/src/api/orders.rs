@@ -133,7 +133,11 @@ pub async fn create_order(
     let wait = prefer_wait(&headers)?;
     let mut placed = state.app.place_order(caller, request, key).await?;
     if let Some(wait) = wait {
-        placed.order = state.app.await_outcome(caller, placed.order, wait).await?;
+        let settlement = placed.settlement.take();
+        placed.order = state
+            .app
+            .await_outcome(caller, placed.order, settlement, wait)
+            .await?;
     }
     Ok(placed_response(placed))
 }

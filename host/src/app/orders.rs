@@ -20,6 +20,7 @@ use super::ports::{
     Append, IdempotencyRecord, InventoryChange, NewEvent, Product, StoreError, StoredEvent,
 };
 use super::saga::{PaymentIntent, SagaInstance, SagaStepRecord, SagaWrite};
+use super::settlements::Watch;
 use super::views::{DEFAULT_PAGE, MAX_PAGE, OrderPage, OrderQuery, OrderView};
 use super::{App, AppError, Caller, now};
 use crate::domain::inventory::plan_hold;
@@ -98,10 +99,14 @@ pub struct PlaceOrderRequest {
 
 /// The outcome of placing: the order, and whether it was placed by an
 /// earlier request with the same idempotency key.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Placed {
     pub order: OrderView,
     pub replayed: bool,
+    /// A watch on the order's settlement, when this request started its
+    /// saga: taken before the saga runs, so `Prefer: wait` gets the
+    /// outcome from the commit that settles it, without reading it back.
+    pub settlement: Option<Watch>,
 }
 
 /// A list request as the caller writes it.
@@ -269,12 +274,15 @@ impl App {
                     let view = OrderView::project(&placed);
                     tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, attempts = attempt + 1, saga_id = saga.as_ref().map(|s| tracing::field::display(s.saga_id)), "order placed, stock reserved");
                     self.stock_changed(&skus).await;
-                    if let Some(saga) = saga {
+                    let settlement = saga.map(|saga| {
+                        let watch = self.settlements.watch(order_id);
                         self.spawn_saga(saga, Some(placed));
-                    }
+                        watch
+                    });
                     return Ok(Placed {
                         order: view,
                         replayed: false,
+                        settlement,
                     });
                 }
                 Err(StoreError::StockConflict { .. }) => {
@@ -368,6 +376,7 @@ impl App {
         Ok(Some(Placed {
             order,
             replayed: true,
+            settlement: None,
         }))
     }
 
@@ -432,7 +441,7 @@ impl App {
             metrics::histogram!(ORDER_PROCESSING, "outcome" => outcome).record(seconds);
         }
         if view.status.is_settled() {
-            self.settlements.settled(view.id);
+            self.settlements.settled(&view);
         }
         Ok(order)
     }

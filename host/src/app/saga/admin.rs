@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::{SagaInstance, SagaStepRecord, SagaWrite, chrono_duration, status_str};
 use crate::app::ports::InventoryChange;
+use crate::app::settlements::Watch;
 use crate::app::{App, AppError, Caller, now};
 use crate::domain::saga::{FULFILMENT, SagaStatus};
 use crate::domain::{Aggregate, OrderAction, OrderCommand};
@@ -299,36 +300,55 @@ impl App {
 
     /// The order once its saga confirmed or ended it, or as it is after
     /// `wait` (`Prefer: wait=N`). An order without a saga is returned at once.
+    /// `settlement`: the watch placement took on the order it just placed
+    /// (its saga runs here; the settling commit hands the outcome over).
+    /// Without one (a replayed request), the order is looked up.
     pub async fn await_outcome(
         &self,
         caller: Caller,
         order: crate::app::views::OrderView,
+        settlement: Option<Watch>,
         wait: std::time::Duration,
     ) -> Result<crate::app::views::OrderView, AppError> {
-        if order.status.is_settled() || self.store.saga_of(order.id).await?.is_none() {
+        if order.status.is_settled() {
             return Ok(order);
         }
         let deadline = tokio::time::Instant::now() + wait;
         let order_id = order.id;
-        let signal = self.settlements.watch(order_id);
-        let result = async {
-            loop {
-                let woken = signal.notified();
-                tokio::pin!(woken);
-                woken.as_mut().enable();
-                let current = self.get_order(caller, order_id).await?;
-                let now = tokio::time::Instant::now();
-                if current.status.is_settled() || now >= deadline {
+        // The first look at the database: at once for a replayed request
+        // (its saga may have ended long ago, or run elsewhere), after a
+        // poll interval for our own placement.
+        let (watch, mut read_now) = match settlement {
+            Some(watch) => (watch, false),
+            None => {
+                if self.store.saga_of(order_id).await?.is_none() {
+                    return Ok(order);
+                }
+                (self.settlements.watch(order_id), true)
+            }
+        };
+        let mut current = order;
+        loop {
+            if let Some(view) = watch.settled() {
+                return Ok(view);
+            }
+            if read_now {
+                current = self.get_order(caller, order_id).await?;
+                if current.status.is_settled() {
                     return Ok(current);
                 }
-                // This process wakes us when it settles the order; another
-                // replica's settlement is seen at the next poll.
-                let _ = tokio::time::timeout((deadline - now).min(SETTLE_POLL), woken).await;
             }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(current);
+            }
+            // This process hands us the order when it settles it; another
+            // replica's settlement is seen at the next poll.
+            if let Some(view) = watch.wait((deadline - now).min(SETTLE_POLL)).await {
+                return Ok(view);
+            }
+            read_now = true;
         }
-        .await;
-        self.settlements.unwatch(order_id, signal);
-        result
     }
 
     /// Gives a captured payment of the order back at the gateway (once:
