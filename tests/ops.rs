@@ -226,7 +226,8 @@ async fn json_log_lines_carry_request_order_and_saga_ids() {
         .iter()
         .filter(|l| l["message"] == "saga step written")
         .collect();
-    assert!(steps.len() >= 2, "{lines:#?}");
+    // The payment (authorize, capture, confirm, notify) is one write.
+    assert!(!steps.is_empty(), "{lines:#?}");
     for step in steps {
         assert_eq!(step["saga_id"], saga_id, "{step}");
         assert_eq!(step["order_id"], paid_id, "{step}");

@@ -159,6 +159,9 @@ async fn tok_ok_confirms_and_commits_the_stock(backend: Backend) {
             "notify:action:ok"
         ]
     );
+    // Placement wrote the saga; the authorization, the capture, the
+    // confirmation and the notification were one more write.
+    assert_eq!(saga["revision"], 2, "{saga}");
     // The order's history tells the same story.
     let (_, _, events) = app.get(&format!("/v1/orders/{id}/events"), &token).await;
     let types: Vec<&str> = events["items"]

@@ -7,8 +7,12 @@
 //! history, the order event the step produces and any stock change. Steps
 //! that only touch our own database (notify, release the stock, a void
 //! with no authorization) are folded into the write of the step before
-//! them, so the happy path costs three transactions per order: placement,
-//! authorization, capture with confirmation.
+//! them, and a successful authorization is written with the capture that
+//! follows it (a crash in between re-runs both with their idempotency
+//! keys, and the gateway answers as before; a cancel in between is seen
+//! by re-reading the saga's revision before capturing), so the happy path
+//! costs two transactions per order: placement, then payment with
+//! confirmation.
 //!
 //! A write that loses a race (a cancel moved the saga on, a worker took
 //! over after our lease ran out) is not retried blindly: the saga is
@@ -43,11 +47,12 @@ pub const PAYMENT_CALLS: &str = "commerce_payment_calls_total";
 struct Outcome {
     saga: SagaInstance,
     history: Vec<SagaStepRecord>,
-    /// An order event this round produces. `required`: the write is only
-    /// right if the order takes it (a confirmation); otherwise it is
-    /// recorded only where the order can still take it (failing an order
-    /// the customer already cancelled records nothing on the order).
-    order: Option<(OrderCommand, bool)>,
+    /// The order commands this round produces, in order. `required`: the
+    /// write is only right if the order takes it (a payment, a
+    /// confirmation); otherwise it is recorded only where the order can
+    /// still take it (failing an order the customer already cancelled
+    /// records nothing on the order).
+    orders: Vec<(OrderCommand, bool)>,
     inventory: Option<InventoryChange>,
 }
 
@@ -174,8 +179,30 @@ impl App {
             let outcome = match saga.data.progress.next(&FULFILMENT) {
                 Next::Stop => return Ok(()),
                 Next::Act(step) => {
-                    self.act(&saga, &order, step, &gateway, &mut learned)
-                        .await?
+                    let out = self
+                        .act(&saga, &order, step, &gateway, &mut learned)
+                        .await?;
+                    // Written with the capture, unless the saga changed
+                    // meanwhile (a cancel): then the authorization is
+                    // written alone, loses the race and is voided, and
+                    // nothing is captured from a customer who cancelled.
+                    if step == Step::AuthorizePayment
+                        && out.authorized()
+                        && self.unchanged(&saga).await?
+                    {
+                        let capture = self
+                            .act(
+                                &out.saga,
+                                &order,
+                                Step::CapturePayment,
+                                &gateway,
+                                &mut learned,
+                            )
+                            .await?;
+                        out.then(capture)
+                    } else {
+                        out
+                    }
                 }
                 Next::Compensate(c) => self.undo(&saga, c, &gateway, &mut learned).await?,
             };
@@ -208,6 +235,12 @@ impl App {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Whether the stored saga is still the one this run read.
+    async fn unchanged(&self, saga: &SagaInstance) -> Result<bool, AppError> {
+        let stored = self.store.get_saga(saga.saga_id).await?;
+        Ok(stored.is_some_and(|s| s.revision == saga.revision))
     }
 
     fn holds_lease(&self, saga: &SagaInstance) -> bool {
@@ -251,7 +284,7 @@ impl App {
                             "ok",
                             Some(format!("authorization {}", auth.id)),
                         );
-                        out.order = Some((
+                        out.orders.push((
                             OrderCommand::RecordPayment {
                                 payment_id: auth.id,
                             },
@@ -281,7 +314,7 @@ impl App {
                             "ok",
                             Some(format!("captured {amount}")),
                         );
-                        out.order = Some((OrderCommand::Confirm, true));
+                        out.orders.push((OrderCommand::Confirm, true));
                         out.inventory = Some(InventoryChange::Commit {
                             order_id: saga.correlation_id,
                         });
@@ -554,7 +587,7 @@ impl App {
                 return Ok(out);
             }
             match out.saga.data.progress.next(&FULFILMENT) {
-                Next::Act(Step::Notify) if out.order.as_ref().is_some_and(|(_, r)| *r) => {
+                Next::Act(Step::Notify) if out.confirms() => {
                     // The confirmation event in the outbox is the notification.
                     let saga = out.saga.clone();
                     let mut hooks_out = Outcome::of(&saga);
@@ -608,22 +641,27 @@ impl App {
             expected_revision: Some(read.revision),
             history: out.history,
         };
-        let events = match out.order {
-            Some((command, required)) => {
-                match order.handle(command) {
-                    Ok(events) => Some(events),
-                    // The order moved on under us (a cancel): the saga moved
-                    // with it, so this round was planned on a stale saga.
-                    Err(_) if required => {
-                        return Err(StoreError::SagaConflict {
-                            saga_id: read.saga_id,
-                        });
+        let mut events: Option<Vec<_>> = None;
+        // Each command sees the order as the ones before it left it.
+        let mut scratch = order.clone();
+        for (command, required) in out.orders {
+            match scratch.handle(command) {
+                Ok(new) => {
+                    for event in &new {
+                        scratch.apply(event, at);
                     }
-                    Err(_) => None,
+                    events.get_or_insert_with(Vec::new).extend(new);
                 }
+                // The order moved on under us (a cancel): the saga moved
+                // with it, so this round was planned on a stale saga.
+                Err(_) if required => {
+                    return Err(StoreError::SagaConflict {
+                        saga_id: read.saga_id,
+                    });
+                }
+                Err(_) => {}
             }
-            None => None,
-        };
+        }
         let skus: Vec<_> = match &events {
             Some(_) => order.lines.iter().map(|l| l.sku.clone()).collect(),
             None => Vec::new(),
@@ -766,7 +804,7 @@ impl Outcome {
         Outcome {
             saga: saga.clone(),
             history: Vec::new(),
-            order: None,
+            orders: Vec::new(),
             inventory: None,
         }
     }
@@ -799,11 +837,40 @@ impl Outcome {
             "ok",
             None,
         );
-        self.order = Some((OrderCommand::Fail { reason }, false));
+        self.orders.push((OrderCommand::Fail { reason }, false));
         self.inventory = Some(InventoryChange::Release {
             order_id: self.saga.correlation_id,
         });
         self.saga.data.progress = self.saga.data.progress.clone().compensated(&FULFILMENT);
+    }
+
+    /// Whether this round confirms the order.
+    fn confirms(&self) -> bool {
+        self.orders
+            .iter()
+            .any(|(c, required)| *required && matches!(c, OrderCommand::Confirm))
+    }
+
+    /// This round, then `next`, which was planned on this round's saga:
+    /// written together as one.
+    fn then(mut self, mut next: Outcome) -> Outcome {
+        self.history.append(&mut next.history);
+        self.orders.append(&mut next.orders);
+        Outcome {
+            saga: next.saga,
+            history: self.history,
+            orders: self.orders,
+            inventory: next.inventory.or(self.inventory),
+        }
+    }
+
+    /// A successful authorization, to be written with the capture it
+    /// leads to rather than on its own.
+    fn authorized(&self) -> bool {
+        self.saga.data.authorization_id.is_some()
+            && self.saga.lease_owner.is_some()
+            && self.inventory.is_none()
+            && self.saga.data.progress.next(&FULFILMENT) == Next::Act(Step::CapturePayment)
     }
 
     /// The void with nothing to void: no authorization was made.
