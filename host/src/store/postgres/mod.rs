@@ -15,8 +15,10 @@ use crate::app::ports::{
     Append, Catalog, EventStore, FeedCursor, FeedEvent, IdempotencyRecord, OrderViews, Product,
     ProductUpsert, StoreError, StoredEvent,
 };
+use crate::app::saga::SagaInstance;
 use crate::app::views::{OrderLineView, OrderQuery, OrderView};
 use crate::domain::{Adjustment, Sku};
+use coalesce::Coalescer;
 
 /// Migrations for PostgreSQL, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");
@@ -26,6 +28,9 @@ pub struct PgStore {
     pool: PgPool,
     /// Appends go through the group-commit writer.
     batcher: batch::Batcher,
+    /// Products by SKU and sagas by id, read for many callers at once.
+    products: Coalescer<Sku, Product>,
+    sagas: Coalescer<Uuid, SagaInstance>,
 }
 
 impl PgStore {
@@ -39,12 +44,43 @@ impl PgStore {
             .await?;
         MIGRATOR.run(&pool).await?;
         let batcher = batch::Batcher::start(pool.clone());
-        Ok(PgStore { pool, batcher })
+        let products = {
+            let pool = pool.clone();
+            Coalescer::start(
+                move |skus| fetch_products(pool.clone(), skus),
+                |p: &Product| p.sku.clone(),
+            )
+        };
+        let sagas = {
+            let pool = pool.clone();
+            Coalescer::start(
+                move |ids| saga::fetch_sagas(pool.clone(), ids),
+                |s: &SagaInstance| s.saga_id,
+            )
+        };
+        Ok(PgStore {
+            pool,
+            batcher,
+            products,
+            sagas,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
+}
+
+async fn fetch_products(pool: PgPool, skus: Vec<Sku>) -> Result<Vec<Product>, StoreError> {
+    let skus: Vec<&str> = skus.iter().map(Sku::as_str).collect();
+    sqlx::query("SELECT * FROM products WHERE sku = ANY($1)")
+        .bind(&skus)
+        .fetch_all(&pool)
+        .await
+        .map_err(classify)?
+        .iter()
+        .map(product_from_row)
+        .collect()
 }
 
 const VIEW_COLUMNS: &str = "order_id, customer_id, status, currency, subtotal_amount, \
@@ -355,26 +391,11 @@ impl Catalog for PgStore {
     }
 
     async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
-        sqlx::query("SELECT * FROM products WHERE sku = $1")
-            .bind(sku.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(classify)?
-            .as_ref()
-            .map(product_from_row)
-            .transpose()
+        Ok(self.products.get(vec![sku.clone()]).await?.pop())
     }
 
     async fn get_products(&self, skus: &[Sku]) -> Result<Vec<Product>, StoreError> {
-        let skus: Vec<&str> = skus.iter().map(Sku::as_str).collect();
-        sqlx::query("SELECT * FROM products WHERE sku = ANY($1)")
-            .bind(&skus)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(classify)?
-            .iter()
-            .map(product_from_row)
-            .collect()
+        self.products.get(skus.to_vec()).await
     }
 }
 
@@ -395,6 +416,7 @@ impl Store for PgStore {
 
 mod batch;
 mod cart;
+mod coalesce;
 mod inventory;
 mod outbox;
 mod plugins;

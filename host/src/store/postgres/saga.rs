@@ -17,6 +17,23 @@ use crate::app::saga::{SagaData, SagaInstance, SagaStepRecord, SagaWrite, status
 use crate::domain::saga::SagaStatus;
 use crate::store::{classify, is_unique_violation};
 
+/// Sagas by id, for the read coalescer.
+pub(super) async fn fetch_sagas(
+    pool: sqlx::PgPool,
+    ids: Vec<Uuid>,
+) -> Result<Vec<SagaInstance>, StoreError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM saga_instances WHERE saga_id = ANY($1)"
+    )))
+    .bind(&ids)
+    .fetch_all(&pool)
+    .await
+    .map_err(classify)?
+    .iter()
+    .map(saga_from_row)
+    .collect()
+}
+
 const COLUMNS: &str = "saga_id, saga_type, correlation_id, saga_data, revision, attempts, \
      next_attempt_at, lease_owner, lease_until, created_at, updated_at";
 
@@ -132,16 +149,7 @@ impl SagaStore for PgStore {
     }
 
     async fn get_saga(&self, saga_id: Uuid) -> Result<Option<SagaInstance>, StoreError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM saga_instances WHERE saga_id = $1"
-        )))
-        .bind(saga_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(classify)?
-        .as_ref()
-        .map(saga_from_row)
-        .transpose()
+        Ok(self.sagas.get(vec![saga_id]).await?.pop())
     }
 
     async fn saga_of(&self, correlation_id: Uuid) -> Result<Option<SagaInstance>, StoreError> {
