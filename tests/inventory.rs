@@ -685,6 +685,16 @@ async fn the_stock_cache_reads_through_and_is_reconciled(backend: Backend) {
         ),
         "{metrics}"
     );
+    // Redis forgets its scripts (a restart, SCRIPT FLUSH): the next
+    // refresh loads the script again and still lands before the answer.
+    let _: () = redis::cmd("SCRIPT")
+        .arg("FLUSH")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let (status, _, body) = app.place(&token, &[("A", 1)], None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(cached(&mut conn).await.unwrap()["reserved"], 4);
 }
 
 /// Many appends at once (PostgreSQL writes them in group-commit

@@ -7,7 +7,7 @@
 //! cache only answers reads. A cache that fails is skipped, never a reason
 //! to fail a request.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -126,8 +126,10 @@ impl App {
     /// Compares every cached product with the database, repairs the ones
     /// that drifted, and returns how many did. An entry newer than the
     /// database read (a write that landed meanwhile) is not drift, and a
-    /// suspect is read again after a moment before it counts, so refreshes
-    /// in flight are not reported.
+    /// suspect counts only if, a moment later, the cache is still behind
+    /// what the database held at the first look: a product written many
+    /// times a second is almost always one refresh behind its latest
+    /// write, which is not drift.
     pub async fn reconcile_stock_cache(&self) -> Result<u64, AppError> {
         let Some(cache) = &self.stock_cache else {
             return Ok(0);
@@ -144,16 +146,18 @@ impl App {
             let suspects = drifted(&page, &cache.get_many(&skus_of(&page)).await?);
             if !suspects.is_empty() {
                 tokio::time::sleep(SETTLE).await;
-                let fresh = self.store.get_products(&suspects).await?;
-                let cached = cache.get_many(&skus_of(&fresh)).await?;
-                let confirmed = drifted(&fresh, &cached);
+                let suspects: BTreeSet<&Sku> = suspects.iter().collect();
+                let seen: Vec<Product> = page
+                    .iter()
+                    .filter(|p| suspects.contains(&p.sku))
+                    .cloned()
+                    .collect();
+                let cached = cache.get_many(&skus_of(&seen)).await?;
+                let confirmed = drifted(&seen, &cached);
                 if !confirmed.is_empty() {
-                    let by_sku: HashMap<&Sku, &Product> =
-                        fresh.iter().map(|p| (&p.sku, p)).collect();
-                    let repair: Vec<Product> = confirmed
-                        .iter()
-                        .filter_map(|s| by_sku.get(s).map(|p| (*p).clone()))
-                        .collect();
+                    // Repaired with what the database holds now (the
+                    // cache keeps the newer version if a refresh wins).
+                    let repair = self.store.get_products(&confirmed).await?;
                     cache.put(&repair).await?;
                     tracing::warn!(skus = ?confirmed, "stock cache drifted from the database; repaired");
                     mismatches += confirmed.len() as u64;

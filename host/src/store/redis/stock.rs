@@ -115,17 +115,40 @@ impl StockCache for RedisStockCache {
             .collect())
     }
 
+    /// One round trip for all of `products`: a pipeline of the script's
+    /// EVALSHA per key (loading the script first if Redis lost it).
     async fn put(&self, products: &[Product]) -> Result<(), StoreError> {
+        if products.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
         for p in products {
             let json = serde_json::to_string(&Cached::from(p))
                 .map_err(|e| StoreError::Unexpected(e.into()))?;
-            let mut call = self.script.key(self.key(&p.sku));
-            call.arg(p.version).arg(json).arg(TTL_MS);
-            self.redis
-                .run(|mut conn| async move { call.invoke_async::<i64>(&mut conn).await })
-                .await?;
+            pipe.cmd("EVALSHA")
+                .arg(self.script.get_hash())
+                .arg(1)
+                .arg(self.key(&p.sku))
+                .arg(p.version)
+                .arg(json)
+                .arg(TTL_MS)
+                .ignore();
         }
-        Ok(())
+        let script = self.script.clone();
+        self.redis
+            .run(|mut conn| async move {
+                match pipe.query_async::<()>(&mut conn).await {
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        script.prepare_invoke().load_async(&mut conn).await?;
+                        pipe.query_async::<()>(&mut conn).await
+                    }
+                    other => other,
+                }
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
