@@ -302,14 +302,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         crate::startup::with_stock_cache(app, redis.as_ref(), args.inventory.reconcile_every())
             .with_inventory(args.inventory.settings());
     let app = crate::startup::with_payments(app, &args.payments, args.sagas.settings()).await?;
-    tokio::spawn(crate::app::inventory::run_sweeper(
+    app.background.spawn(crate::app::inventory::run_sweeper(
         app.clone(),
         args.inventory.sweep_every(),
     ));
-    tokio::spawn(crate::app::cart::run_abandonment_sweeper(
-        app.clone(),
-        args.carts.sweep_every(),
-    ));
+    app.background
+        .spawn(crate::app::cart::run_abandonment_sweeper(
+            app.clone(),
+            args.carts.sweep_every(),
+        ));
     crate::startup::spawn_outbox_relay(&app, redis.as_ref(), args.outbox.settings());
     if args.example_plugins {
         crate::plugins::examples::install(&app).await;

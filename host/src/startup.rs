@@ -32,8 +32,9 @@ pub async fn build_app(
     settings: PluginSettings,
 ) -> anyhow::Result<(App, Arc<PluginRuntime>)> {
     let runtime = PluginRuntime::start(store.clone(), settings).await?;
-    runtime.spawn_poller();
-    Ok((App::new(store, runtime.clone()), runtime))
+    let app = App::new(store, runtime.clone());
+    app.background.track(&runtime.spawn_poller());
+    Ok((app, runtime))
 }
 
 /// Keeps carts in Redis when it is configured, else in the store, for
@@ -53,10 +54,11 @@ pub fn with_stock_cache(app: App, redis: Option<&Redis>, reconcile_every: Durati
         return app;
     };
     let app = app.with_stock_cache(Arc::new(RedisStockCache::new(redis.clone())));
-    tokio::spawn(crate::app::availability::run_reconciler(
-        app.clone(),
-        reconcile_every,
-    ));
+    app.background
+        .spawn(crate::app::availability::run_reconciler(
+            app.clone(),
+            reconcile_every,
+        ));
     app
 }
 
@@ -84,7 +86,8 @@ pub async fn with_payments(
     let gateway = crate::payment::HttpPaymentGateway::new(&url, args.timeout())?;
     tracing::info!(payment_url = %url, lease_secs = settings.lease.as_secs(), owner = %settings.owner, "sagas enabled");
     let app = app.with_payments(Arc::new(gateway), settings);
-    tokio::spawn(crate::app::saga::worker::run_worker(app.clone()));
+    app.background
+        .spawn(crate::app::saga::worker::run_worker(app.clone()));
     Ok(app)
 }
 
@@ -99,7 +102,8 @@ pub fn spawn_outbox_relay(app: &App, redis: Option<&Redis>, settings: RelaySetti
         stream = stream.key(),
         "publishing events to the Redis Stream"
     );
-    tokio::spawn(OutboxRelay::new(app.store.clone(), stream, settings).run());
+    app.background
+        .spawn(OutboxRelay::new(app.store.clone(), stream, settings).run());
 }
 
 /// How an [`Application`] stops.

@@ -6,6 +6,7 @@
 //! [`ports`], implemented by the adapters in `crate::store`.
 
 pub mod availability;
+pub mod background;
 pub mod cart;
 pub mod catalog;
 pub mod error;
@@ -100,6 +101,8 @@ pub struct App {
     pub draining: Arc<std::sync::atomic::AtomicBool>,
     /// Requests waiting for orders to settle.
     pub settlements: Arc<settlements::Settlements>,
+    /// The background tasks working for this service.
+    pub background: Arc<background::Background>,
 }
 
 impl App {
@@ -121,6 +124,7 @@ impl App {
             )),
             draining: Arc::default(),
             settlements: Arc::default(),
+            background: Arc::default(),
         }
     }
 

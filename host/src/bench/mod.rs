@@ -59,8 +59,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             print!("{}", summary.text());
         }
     }
-    // The in-process service still runs: its workers may log that the
-    // schema went away; the summary is out by then.
+    // An in-process service's background work is stopped before its
+    // schema and keys go.
     target.finish(args.keep_data || !consistent).await;
     let summary = result?;
     anyhow::ensure!(

@@ -46,6 +46,9 @@ struct Cleanup {
     dir: Option<PathBuf>,
     /// (Redis URL, key prefix) whose keys to delete.
     redis: Option<(String, String)>,
+    /// The in-process service's background work, stopped before its data
+    /// goes.
+    background: Option<Arc<crate::app::background::Background>>,
 }
 
 impl Target {
@@ -71,7 +74,15 @@ impl Target {
 
     /// Undoes what `start` set up, unless `keep` (then says where it is).
     pub async fn finish(self, keep: bool) {
-        let Cleanup { schema, dir, redis } = self.cleanup;
+        let Cleanup {
+            schema,
+            dir,
+            redis,
+            background,
+        } = self.cleanup;
+        if let Some(background) = background {
+            background.stop();
+        }
         if keep {
             if let Some((_, schema)) = &schema {
                 eprintln!("kept: PostgreSQL schema {schema}");
@@ -197,10 +208,11 @@ async fn in_process(args: &BenchArgs, run: &str) -> anyhow::Result<Target> {
         payment_timeout_ms: 2000,
     };
     let app = crate::startup::with_payments(app, &payments, args.sagas.settings()).await?;
-    tokio::spawn(crate::app::inventory::run_sweeper(
+    app.background.spawn(crate::app::inventory::run_sweeper(
         app.clone(),
         args.inventory.sweep_every(),
     ));
+    cleanup.background = Some(app.background.clone());
     crate::startup::spawn_outbox_relay(&app, redis.as_ref(), args.outbox.settings());
     if args.example_plugins {
         crate::plugins::examples::install(&app).await;

@@ -316,7 +316,7 @@ impl PluginRuntime {
 
     /// Polls the registry's generation and reloads when it moves, until the
     /// runtime is dropped.
-    pub fn spawn_poller(self: &Arc<Self>) {
+    pub fn spawn_poller(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Self> = Arc::downgrade(self);
         let interval = self.settings.poll_interval;
         tokio::spawn(async move {
@@ -333,7 +333,7 @@ impl PluginRuntime {
                     Err(e) => tracing::warn!(error = ?e, "polling the plugin registry failed"),
                 }
             }
-        });
+        })
     }
 
     fn artifact_path(&self, sha256: &str) -> PathBuf {
