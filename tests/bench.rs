@@ -89,6 +89,15 @@ async fn bench_in_process_on_postgres_with_redis_and_plugins() {
         "cart flows ran"
     );
     assert!(summary["checked"]["orders"].as_u64().unwrap() >= 50);
+    // What PostgreSQL did per order (its counters lag by up to a second,
+    // and other tests share the database: only their presence is checked).
+    let database = &summary["database"];
+    for counter in ["transactions_per_order", "wal_flushes_per_order"] {
+        assert!(
+            database[counter].as_f64().is_some_and(|v| v >= 0.0),
+            "{counter} in {summary}"
+        );
+    }
 }
 
 #[tokio::test]

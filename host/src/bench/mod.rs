@@ -96,8 +96,32 @@ async fn bench(
             format!("full speed with {} customers", args.concurrency)
         }
     );
+    let counters = target.postgres_url().map(|url| {
+        tokio::spawn(database_counters(
+            url.to_owned(),
+            Duration::from_secs(args.warmup),
+            Duration::from_secs(args.duration),
+        ))
+    });
     let (mut observed, schedule) =
         driver::drive(client.clone(), &target.base, workload, args).await?;
+    let database = match counters {
+        Some(task) => match task.await {
+            Ok(Ok((transactions, wal_flushes))) => {
+                let orders = observed.terminal_in_window.max(1) as f64;
+                Some(stats::DatabaseCost {
+                    transactions_per_order: transactions as f64 / orders,
+                    wal_flushes_per_order: wal_flushes as f64 / orders,
+                })
+            }
+            Ok(Err(e)) => {
+                eprintln!("bench: PostgreSQL's counters could not be read: {e:#}");
+                None
+            }
+            Err(_) => None,
+        },
+        None => None,
+    };
     let drained = observed.last_settled.map_or(0.0, |t| {
         t.saturating_duration_since(schedule.window_end)
             .as_secs_f64()
@@ -225,7 +249,33 @@ async fn bench(
         consistency,
         warnings,
         checked,
+        database,
     })
+}
+
+/// Transactions committed in the database and WAL flushes in the cluster
+/// over the measured window (from `warmup` after the load starts, for
+/// `duration`).
+async fn database_counters(
+    url: String,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<(i64, i64)> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(&url).await?;
+    async fn read(conn: &mut sqlx::PgConnection) -> anyhow::Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()), \
+             (SELECT wal_sync FROM pg_stat_wal)",
+        )
+        .fetch_one(conn)
+        .await?)
+    }
+    tokio::time::sleep(warmup).await;
+    let before = read(&mut conn).await?;
+    tokio::time::sleep(duration).await;
+    let after = read(&mut conn).await?;
+    Ok((after.0 - before.0, after.1 - before.1))
 }
 
 /// The service's logs go to stderr (the summary owns stdout), warnings

@@ -142,6 +142,20 @@ pub struct Summary {
     pub warnings: Vec<String>,
     /// What the check covered.
     pub checked: BTreeMap<String, u64>,
+    /// In-process on PostgreSQL: what the database did per order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseCost>,
+}
+
+/// PostgreSQL's own counters over the measured window, per order that
+/// reached a terminal state in it: transactions committed in the run's
+/// database (a statement outside a transaction counts as one, so reads
+/// are in it) and WAL flushes of the whole cluster (what durable commits
+/// cost; a group commit shares one).
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct DatabaseCost {
+    pub transactions_per_order: f64,
+    pub wal_flushes_per_order: f64,
 }
 
 impl Summary {
@@ -192,6 +206,12 @@ impl Summary {
                 join(&self.errors)
             }
         ));
+        if let Some(db) = &self.database {
+            line(format!(
+                "database       {:.2} transactions (reads included) and {:.3} WAL flushes per order",
+                db.transactions_per_order, db.wal_flushes_per_order
+            ));
+        }
         line(format!("drain          {:.2} s", self.drain_secs));
         let checked = join(&self.checked);
         if self.consistency.is_empty() {

@@ -72,6 +72,11 @@ impl Target {
         }
     }
 
+    /// The database of an in-process service on PostgreSQL.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.cleanup.schema.as_ref().map(|(url, _)| url.as_str())
+    }
+
     /// Undoes what `start` set up, unless `keep` (then says where it is).
     pub async fn finish(self, keep: bool) {
         let Cleanup {
