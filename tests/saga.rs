@@ -1033,3 +1033,96 @@ async fn the_saga_api_refuses_bad_input_and_wrong_states() {
         "only the first order took stock"
     );
 }
+
+/// A gateway (a real HTTP server in this process) that authorizes and
+/// captures, but answers the first refund with 500 and every later one
+/// with 422: the gateway refuses to give the money back.
+async fn gateway_refusing_refunds() -> String {
+    use axum::routing::post;
+    let refunds = Arc::new(AtomicUsize::new(0));
+    // The authorization as made, answered again (captured) by the capture.
+    let made = Arc::new(std::sync::Mutex::new(Value::Null));
+    let authorize = made.clone();
+    let router = axum::Router::new()
+        .route(
+            "/v1/authorizations",
+            post(move |axum::Json(body): axum::Json<Value>| async move {
+                let authorization = json!({"id": "auth-r", "order_id": body["order_id"],
+                    "amount": body["amount"], "currency": body["currency"], "status": "authorized",
+                    "captured_amount": null, "refunded_amount": null});
+                *authorize.lock().unwrap() = authorization.clone();
+                (StatusCode::CREATED, axum::Json(authorization))
+            }),
+        )
+        .route(
+            "/v1/authorizations/{id}/capture",
+            post(move || async move {
+                let mut captured = made.lock().unwrap().clone();
+                captured["status"] = json!("captured");
+                captured["captured_amount"] = captured["amount"].clone();
+                (StatusCode::OK, axum::Json(captured))
+            }),
+        )
+        .route(
+            "/v1/authorizations/{id}/refund",
+            post(move || {
+                let refunds = refunds.clone();
+                async move {
+                    if refunds.fetch_add(1, Ordering::SeqCst) == 0 {
+                        return (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({})));
+                    }
+                    (
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        axum::Json(json!({"type": "/problems/refund-window-closed",
+                                          "title": "The refund window has closed"})),
+                    )
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    base
+}
+
+/// An admin refund the gateway cannot make (down: 503) or refuses (409)
+/// leaves the order confirmed: nothing says refunded while the money is
+/// still with the merchant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_the_gateway_refuses_leaves_the_order_confirmed() {
+    let gateway = gateway_refusing_refunds().await;
+    let app = service(Backend::Sqlite, &gateway, &[]).await;
+    app.put_product("MUG", "12.50", "EUR", 10).await;
+    let (_, token) = app.customer();
+    let (status, _, order) = app
+        .place_paying(&token, &[("MUG", 1)], None, Some("tok_ok"))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    let id = order["id"].as_str().unwrap();
+    wait_for_status(&app, id, &["confirmed"], Duration::from_secs(10)).await;
+
+    let refund = || async {
+        app.call(
+            Method::POST,
+            &format!("/v1/orders/{id}/refund"),
+            Some(&app.admin()),
+            None,
+            &[],
+        )
+        .await
+    };
+    let (status, headers, problem) = refund().await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let (status, headers, problem) = refund().await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("refund was refused")),
+        "{problem}"
+    );
+    let (_, _, order) = app.get(&format!("/v1/orders/{id}"), &token).await;
+    assert_eq!(order["status"], "confirmed", "{order}");
+}

@@ -355,3 +355,28 @@ pub async fn refund_order(
 ) -> Result<Response, ApiError> {
     admin_transition(state, caller, id, AdminTransition::Refund).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefer(value: &str) -> Result<Option<std::time::Duration>, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("prefer", value.parse().unwrap());
+        prefer_wait(&headers)
+    }
+
+    #[test]
+    fn prefer_wait_is_read_and_capped_at_thirty_seconds() {
+        use std::time::Duration;
+        assert_eq!(prefer_wait(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(prefer("wait=10").unwrap(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            prefer("respond-async, wait=5").unwrap(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(prefer("wait=3600").unwrap(), Some(Duration::from_secs(30)));
+        assert_eq!(prefer("return=minimal").unwrap(), None);
+        assert!(prefer("wait=soon").is_err());
+    }
+}
