@@ -212,6 +212,26 @@ impl SagaProgress {
         self.failed(def, reason)
     }
 
+    /// A process learned that `step` did act after the saga had already
+    /// turned back from before it (a cancel while the action was in
+    /// flight, recorded by nobody): its compensation joins the ones still
+    /// to run, even if the saga had ended compensated. Anything else is
+    /// left as it is.
+    pub fn acted_late(mut self, def: &SagaDefinition, step: Step) -> Self {
+        let Some(i) = def.steps.iter().position(|s| s.step == step) else {
+            return self;
+        };
+        let turned_back = matches!(
+            self.status,
+            SagaStatus::Compensating | SagaStatus::Compensated
+        );
+        if turned_back && self.cursor <= i && def.steps[i].compensation.is_some() {
+            self.status = SagaStatus::Compensating;
+            self.cursor = i + 1;
+        }
+        self
+    }
+
     /// The current compensation succeeded.
     pub fn compensated(mut self, def: &SagaDefinition) -> Self {
         if self.status != SagaStatus::Compensating {
@@ -294,6 +314,45 @@ mod tests {
         );
         assert_eq!(p.status, SagaStatus::Completed);
         assert_eq!(p.next(F), Next::Stop);
+    }
+
+    #[test]
+    fn an_authorization_learned_late_is_voided_before_the_stock_goes() {
+        // Cancelled while authorizing, and the run that authorized did not
+        // record it: the saga released the stock and ended compensated.
+        let cancelled = SagaProgress::started(1).failed(F, "cancelled");
+        let ended = cancelled.clone().compensated(F);
+        assert_eq!(ended.status, SagaStatus::Compensated);
+        for progress in [cancelled, ended] {
+            let p = progress.acted_late(F, Step::AuthorizePayment);
+            assert_eq!(p.status, SagaStatus::Compensating);
+            assert_eq!(p.next(F), Next::Compensate(Compensation::VoidPayment));
+            let p = p.compensated(F);
+            assert_eq!(p.next(F), Next::Compensate(Compensation::ReleaseInventory));
+            assert_eq!(p.compensated(F).status, SagaStatus::Compensated);
+        }
+    }
+
+    #[test]
+    fn acting_late_changes_nothing_when_the_step_is_already_covered() {
+        // Running: the run records the step itself.
+        let running = SagaProgress::started(1);
+        assert_eq!(
+            running.clone().acted_late(F, Step::AuthorizePayment),
+            running
+        );
+        // Already voiding it.
+        let voiding = SagaProgress::started(2).failed(F, "declined");
+        assert_eq!(
+            voiding.clone().acted_late(F, Step::AuthorizePayment),
+            voiding
+        );
+        // A step with nothing to undo.
+        let cancelled = SagaProgress::started(1).failed(F, "cancelled");
+        assert_eq!(
+            cancelled.clone().acted_late(F, Step::CapturePayment),
+            cancelled
+        );
     }
 
     #[test]

@@ -714,20 +714,11 @@ impl App {
             // flight: the saga thinks nothing was authorized, but this run
             // knows better, so the void joins the compensations.
             if changed && merged.data.authorization_id.is_some() {
-                let progress = &mut merged.data.progress;
-                let authorize = FULFILMENT
-                    .steps
-                    .iter()
-                    .position(|s| s.step == Step::AuthorizePayment)
-                    .unwrap_or(0);
-                if matches!(
-                    progress.status,
-                    SagaStatus::Compensating | SagaStatus::Compensated
-                ) && progress.cursor <= authorize
-                {
-                    progress.status = SagaStatus::Compensating;
-                    progress.cursor = authorize + 1;
-                }
+                merged.data.progress = merged
+                    .data
+                    .progress
+                    .clone()
+                    .acted_late(&FULFILMENT, Step::AuthorizePayment);
             }
             let ours = self.holds_lease(&fresh);
             let free = fresh.lease_until.is_none_or(|until| until <= now());
