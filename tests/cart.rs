@@ -9,7 +9,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp, TestDb, TestRedis, component};
+use crate::helpers::{Backend, TestApp, TestDb, TestRedis, component, metric_sum};
 
 /// Where the carts of a test live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -869,18 +869,6 @@ async fn the_cart_recovers_when_redis_comes_back() {
     assert_eq!(ready["checks"]["redis"], "ok", "{ready}");
 }
 
-/// The sum of a counter's series in a `/metrics` exposition (0 if absent).
-fn counter(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| {
-            l.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Conversion and abandonment: a cart is created by its first line,
 /// converted by a checkout, abandoned when it expires untouched (not when
 /// emptied or checked out). With two replicas sweeping the same carts
@@ -914,7 +902,7 @@ async fn cart_kpis_count_each_cart_once_across_replicas(carts: Carts) {
                     .text()
                     .await
                     .unwrap();
-                sum += counter(&text, name);
+                sum += metric_sum(&text, name, &[]);
             }
             sum
         }

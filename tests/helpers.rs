@@ -614,3 +614,26 @@ fn wait_until_listening_logging(child: &mut Child, logs: Option<Logs>) -> Option
     });
     rx.recv_timeout(Duration::from_secs(60)).ok()
 }
+
+/// The sum of the series of `name` whose labels include `labels`, in a
+/// `/metrics` exposition (0 if none).
+pub fn metric_sum(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (series_name, series_labels) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let matches = series_name == name
+                && labels.iter().all(|(k, v)| {
+                    series_labels
+                        .split(',')
+                        .any(|pair| pair == format!("{k}=\"{v}\""))
+                });
+            matches.then(|| value.parse::<f64>().ok()).flatten()
+        })
+        .sum()
+}

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PaymentSim, TestApp};
+use crate::helpers::{Backend, PaymentSim, TestApp, metric_sum};
 
 /// SIGTERM: `/readyz` goes 503 (problem+json) at once while the process
 /// still answers; after the delay it stops accepting, and a request in
@@ -242,29 +242,6 @@ async fn json_log_lines_carry_request_order_and_saga_ids() {
     }
 }
 
-/// The sum of the series of `name` whose labels include `labels`, in a
-/// `/metrics` exposition (0 if none).
-fn series(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    metrics
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (series_name, series_labels) = match series.split_once('{') {
-                Some((n, rest)) => (n, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let matches = series_name == name
-                && labels.iter().all(|(k, v)| {
-                    series_labels
-                        .split(',')
-                        .any(|pair| pair == format!("{k}=\"{v}\""))
-                });
-            matches.then(|| value.parse::<f64>().ok()).flatten()
-        })
-        .sum()
-}
-
 /// The KPIs: plugin calls by plugin, hook and outcome, with their latency;
 /// order processing time by outcome; inventory update latency by operation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,7 +290,7 @@ async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
             ("hook", "pricing"),
             ("outcome", "trap"),
         ];
-        if series(&metrics, "commerce_plugin_calls_total", &trapped) >= 1.0 {
+        if metric_sum(&metrics, "commerce_plugin_calls_total", &trapped) >= 1.0 {
             break order;
         }
         assert!(Instant::now() < deadline, "the trapper was never called");
@@ -362,7 +339,7 @@ async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
     let after = loop {
         let after = app.metrics().await;
         let confirmed = [("outcome", "confirmed")];
-        if series(
+        if metric_sum(
             &after,
             "commerce_order_processing_seconds_count",
             &confirmed,
@@ -374,7 +351,7 @@ async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let grew = |name: &str, labels: &[(&str, &str)]| {
-        series(&after, name, labels) - series(&before, name, labels)
+        metric_sum(&after, name, labels) - metric_sum(&before, name, labels)
     };
 
     // Plugins, by plugin, hook and outcome, and their latency.
@@ -416,7 +393,7 @@ async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
     );
     let timed = [("plugin", "bulk-discount"), ("hook", "pricing")];
     assert!(grew("commerce_plugin_call_duration_seconds_count", &timed) >= 1.0);
-    assert!(series(&after, "commerce_plugin_call_duration_seconds_sum", &timed) > 0.0);
+    assert!(metric_sum(&after, "commerce_plugin_call_duration_seconds_sum", &timed) > 0.0);
 
     // Order processing: one cancelled, one confirmed, since `before`.
     let processing = "commerce_order_processing_seconds_count";
@@ -450,7 +427,7 @@ async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
     assert_eq!(status, StatusCode::OK);
     let adjusted = app.metrics().await;
     assert_eq!(
-        series(&adjusted, updates, &[("operation", "adjust")]),
+        metric_sum(&adjusted, updates, &[("operation", "adjust")]),
         1.0,
         "{adjusted}"
     );
