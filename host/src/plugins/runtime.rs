@@ -193,9 +193,20 @@ pub struct PluginRuntime {
     cache_tag: String,
     ticker_stop: Arc<AtomicBool>,
     pooled: bool,
+    /// Calls running at once, at most: a few per core. Calls are short
+    /// and CPU-bound; dozens of blocking threads at once only share the
+    /// cores, and a call's wall-clock deadline pays for the sharing (a
+    /// burst at start-up once pushed calls past 50 ms). Waiting for a
+    /// slot happens before the call's store, and its deadline, exist.
+    slots: Arc<tokio::sync::Semaphore>,
     /// Itself, for the blocking tasks that calls run on.
     me: Weak<PluginRuntime>,
 }
+
+/// Concurrent plugin calls per core. Measured with `commerce bench`
+/// flat out on 2 cores (BENCHMARKS.md): 8 gave 1,700-1,780 orders/s;
+/// 2, 4 and 16 gave 1,400-1,530, unbounded 1,500.
+const CALLS_PER_CORE: usize = 8;
 
 impl Drop for PluginRuntime {
     fn drop(&mut self) {
@@ -302,10 +313,23 @@ impl PluginRuntime {
             cache_tag,
             ticker_stop,
             pooled,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                CALLS_PER_CORE
+                    * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )),
         });
         runtime.reload_now().await?;
         tracing::info!(pooling = runtime.pooled, cache = %runtime.settings.cache_dir.display(), "plugin runtime ready");
         Ok(runtime)
+    }
+
+    /// A slot to run a call in (see `slots`); held until the call ends.
+    async fn slot(&self) -> tokio::sync::OwnedSemaphorePermit {
+        self.slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the call slots are never closed")
     }
 
     fn self_arc(&self) -> Arc<Self> {
@@ -812,13 +836,17 @@ impl Extensions for PluginRuntime {
         // The call's log lines (plugin output, failures) belong to the
         // request or saga that made it.
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| runtime.evaluate_on(&set, &quote)))
-            .await
-            .map_err(|e| ExtensionFailed {
-                kind: PluginKind::Pricing,
-                plugin: "-".into(),
-                reason: format!("plugin task failed: {e}"),
-            })?
+        let slot = self.slot().await;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            span.in_scope(|| runtime.evaluate_on(&set, &quote))
+        })
+        .await
+        .map_err(|e| ExtensionFailed {
+            kind: PluginKind::Pricing,
+            plugin: "-".into(),
+            reason: format!("plugin task failed: {e}"),
+        })?
     }
 
     fn has_saga_hooks(&self) -> bool {
@@ -832,13 +860,17 @@ impl Extensions for PluginRuntime {
         }
         let runtime = self.self_arc();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(|| runtime.run_hooks_on(&set, &context)))
-            .await
-            .map_err(|e| ExtensionFailed {
-                kind: PluginKind::SagaHook,
-                plugin: "-".into(),
-                reason: format!("plugin task failed: {e}"),
-            })?
+        let slot = self.slot().await;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            span.in_scope(|| runtime.run_hooks_on(&set, &context))
+        })
+        .await
+        .map_err(|e| ExtensionFailed {
+            kind: PluginKind::SagaHook,
+            plugin: "-".into(),
+            reason: format!("plugin task failed: {e}"),
+        })?
     }
 }
 
