@@ -323,13 +323,32 @@ impl PluginRuntime {
         Ok(runtime)
     }
 
-    /// A slot to run a call in (see `slots`); held until the call ends.
-    async fn slot(&self) -> tokio::sync::OwnedSemaphorePermit {
-        self.slots
+    /// Runs `call` on a blocking thread once a slot is free (see
+    /// `slots`), holding the slot until it ends. Its log lines (plugin
+    /// output, failures) belong to the request or saga that made it.
+    async fn in_slot<R, F>(&self, kind: PluginKind, call: F) -> Result<R, ExtensionFailed>
+    where
+        R: Send + 'static,
+        F: FnOnce(&PluginRuntime) -> Result<R, ExtensionFailed> + Send + 'static,
+    {
+        let runtime = self.self_arc();
+        let span = tracing::Span::current();
+        let slot = self
+            .slots
             .clone()
             .acquire_owned()
             .await
-            .expect("the call slots are never closed")
+            .expect("the call slots are never closed");
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            span.in_scope(|| call(&runtime))
+        })
+        .await
+        .map_err(|e| ExtensionFailed {
+            kind,
+            plugin: "-".into(),
+            reason: format!("plugin task failed: {e}"),
+        })?
     }
 
     fn self_arc(&self) -> Arc<Self> {
@@ -832,21 +851,10 @@ impl Extensions for PluginRuntime {
         if set.plugins.iter().all(|p| p.kind == PluginKind::SagaHook) {
             return Ok(Evaluation::default());
         }
-        let runtime = self.self_arc();
-        // The call's log lines (plugin output, failures) belong to the
-        // request or saga that made it.
-        let span = tracing::Span::current();
-        let slot = self.slot().await;
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            span.in_scope(|| runtime.evaluate_on(&set, &quote))
+        self.in_slot(PluginKind::Pricing, move |runtime| {
+            runtime.evaluate_on(&set, &quote)
         })
         .await
-        .map_err(|e| ExtensionFailed {
-            kind: PluginKind::Pricing,
-            plugin: "-".into(),
-            reason: format!("plugin task failed: {e}"),
-        })?
     }
 
     fn has_saga_hooks(&self) -> bool {
@@ -858,19 +866,10 @@ impl Extensions for PluginRuntime {
         if set.of(PluginKind::SagaHook).next().is_none() {
             return Ok(HookOutcome::Continue);
         }
-        let runtime = self.self_arc();
-        let span = tracing::Span::current();
-        let slot = self.slot().await;
-        tokio::task::spawn_blocking(move || {
-            let _slot = slot;
-            span.in_scope(|| runtime.run_hooks_on(&set, &context))
+        self.in_slot(PluginKind::SagaHook, move |runtime| {
+            runtime.run_hooks_on(&set, &context)
         })
         .await
-        .map_err(|e| ExtensionFailed {
-            kind: PluginKind::SagaHook,
-            plugin: "-".into(),
-            reason: format!("plugin task failed: {e}"),
-        })?
     }
 }
 
