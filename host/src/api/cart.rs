@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiPath, Auth, idempotency_key};
-use super::orders::{PaymentRequest, placed_response, prefer_wait};
+use super::orders::{PaymentRequest, placed_answer, prefer_wait};
 use crate::app::cart::CartView;
 use crate::app::views::OrderView;
 use crate::domain::Sku;
@@ -140,16 +140,9 @@ pub async fn checkout(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let wait = prefer_wait(&headers)?;
-    let mut placed = state
+    let placed = state
         .app
         .checkout_cart(caller, key, body.payment.map(|p| p.token))
         .await?;
-    if let Some(wait) = wait {
-        let settlement = placed.settlement.take();
-        placed.order = state
-            .app
-            .await_outcome(caller, placed.order, settlement, wait)
-            .await?;
-    }
-    Ok(placed_response(placed))
+    placed_answer(&state, caller, placed, wait).await
 }

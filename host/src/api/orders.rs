@@ -14,6 +14,7 @@ use super::error::ApiError;
 use super::extract::{
     Admin, ApiJson, ApiPath, ApiQuery, Auth, etag, idempotency_key, parse_if_match,
 };
+use crate::app::Caller;
 use crate::app::orders::{AdminTransition, ListOrders, PlaceOrderRequest, Placed, RequestedLine};
 use crate::app::ports::StoredEvent;
 use crate::app::views::{OrderPage, OrderView};
@@ -131,15 +132,8 @@ pub async fn create_order(
         payment_token: body.payment.map(|p| p.token),
     };
     let wait = prefer_wait(&headers)?;
-    let mut placed = state.app.place_order(caller, request, key).await?;
-    if let Some(wait) = wait {
-        let settlement = placed.settlement.take();
-        placed.order = state
-            .app
-            .await_outcome(caller, placed.order, settlement, wait)
-            .await?;
-    }
-    Ok(placed_response(placed))
+    let placed = state.app.place_order(caller, request, key).await?;
+    placed_answer(&state, caller, placed, wait).await
 }
 
 /// Longest `Prefer: wait=N` honoured.
@@ -168,9 +162,27 @@ pub(crate) fn prefer_wait(headers: &HeaderMap) -> Result<Option<std::time::Durat
     Ok(None)
 }
 
+/// The answer to a placement (an order or a cart checkout): with
+/// `Prefer: wait`, once the saga settled the order or the wait ran out.
+pub(crate) async fn placed_answer(
+    state: &AppState,
+    caller: Caller,
+    mut placed: Placed,
+    wait: Option<std::time::Duration>,
+) -> Result<Response, ApiError> {
+    if let Some(wait) = wait {
+        let settlement = placed.settlement.take();
+        placed.order = state
+            .app
+            .await_outcome(caller, placed.order, settlement, wait)
+            .await?;
+    }
+    Ok(placed_response(placed))
+}
+
 /// 201 with the order, its Location and ETag, and `Idempotent-Replayed`
-/// when an earlier request placed it (also the cart checkout's answer).
-pub(crate) fn placed_response(placed: Placed) -> Response {
+/// when an earlier request placed it.
+fn placed_response(placed: Placed) -> Response {
     let location = format!("/v1/orders/{}", placed.order.id);
     let replayed = placed.replayed;
     let mut response = order_response(StatusCode::CREATED, placed.order);
