@@ -121,15 +121,7 @@ async fn order_lifecycle_over_http(backend: Backend) {
     );
 
     // Admin transitions follow the lifecycle: a reserved order cannot ship.
-    let (status, h, body) = app
-        .call(
-            Method::POST,
-            &format!("{path}/ship"),
-            Some(&app.admin()),
-            None,
-            &[],
-        )
-        .await;
+    let (status, h, body) = app.post(&format!("{path}/ship"), &app.admin()).await;
     assert_problem(
         status,
         &h,
@@ -138,27 +130,15 @@ async fn order_lifecycle_over_http(backend: Backend) {
         "ship a reserved order",
     );
     assert_eq!(body["type"], "/problems/illegal-transition");
-    let (status, _, _) = app
-        .call(
-            Method::POST,
-            &format!("{path}/ship"),
-            Some(&token),
-            None,
-            &[],
-        )
-        .await;
+    let (status, _, _) = app.post(&format!("{path}/ship"), &token).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "customers cannot ship");
 
     // Cancel, then every further change is an illegal transition (409).
-    let (status, _, cancelled) = app
-        .call(Method::DELETE, &path, Some(&token), None, &[])
-        .await;
+    let (status, _, cancelled) = app.delete(&path, &token).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cancelled["version"], 4);
-    let (status, h, body) = app
-        .call(Method::DELETE, &path, Some(&token), None, &[])
-        .await;
+    let (status, h, body) = app.delete(&path, &token).await;
     assert_problem(status, &h, &body, StatusCode::CONFLICT, "cancel twice");
     assert_eq!(body["status"], 409);
     let (status, h, body) = app
@@ -804,9 +784,7 @@ async fn replay_rebuilds_identical_views(backend: Backend) {
             assert_eq!(s, StatusCode::OK);
         }
         if i % 3 == 0 {
-            let (s, _, _) = app
-                .call(Method::DELETE, &path, Some(&token), None, &[])
-                .await;
+            let (s, _, _) = app.delete(&path, &token).await;
             assert_eq!(s, StatusCode::OK);
         }
     }

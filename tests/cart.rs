@@ -201,21 +201,11 @@ async fn cart_lines_change_and_survive_a_restart(carts: Carts) {
     assert_eq!(skus(&cart), [("MUG".to_owned(), 3)]);
     app.put_item(&token, "TEE", 4).await;
     for _ in 0..2 {
-        let (s, _, cart) = app
-            .call(
-                Method::DELETE,
-                "/v1/cart/items/TEE",
-                Some(&token),
-                None,
-                &[],
-            )
-            .await;
+        let (s, _, cart) = app.delete("/v1/cart/items/TEE", &token).await;
         assert_eq!(s, StatusCode::OK, "{cart}");
         assert_eq!(skus(&cart), [("MUG".to_owned(), 3)]);
     }
-    let (s, _, _) = app
-        .call(Method::DELETE, "/v1/cart", Some(&token), None, &[])
-        .await;
+    let (s, _, _) = app.delete("/v1/cart", &token).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(app.cart(&token).await["items"], json!([]));
     // Removing the last line leaves an empty cart, not a husk.
@@ -482,9 +472,7 @@ async fn customers_see_only_their_own_cart(carts: Carts) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "bob's empty cart",
     );
-    let (s, _, _) = app
-        .call(Method::DELETE, "/v1/cart", Some(&bob), None, &[])
-        .await;
+    let (s, _, _) = app.delete("/v1/cart", &bob).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(skus(&app.cart(&alice).await), [("MUG".to_owned(), 3)]);
     // An admin's cart is their own too.

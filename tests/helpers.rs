@@ -391,6 +391,16 @@ impl TestApp {
         self.call(Method::GET, path, Some(token), None, &[]).await
     }
 
+    /// A `POST` with no body (an action: retry, refund, checkout...).
+    pub async fn post(&self, path: &str, token: &str) -> (StatusCode, HeaderMap, Value) {
+        self.call(Method::POST, path, Some(token), None, &[]).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, HeaderMap, Value) {
+        self.call(Method::DELETE, path, Some(token), None, &[])
+            .await
+    }
+
     pub async fn put_product(&self, sku: &str, price: &str, currency: &str, stock: i64) {
         let (status, _, body) = self
             .call(

@@ -505,15 +505,7 @@ async fn cancel_and_item_changes_move_the_hold(backend: Backend) {
     assert_eq!(product_json(&app, "A").await["reserved"], 2);
     assert_eq!(product_json(&app, "B").await["reserved"], 1);
 
-    let (status, _, body) = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/orders/{id}"),
-            Some(&token),
-            None,
-            &[],
-        )
-        .await;
+    let (status, _, body) = app.delete(&format!("/v1/orders/{id}"), &token).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["status"], "cancelled");
     for name in ["A", "B"] {

@@ -295,29 +295,13 @@ async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
         }
         assert!(Instant::now() < deadline, "the trapper was never called");
         let id = order["id"].as_str().unwrap();
-        let (status, _, _) = app
-            .call(
-                Method::DELETE,
-                &format!("/v1/orders/{id}"),
-                Some(&token),
-                None,
-                &[],
-            )
-            .await;
+        let (status, _, _) = app.delete(&format!("/v1/orders/{id}"), &token).await;
         assert_eq!(status, StatusCode::OK);
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     let before = app.metrics().await;
     let id = unpaid["id"].as_str().unwrap();
-    let (status, _, cancelled) = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/orders/{id}"),
-            Some(&token),
-            None,
-            &[],
-        )
-        .await;
+    let (status, _, cancelled) = app.delete(&format!("/v1/orders/{id}"), &token).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     let (status, _, paid) = app
         .call(

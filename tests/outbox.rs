@@ -202,15 +202,7 @@ async fn place_and_cancel(app: &TestApp, n: usize) -> Vec<String> {
         assert_eq!(status, StatusCode::CREATED, "{order}");
         let id = order["id"].as_str().unwrap().to_owned();
         if i % 2 == 0 {
-            let (status, _, body) = app
-                .call(
-                    Method::DELETE,
-                    &format!("/v1/orders/{id}"),
-                    Some(&token),
-                    None,
-                    &[],
-                )
-                .await;
+            let (status, _, body) = app.delete(&format!("/v1/orders/{id}"), &token).await;
             assert_eq!(status, StatusCode::OK, "{body}");
         }
         ids.push(id);

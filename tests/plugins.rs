@@ -422,15 +422,7 @@ async fn rollback_restores_the_previous_behaviour(backend: Backend) {
     app.put_product("MUG", "10.00", "EUR", 1_000).await;
     let (_, token) = app.customer();
     let admin = app.admin();
-    let (s, _, body) = app
-        .call(
-            Method::POST,
-            "/v1/plugins/bulk/rollback",
-            Some(&admin),
-            None,
-            &[],
-        )
-        .await;
+    let (s, _, body) = app.post("/v1/plugins/bulk/rollback", &admin).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
     app.upload(
         "bulk",
@@ -451,27 +443,15 @@ async fn rollback_restores_the_previous_behaviour(backend: Backend) {
     .await;
     assert_eq!(place(&app, &token, 10).await.1["total"], "80.00");
 
-    let (s, _, body) = app
-        .call(
-            Method::POST,
-            "/v1/plugins/bulk/rollback",
-            Some(&admin),
-            None,
-            &[],
-        )
-        .await;
+    let (s, _, body) = app.post("/v1/plugins/bulk/rollback", &admin).await;
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 1);
     assert_eq!(place(&app, &token, 10).await.1["total"], "90.00");
 
-    let (s, _, _) = app
-        .call(Method::DELETE, "/v1/plugins/bulk", Some(&admin), None, &[])
-        .await;
+    let (s, _, _) = app.delete("/v1/plugins/bulk", &admin).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(place(&app, &token, 10).await.1["total"], "100.00");
-    let (s, _, _) = app
-        .call(Method::DELETE, "/v1/plugins/bulk", Some(&admin), None, &[])
-        .await;
+    let (s, _, _) = app.delete("/v1/plugins/bulk", &admin).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 

@@ -235,13 +235,7 @@ async fn tok_ok_confirms_and_commits_the_stock(backend: Backend) {
 
     // An admin refund gives the capture back at the gateway.
     let (status, _, refunded) = app
-        .call(
-            Method::POST,
-            &format!("/v1/orders/{id}/refund"),
-            Some(&app.admin()),
-            None,
-            &[],
-        )
+        .post(&format!("/v1/orders/{id}/refund"), &app.admin())
         .await;
     assert_eq!(status, StatusCode::OK, "{refunded}");
     assert_eq!(refunded["status"], "refunded");
@@ -250,15 +244,7 @@ async fn tok_ok_confirms_and_commits_the_stock(backend: Backend) {
     assert_eq!(ledger[0]["refunded_amount"], "25.00", "{ledger:?}");
     // So does the customer's cancel of a confirmed order.
     let waited_id = waited["id"].as_str().unwrap();
-    let (status, _, cancelled) = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/orders/{waited_id}"),
-            Some(&token),
-            None,
-            &[],
-        )
-        .await;
+    let (status, _, cancelled) = app.delete(&format!("/v1/orders/{waited_id}"), &token).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled");
     let ledger = ledger_of(&sim.base, waited_id).await;
@@ -371,15 +357,7 @@ async fn cancel_mid_saga_voids_what_the_saga_authorized(backend: Backend) {
         .await;
     let id = order["id"].as_str().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, _, cancelled) = app
-        .call(
-            Method::DELETE,
-            &format!("/v1/orders/{id}"),
-            Some(&token),
-            None,
-            &[],
-        )
-        .await;
+    let (status, _, cancelled) = app.delete(&format!("/v1/orders/{id}"), &token).await;
     assert_eq!(status, StatusCode::OK, "{cancelled}");
     assert_eq!(cancelled["status"], "cancelled");
 
@@ -573,26 +551,14 @@ async fn a_compensation_that_keeps_failing_needs_attention_then_an_operator_retr
     // Customers may not touch sagas.
     let saga_id = saga["saga_id"].as_str().unwrap();
     let (status, _, _) = app
-        .call(
-            Method::POST,
-            &format!("/v1/sagas/{saga_id}/retry"),
-            Some(&token),
-            None,
-            &[],
-        )
+        .post(&format!("/v1/sagas/{saga_id}/retry"), &token)
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // The gateway is fixed; the operator retries; the saga finishes.
     gateway.healed.store(true, Ordering::SeqCst);
     let (status, _, retried) = app
-        .call(
-            Method::POST,
-            &format!("/v1/sagas/{saga_id}/retry"),
-            Some(&app.admin()),
-            None,
-            &[],
-        )
+        .post(&format!("/v1/sagas/{saga_id}/retry"), &app.admin())
         .await;
     assert_eq!(status, StatusCode::OK, "{retried}");
     wait_for_saga(&app, &id, "compensated", Duration::from_secs(10)).await;
@@ -609,12 +575,9 @@ async fn a_compensation_that_keeps_failing_needs_attention_then_an_operator_retr
     assert_eq!(product(&app, "MUG").await["reserved"], 2);
     let stuck_id = stuck["saga_id"].as_str().unwrap();
     let (status, _, aborted) = app
-        .call(
-            Method::POST,
+        .post(
             &format!("/v1/sagas/{stuck_id}/abort?reason=voided%20by%20phone"),
-            Some(&app.admin()),
-            None,
-            &[],
+            &app.admin(),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{aborted}");
@@ -631,13 +594,7 @@ async fn a_compensation_that_keeps_failing_needs_attention_then_an_operator_retr
 
     // A finished saga cannot be retried or aborted.
     let (status, _, _) = app
-        .call(
-            Method::POST,
-            &format!("/v1/sagas/{saga_id}/abort"),
-            Some(&app.admin()),
-            None,
-            &[],
-        )
+        .post(&format!("/v1/sagas/{saga_id}/abort"), &app.admin())
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
 }
@@ -986,25 +943,13 @@ async fn the_saga_api_refuses_bad_input_and_wrong_states() {
     let saga = wait_for_saga(&app, id, "completed", Duration::from_secs(10)).await;
     let saga_id = saga["saga_id"].as_str().unwrap();
     let (status, headers, body) = app
-        .call(
-            Method::POST,
-            &format!("/v1/sagas/{saga_id}/retry"),
-            Some(&admin),
-            None,
-            &[],
-        )
+        .post(&format!("/v1/sagas/{saga_id}/retry"), &admin)
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     problem(status, &headers, &body);
     let long = "x".repeat(501);
     let (status, headers, body) = app
-        .call(
-            Method::POST,
-            &format!("/v1/sagas/{saga_id}/abort?reason={long}"),
-            Some(&admin),
-            None,
-            &[],
-        )
+        .post(&format!("/v1/sagas/{saga_id}/abort?reason={long}"), &admin)
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     problem(status, &headers, &body);
@@ -1102,14 +1047,8 @@ async fn a_refund_the_gateway_refuses_leaves_the_order_confirmed() {
     wait_for_status(&app, id, &["confirmed"], Duration::from_secs(10)).await;
 
     let refund = || async {
-        app.call(
-            Method::POST,
-            &format!("/v1/orders/{id}/refund"),
-            Some(&app.admin()),
-            None,
-            &[],
-        )
-        .await
+        app.post(&format!("/v1/orders/{id}/refund"), &app.admin())
+            .await
     };
     let (status, headers, problem) = refund().await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
