@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::both_backends;
 use crate::helpers::{Backend, SECRET, TestApp};
-use commerce::app::Role;
+use commerce_app::Role;
 
 both_backends!(
     order_lifecycle_over_http,
@@ -290,7 +290,7 @@ async fn customers_see_only_their_own_orders(backend: Backend) {
 
 async fn tokens_are_required_and_checked(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let forged = commerce::auth::JwtKeys::new(b"another-secret-another-secret-another")
+    let forged = commerce_api::auth::JwtKeys::new(b"another-secret-another-secret-another")
         .mint(
             Uuid::new_v4(),
             Role::Admin,

@@ -495,8 +495,8 @@ async fn customers_see_only_their_own_cart(carts: Carts) {
 /// the cart only if it is still at the revision it ordered, so lines added
 /// while the order was being placed survive.
 async fn deleting_at_a_revision_spares_a_changed_cart(carts: Carts) {
-    use commerce::app::ports::{CartStore, CartWrite, SetLine};
-    use commerce::domain::{Currency, Quantity, Sku};
+    use commerce_app::ports::{CartStore, CartWrite, SetLine};
+    use commerce_domain::{Currency, Quantity, Sku};
     let backend = if carts == Carts::Postgres {
         Backend::Postgres
     } else {
@@ -507,13 +507,13 @@ async fn deleting_at_a_revision_spares_a_changed_cart(carts: Carts) {
     let store: Arc<dyn CartStore> = match carts {
         Carts::Redis => {
             let handle =
-                commerce::store::redis::Redis::connect(&commerce::store::redis::RedisConfig {
+                commerce_store::redis::Redis::connect(&commerce_store::redis::RedisConfig {
                     url: redis.url.clone(),
                     prefix: redis.prefix.clone(),
                     timeout: Duration::from_millis(500),
                 })
                 .unwrap();
-            Arc::new(commerce::store::redis::cart::RedisCarts::new(handle))
+            Arc::new(commerce_store::redis::cart::RedisCarts::new(handle))
         }
         Carts::Sqlite | Carts::Postgres => db.open_store().await,
     };

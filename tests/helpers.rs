@@ -6,8 +6,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use commerce::app::{Role, Store};
-use commerce::auth::JwtKeys;
+use commerce_api::auth::JwtKeys;
+use commerce_app::{Role, Store};
 use reqwest::{Method, StatusCode, header::HeaderMap};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -89,33 +89,33 @@ impl TestDb {
     /// The store, opened in-process (migrations applied).
     pub async fn open_store(&self) -> Arc<dyn Store> {
         let config = match self.database_url() {
-            Some(url) => commerce::store::StoreConfig::Postgres {
+            Some(url) => commerce_store::StoreConfig::Postgres {
                 url,
                 max_connections: 30,
             },
-            None => commerce::store::StoreConfig::Sqlite {
+            None => commerce_store::StoreConfig::Sqlite {
                 data_dir: self.data_dir(),
             },
         };
-        commerce::store::open(&config).await.expect("open store")
+        commerce_store::open(&config).await.expect("open store")
     }
 }
 
 impl TestDb {
     /// The use cases over `store`, with a plugin runtime of its own.
-    pub async fn app(&self, store: Arc<dyn Store>) -> commerce::app::App {
+    pub async fn app(&self, store: Arc<dyn Store>) -> commerce_app::App {
         self.app_and_runtime(store).await.0
     }
 
     pub async fn app_and_runtime(
         &self,
         store: Arc<dyn Store>,
-    ) -> (commerce::app::App, Arc<commerce::plugins::PluginRuntime>) {
-        let settings = commerce::plugins::PluginSettings {
+    ) -> (commerce_app::App, Arc<commerce_plugins::PluginRuntime>) {
+        let settings = commerce_plugins::PluginSettings {
             cache_dir: self.dir.path().join("plugin-cache"),
             ..Default::default()
         };
-        commerce::startup::build_app(store, settings)
+        commerce_service::startup::build_app(store, settings)
             .await
             .expect("plugin runtime")
     }

@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{SubsecRound, Utc};
-use commerce::app::Store;
-use commerce::app::ports::{
+use commerce_app::Store;
+use commerce_app::ports::{
     Append, InventoryChange, NewEvent, ProductUpsert, ReservationState, StockAdjustment, StoreError,
 };
-use commerce::app::views::OrderView;
-use commerce::domain::{Currency, OrderStatus, Sku, StockClaim};
+use commerce_app::views::OrderView;
+use commerce_domain::{Currency, OrderStatus, Sku, StockClaim};
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -263,7 +263,7 @@ async fn release_and_commit_settle_only_held_reservations(backend: Backend) {
     }
     let (on_hand, reserved, _) = stock(&store, "A").await;
     assert_eq!((on_hand, reserved), (7, 0), "3 sold, 4 back on the shelf");
-    let states = |rs: Vec<commerce::app::ports::Reservation>| {
+    let states = |rs: Vec<commerce_app::ports::Reservation>| {
         rs.into_iter()
             .map(|r| (r.quantity, r.state))
             .collect::<Vec<_>>()

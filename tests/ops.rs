@@ -246,8 +246,8 @@ async fn json_log_lines_carry_request_order_and_saga_ids() {
 /// order processing time by outcome; inventory update latency by operation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
-    use commerce::app::extensions::PluginKind;
-    use commerce::app::ports::NewPluginVersion;
+    use commerce_app::extensions::PluginKind;
+    use commerce_app::ports::NewPluginVersion;
 
     let app = TestApp::spawn_with(
         Backend::Sqlite,

@@ -12,10 +12,10 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use commerce::app::outbox::{OutboxRelay, RELAY_NAME, RelaySettings};
-use commerce::app::ports::{EventPublisher, FeedCursor};
-use commerce::store::redis::stream::RedisEventStream;
-use commerce::store::redis::{Redis, RedisConfig};
+use commerce_app::outbox::{OutboxRelay, RELAY_NAME, RelaySettings};
+use commerce_app::ports::{EventPublisher, FeedCursor};
+use commerce_store::redis::stream::RedisEventStream;
+use commerce_store::redis::{Redis, RedisConfig};
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use sqlx::Connection;

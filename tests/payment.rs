@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use commerce::app::ports::{
+use commerce_app::ports::{
     Authorization, AuthorizationStatus, AuthorizeRequest, PaymentError, PaymentGateway,
 };
-use commerce::domain::Currency;
-use commerce::payment::{DEFAULT_TIMEOUT, HttpPaymentGateway};
+use commerce_domain::Currency;
+use commerce_payment::{DEFAULT_TIMEOUT, HttpPaymentGateway};
 use reqwest::StatusCode;
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -443,7 +443,7 @@ async fn an_unreachable_gateway_is_transient() {
 
 #[tokio::test]
 async fn the_simulator_runs_embedded() {
-    let addr = commerce::payment::simulator::spawn("127.0.0.1:0", Default::default())
+    let addr = commerce_payment_sim::spawn("127.0.0.1:0", Default::default())
         .await
         .unwrap();
     let client = HttpPaymentGateway::new(&format!("http://{addr}"), DEFAULT_TIMEOUT).unwrap();

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use commerce::app::extensions::{Extensions, HookContext, HookOutcome, PluginKind, Quote};
-use commerce::app::ports::NewPluginVersion;
-use commerce::domain::{Currency, OrderLine, OrderStatus, Quantity, Sku};
-use commerce::plugins::{CheckError, PluginError};
+use commerce_app::extensions::{Extensions, HookContext, HookOutcome, PluginKind, Quote};
+use commerce_app::ports::NewPluginVersion;
+use commerce_domain::{Currency, OrderLine, OrderStatus, Quantity, Sku};
+use commerce_plugins::{CheckError, PluginError};
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -547,21 +547,21 @@ async fn malicious_components_are_stopped_with_typed_errors_while_good_calls_suc
     let store = db.open_store().await;
     // A generous deadline, so that fuel and memory, not time, stop the
     // loop and the memory bomb (the deadline has its own check below).
-    let settings = commerce::plugins::PluginSettings {
+    let settings = commerce_plugins::PluginSettings {
         cache_dir: db.dir.path().join("plugin-cache"),
         deadline: Duration::from_secs(5),
         ..Default::default()
     };
-    let (app, runtime) = commerce::startup::build_app(store.clone(), settings)
+    let (app, runtime) = commerce_service::startup::build_app(store.clone(), settings)
         .await
         .unwrap();
-    let admin = commerce::app::Caller {
+    let admin = commerce_app::Caller {
         subject: Uuid::nil(),
-        role: commerce::app::Role::Admin,
+        role: commerce_app::Role::Admin,
     };
     app.install_plugin(
         admin,
-        commerce::app::plugins::InstallPlugin {
+        commerce_app::plugins::InstallPlugin {
             name: "bulk".into(),
             kind: PluginKind::Pricing,
             bytes: component("bulk_discount"),
@@ -695,13 +695,15 @@ async fn malicious_components_are_stopped_with_typed_errors_while_good_calls_suc
     assert!(started.elapsed() < Duration::from_secs(60), "nothing hangs");
 
     // With unlimited fuel, the wall-clock deadline stops the loop.
-    let settings = commerce::plugins::PluginSettings {
+    let settings = commerce_plugins::PluginSettings {
         cache_dir: db.dir.path().join("plugin-cache"),
         fuel: u64::MAX,
         deadline: Duration::from_millis(20),
         ..Default::default()
     };
-    let (_, timed) = commerce::startup::build_app(store, settings).await.unwrap();
+    let (_, timed) = commerce_service::startup::build_app(store, settings)
+        .await
+        .unwrap();
     let started = Instant::now();
     let r = timed
         .try_component(
@@ -825,13 +827,13 @@ async fn saga_hooks_continue_or_veto() {
             .unwrap(),
         HookOutcome::Continue
     );
-    let admin = commerce::app::Caller {
+    let admin = commerce_app::Caller {
         subject: Uuid::nil(),
-        role: commerce::app::Role::Admin,
+        role: commerce_app::Role::Admin,
     };
     app.install_plugin(
         admin,
-        commerce::app::plugins::InstallPlugin {
+        commerce_app::plugins::InstallPlugin {
             name: "hold".into(),
             kind: PluginKind::SagaHook,
             bytes: component("high_value_hold"),

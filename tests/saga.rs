@@ -692,17 +692,17 @@ async fn sagas_survive_a_killed_replica() {
 /// authorization, one capture, the stock committed once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_run_racing_a_resume_never_charges_twice() {
-    use commerce::app::catalog::PutProduct;
-    use commerce::app::orders::{PlaceOrderRequest, RequestedLine};
-    use commerce::app::saga::{SagaSettings, worker};
-    use commerce::app::{Caller, Role};
-    use commerce::domain::{Currency, Quantity, Sku};
+    use commerce_app::catalog::PutProduct;
+    use commerce_app::orders::{PlaceOrderRequest, RequestedLine};
+    use commerce_app::saga::{SagaSettings, worker};
+    use commerce_app::{Caller, Role};
+    use commerce_domain::{Currency, Quantity, Sku};
 
     let sim = PaymentSim::spawn(&[]);
     let db = crate::helpers::TestDb::new(Backend::Postgres).await;
     let store = db.open_store().await;
     let gateway = Arc::new(
-        commerce::payment::HttpPaymentGateway::new(&sim.base, Duration::from_secs(2)).unwrap(),
+        commerce_payment::HttpPaymentGateway::new(&sim.base, Duration::from_secs(2)).unwrap(),
     );
     let app_with = |owner: &str, lease: Duration| {
         let settings = SagaSettings {
@@ -786,7 +786,7 @@ async fn a_stale_run_racing_a_resume_never_charges_twice() {
         .data
         .progress
         .clone()
-        .acted(&commerce::domain::saga::FULFILMENT);
+        .acted(&commerce_domain::saga::FULFILMENT);
     zombie.data.authorization_id = done.data.authorization_id.clone();
     zombie.lease_owner = Some("a".into());
     zombie.lease_until = Some(chrono::Utc::now() + chrono::Duration::seconds(30));

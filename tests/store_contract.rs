@@ -5,13 +5,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{SubsecRound, Utc};
-use commerce::app::orders::{PlaceOrderRequest, RequestedLine};
-use commerce::app::ports::{
+use commerce_app::orders::{PlaceOrderRequest, RequestedLine};
+use commerce_app::ports::{
     Append, FeedCursor, FeedEvent, IdempotencyRecord, NewEvent, ProductUpsert, StoreError,
 };
-use commerce::app::views::{OrderQuery, OrderView};
-use commerce::app::{Caller, Role, Store};
-use commerce::domain::{Currency, OrderStatus, Quantity, Sku};
+use commerce_app::views::{OrderQuery, OrderView};
+use commerce_app::{Caller, Role, Store};
+use commerce_domain::{Currency, OrderStatus, Quantity, Sku};
 use rust_decimal::Decimal;
 use serde_json::json;
 use uuid::Uuid;
@@ -427,7 +427,7 @@ async fn replay_equals_the_inline_projection(backend: Backend) {
     };
     let inline = store.list_views(&all).await.unwrap();
     assert_eq!(inline.len(), 8);
-    let report = commerce::app::replay::replay_order_views(store.as_ref())
+    let report = commerce_app::replay::replay_order_views(store.as_ref())
         .await
         .unwrap();
     // Placed + reserved for each, cancelled for every other one.
@@ -563,8 +563,8 @@ async fn a_relay_lease_has_one_owner_at_a_time(backend: Backend) {
 }
 
 async fn sagas_are_written_with_events_fenced_by_revision_and_claimed_once(backend: Backend) {
-    use commerce::app::saga::{PaymentIntent, SagaInstance, SagaWrite};
-    use commerce::domain::saga::SagaStatus;
+    use commerce_app::saga::{PaymentIntent, SagaInstance, SagaWrite};
+    use commerce_domain::saga::SagaStatus;
     use std::time::Duration;
 
     let db = TestDb::new(backend).await;
@@ -640,7 +640,7 @@ async fn sagas_are_written_with_events_fenced_by_revision_and_claimed_once(backe
     // The new owner finishes it; the history and the counts follow.
     let mut done = claimed.successor(at);
     done.data.progress = done.data.progress.clone().abort("test");
-    let record = commerce::app::saga::SagaStepRecord::new(
+    let record = commerce_app::saga::SagaStepRecord::new(
         done.saga_id,
         "authorize-payment",
         "operator",

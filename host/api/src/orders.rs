@@ -1,0 +1,394 @@
+//! `/v1/orders`: place, read, list, change, cancel, history, and the admin
+//! transitions. Handlers extract, call one use case, and shape the answer.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::AppState;
+use super::error::ApiError;
+use super::extract::{
+    Admin, ApiJson, ApiPath, ApiQuery, Auth, etag, idempotency_key, parse_if_match,
+};
+use commerce_app::Caller;
+use commerce_app::orders::{AdminTransition, ListOrders, PlaceOrderRequest, Placed, RequestedLine};
+use commerce_app::ports::StoredEvent;
+use commerce_app::views::{OrderPage, OrderView};
+use commerce_domain::{Currency, OrderStatus, Quantity, Sku};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/orders", post(create_order).get(list_orders))
+        .route(
+            "/v1/orders/{id}",
+            get(get_order).patch(update_order).delete(cancel_order),
+        )
+        .route("/v1/orders/{id}/events", get(order_events))
+        .route("/v1/orders/{id}/ship", post(ship_order))
+        .route("/v1/orders/{id}/deliver", post(deliver_order))
+        .route("/v1/orders/{id}/refund", post(refund_order))
+}
+
+/// One requested line: what and how many. Prices come from the catalog.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ItemRequest {
+    #[schema(value_type = String, example = "MUG-RED")]
+    pub sku: Sku,
+    /// 1 to 10000.
+    #[schema(value_type = u32, minimum = 1, maximum = 10000, example = 2)]
+    pub quantity: Quantity,
+}
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentRequest {
+    /// A payment-gateway token, e.g. `tok_ok`.
+    #[schema(example = "tok_ok")]
+    pub token: String,
+}
+
+/// Body of `POST /v1/orders`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderRequest {
+    pub items: Vec<ItemRequest>,
+    /// ISO-4217 code; every product must be priced in it.
+    #[schema(value_type = String, example = "EUR")]
+    pub currency: Currency,
+    pub payment: Option<PaymentRequest>,
+}
+
+/// Body of `PATCH /v1/orders/{id}`: the new set of lines.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateOrderRequest {
+    pub items: Vec<ItemRequest>,
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct ListParams {
+    /// Only orders in this status.
+    pub status: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EventList {
+    pub items: Vec<StoredEvent>,
+}
+
+fn lines(items: Vec<ItemRequest>) -> Vec<RequestedLine> {
+    items
+        .into_iter()
+        .map(|i| RequestedLine {
+            sku: i.sku,
+            quantity: i.quantity,
+        })
+        .collect()
+}
+
+fn order_response(status: StatusCode, order: OrderView) -> Response {
+    let mut response = (status, axum::Json(&order)).into_response();
+    response
+        .headers_mut()
+        .insert(header::ETAG, etag(order.version));
+    response
+}
+
+/// Place an order.
+///
+/// Prices come from the product catalog, never from the client. With an
+/// `Idempotency-Key`, a repeat of the same request returns the order the
+/// first one placed (with `Idempotent-Replayed: true`), never a second one.
+#[utoipa::path(post, path = "/v1/orders", tag = "orders",
+    request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): answer once the saga confirmed or ended the order, or after N seconds")),
+    responses(
+        (status = 201, body = OrderView, description = "Placed"),
+        (status = 400, description = "Malformed JSON or header"),
+        (status = 401, description = "No valid bearer token"),
+        (status = 422, description = "Invalid order: unknown SKU, bad quantity, unsupported currency"),
+    ),
+    security(("bearer" = [])))]
+pub async fn create_order(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateOrderRequest>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let request = PlaceOrderRequest {
+        currency: body.currency,
+        items: lines(body.items),
+        payment_token: body.payment.map(|p| p.token),
+    };
+    let wait = prefer_wait(&headers)?;
+    let placed = state.app.place_order(caller, request, key).await?;
+    placed_answer(&state, caller, placed, wait).await
+}
+
+/// Longest `Prefer: wait=N` honoured.
+const MAX_PREFER_WAIT: u64 = 30;
+
+/// `Prefer: wait=N` (RFC 7240): how long the caller will wait for the
+/// saga's outcome. Other preferences are ignored; a wait above the
+/// maximum is capped.
+pub(crate) fn prefer_wait(headers: &HeaderMap) -> Result<Option<std::time::Duration>, ApiError> {
+    let Some(value) = headers.get("prefer") else {
+        return Ok(None);
+    };
+    let value = value.to_str().unwrap_or_default();
+    for preference in value.split([',', ';']) {
+        if let Some(n) = preference.trim().strip_prefix("wait=") {
+            let secs: u64 = n.trim().parse().map_err(|_| {
+                ApiError::from(commerce_app::AppError::BadRequest(
+                    "Prefer: wait= takes a number of seconds".into(),
+                ))
+            })?;
+            return Ok(Some(std::time::Duration::from_secs(
+                secs.min(MAX_PREFER_WAIT),
+            )));
+        }
+    }
+    Ok(None)
+}
+
+/// The answer to a placement (an order or a cart checkout): with
+/// `Prefer: wait`, once the saga settled the order or the wait ran out.
+pub(crate) async fn placed_answer(
+    state: &AppState,
+    caller: Caller,
+    mut placed: Placed,
+    wait: Option<std::time::Duration>,
+) -> Result<Response, ApiError> {
+    if let Some(wait) = wait {
+        let settlement = placed.settlement.take();
+        placed.order = state
+            .app
+            .await_outcome(caller, placed.order, settlement, wait)
+            .await?;
+    }
+    Ok(placed_response(placed))
+}
+
+/// 201 with the order, its Location and ETag, and `Idempotent-Replayed`
+/// when an earlier request placed it.
+fn placed_response(placed: Placed) -> Response {
+    let location = format!("/v1/orders/{}", placed.order.id);
+    let replayed = placed.replayed;
+    let mut response = order_response(StatusCode::CREATED, placed.order);
+    let h = response.headers_mut();
+    h.insert(
+        header::LOCATION,
+        location.parse().expect("uuid path is a valid header"),
+    );
+    if replayed {
+        h.insert(
+            "idempotent-replayed",
+            "true".parse().expect("static header"),
+        );
+    }
+    response
+}
+
+/// Read an order (a customer's own; any for an admin).
+#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = OrderView), (status = 404, description = "No such order for this caller")),
+    security(("bearer" = [])))]
+pub async fn get_order(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    let order = state.app.get_order(caller, id).await?;
+    Ok(order_response(StatusCode::OK, order))
+}
+
+/// List orders, newest first, with cursor pagination.
+#[utoipa::path(get, path = "/v1/orders", tag = "orders",
+    params(ListParams),
+    responses((status = 200, body = OrderPage), (status = 400, description = "Bad status or cursor")),
+    security(("bearer" = [])))]
+pub async fn list_orders(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<axum::Json<OrderPage>, ApiError> {
+    let status = params
+        .status
+        .as_deref()
+        .map(|s| {
+            OrderStatus::parse(s).ok_or_else(|| {
+                let known: Vec<_> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+                ApiError::bad_request(format!("unknown status {s:?}; one of {}", known.join(", ")))
+            })
+        })
+        .transpose()?;
+    let page = state
+        .app
+        .list_orders(
+            caller,
+            ListOrders {
+                status,
+                limit: params.limit,
+                cursor: params.cursor,
+            },
+        )
+        .await?;
+    Ok(axum::Json(page))
+}
+
+/// Change the lines of an open order. `If-Match` must carry the version
+/// the change was based on: a stale one is 412.
+#[utoipa::path(patch, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path), ("If-Match" = String, Header, description = "The order version, e.g. \"1\"")),
+    request_body = UpdateOrderRequest,
+    responses(
+        (status = 200, body = OrderView),
+        (status = 409, description = "The order is no longer open"),
+        (status = 412, description = "Stale version"),
+        (status = 428, description = "If-Match missing"),
+    ),
+    security(("bearer" = [])))]
+pub async fn update_order(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<UpdateOrderRequest>,
+) -> Result<Response, ApiError> {
+    let version = parse_if_match(&headers)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition-required",
+            "PATCH needs If-Match with the order version (the ETag of GET)",
+        )
+    })?;
+    let order = state
+        .app
+        .change_order_items(caller, id, version, lines(body.items))
+        .await?;
+    Ok(order_response(StatusCode::OK, order))
+}
+
+/// Cancel an order (before it ships). `If-Match` is optional.
+#[utoipa::path(delete, path = "/v1/orders/{id}", tag = "orders",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = OrderView), (status = 409, description = "Too late to cancel")),
+    security(("bearer" = [])))]
+pub async fn cancel_order(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let if_match = parse_if_match(&headers)?;
+    let reason = if caller.is_admin() {
+        "cancelled by an administrator"
+    } else {
+        "cancelled by the customer"
+    };
+    let order = state
+        .app
+        .cancel_order(caller, id, if_match, Some(reason.to_owned()))
+        .await?;
+    Ok(order_response(StatusCode::OK, order))
+}
+
+/// An order's history: its events, oldest first.
+#[utoipa::path(get, path = "/v1/orders/{id}/events", tag = "orders",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = EventList)),
+    security(("bearer" = [])))]
+pub async fn order_events(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<axum::Json<EventList>, ApiError> {
+    let items = state.app.order_events(caller, id).await?;
+    Ok(axum::Json(EventList { items }))
+}
+
+async fn admin_transition(
+    state: AppState,
+    caller: commerce_app::Caller,
+    id: Uuid,
+    transition: AdminTransition,
+) -> Result<Response, ApiError> {
+    let order = state.app.transition_order(caller, id, transition).await?;
+    Ok(order_response(StatusCode::OK, order))
+}
+
+/// Mark a confirmed order shipped (admin).
+#[utoipa::path(post, path = "/v1/orders/{id}/ship", tag = "orders",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = OrderView), (status = 409, description = "Not confirmed")),
+    security(("bearer" = [])))]
+pub async fn ship_order(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    admin_transition(state, caller, id, AdminTransition::Ship).await
+}
+
+/// Mark a shipped order delivered (admin).
+#[utoipa::path(post, path = "/v1/orders/{id}/deliver", tag = "orders",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = OrderView), (status = 409, description = "Not shipped")),
+    security(("bearer" = [])))]
+pub async fn deliver_order(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    admin_transition(state, caller, id, AdminTransition::Deliver).await
+}
+
+/// Refund a paid order (admin).
+#[utoipa::path(post, path = "/v1/orders/{id}/refund", tag = "orders",
+    params(("id" = Uuid, Path)),
+    responses((status = 200, body = OrderView), (status = 409, description = "Not paid")),
+    security(("bearer" = [])))]
+pub async fn refund_order(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    admin_transition(state, caller, id, AdminTransition::Refund).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefer(value: &str) -> Result<Option<std::time::Duration>, ApiError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("prefer", value.parse().unwrap());
+        prefer_wait(&headers)
+    }
+
+    #[test]
+    fn prefer_wait_is_read_and_capped_at_thirty_seconds() {
+        use std::time::Duration;
+        assert_eq!(prefer_wait(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(prefer("wait=10").unwrap(), Some(Duration::from_secs(10)));
+        assert_eq!(
+            prefer("respond-async, wait=5").unwrap(),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(prefer("wait=3600").unwrap(), Some(Duration::from_secs(30)));
+        assert_eq!(prefer("return=minimal").unwrap(), None);
+        assert!(prefer("wait=soon").is_err());
+    }
+}

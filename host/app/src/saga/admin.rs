@@ -1,0 +1,379 @@
+//! Sagas as operators and the order use cases touch them: the admin API
+//! (list, show with history, retry, abort), a customer's cancel turning a
+//! running saga back, and refunds of captured payments.
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{SagaInstance, SagaStepRecord, SagaWrite, chrono_duration, status_str};
+use crate::ports::InventoryChange;
+use crate::settlements::Watch;
+use crate::{App, AppError, Caller, now};
+use commerce_domain::saga::{FULFILMENT, SagaStatus};
+use commerce_domain::{Aggregate, OrderAction, OrderCommand};
+
+/// Most sagas in one page of the admin list.
+pub const MAX_SAGA_PAGE: u32 = 500;
+
+/// A saga as the admin API shows it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SagaView {
+    pub saga_id: Uuid,
+    pub saga_type: String,
+    /// The order.
+    pub correlation_id: Uuid,
+    /// running, compensating, completed, compensated, needs_attention.
+    pub status: String,
+    /// What it does next (`-`: nothing).
+    pub current_step: String,
+    pub failure: Option<String>,
+    pub last_error: Option<String>,
+    pub authorization_id: Option<String>,
+    pub captured: bool,
+    pub attempts: i32,
+    pub revision: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: Option<chrono::DateTime<chrono::Utc>>,
+    pub next_attempt_at: chrono::DateTime<chrono::Utc>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Only in `GET /v1/sagas/{id}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub history: Option<Vec<SagaStepRecord>>,
+}
+
+impl SagaView {
+    fn of(saga: &SagaInstance, history: Option<Vec<SagaStepRecord>>) -> Self {
+        SagaView {
+            saga_id: saga.saga_id,
+            saga_type: saga.saga_type.clone(),
+            correlation_id: saga.correlation_id,
+            status: status_str(saga.status()).to_owned(),
+            current_step: saga.current_step().to_owned(),
+            failure: saga.data.progress.failure.clone(),
+            last_error: saga.data.last_error.clone(),
+            authorization_id: saga.data.authorization_id.clone(),
+            captured: saga.data.captured,
+            attempts: saga.attempts,
+            revision: saga.revision,
+            lease_owner: saga.lease_owner.clone(),
+            lease_until: saga.lease_until,
+            next_attempt_at: saga.next_attempt_at,
+            created_at: saga.created_at,
+            updated_at: saga.updated_at,
+            history,
+        }
+    }
+}
+
+/// A page of sagas; `next_cursor` continues it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SagaPage {
+    pub items: Vec<SagaView>,
+    pub next_cursor: Option<Uuid>,
+}
+
+/// How often a request waiting for an order re-reads it, for orders
+/// another replica settles.
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl App {
+    /// Sagas (in one status, or all), oldest first (admin).
+    pub async fn list_sagas(
+        &self,
+        caller: Caller,
+        status: Option<SagaStatus>,
+        after: Option<Uuid>,
+        limit: Option<u32>,
+    ) -> Result<SagaPage, AppError> {
+        if !caller.is_admin() {
+            return Err(AppError::Forbidden);
+        }
+        let limit = limit.unwrap_or(100);
+        if !(1..=MAX_SAGA_PAGE).contains(&limit) {
+            return Err(AppError::Invalid(format!(
+                "limit must be between 1 and {MAX_SAGA_PAGE}"
+            )));
+        }
+        let mut sagas = self.store.list_sagas(status, after, limit + 1).await?;
+        let next_cursor = if sagas.len() > limit as usize {
+            sagas.truncate(limit as usize);
+            sagas.last().map(|s| s.saga_id)
+        } else {
+            None
+        };
+        Ok(SagaPage {
+            items: sagas.iter().map(|s| SagaView::of(s, None)).collect(),
+            next_cursor,
+        })
+    }
+
+    /// One saga with its step history (admin).
+    pub async fn get_saga(&self, caller: Caller, saga_id: Uuid) -> Result<SagaView, AppError> {
+        if !caller.is_admin() {
+            return Err(AppError::Forbidden);
+        }
+        let saga = self
+            .store
+            .get_saga(saga_id)
+            .await?
+            .ok_or(AppError::NotFound("saga"))?;
+        let history = self.store.saga_history(saga_id).await?;
+        Ok(SagaView::of(&saga, Some(history)))
+    }
+
+    /// Puts a saga that needs attention back to work at once, with fresh
+    /// rounds, driven by this process (admin).
+    pub async fn retry_saga(&self, caller: Caller, saga_id: Uuid) -> Result<SagaView, AppError> {
+        self.operate(caller, saga_id, "retry", |saga, app| {
+            if saga.status() != SagaStatus::NeedsAttention {
+                return Err(AppError::Conflict(format!(
+                    "only a saga that needs attention can be retried; this one is {}",
+                    status_str(saga.status())
+                )));
+            }
+            let at = now();
+            let mut next = saga.successor(at);
+            next.data.progress = next.data.progress.clone().resume(&FULFILMENT);
+            next.attempts = 0;
+            next.next_attempt_at = at;
+            next.lease_owner = Some(app.saga.owner.clone());
+            next.lease_until = Some(at + chrono_duration(app.saga.lease));
+            Ok((next, None))
+        })
+        .await
+    }
+
+    /// Gives up on a saga that is not finished: it ends compensated with
+    /// the operator's reason; the order fails and its stock is released
+    /// if it still can (admin).
+    pub async fn abort_saga(
+        &self,
+        caller: Caller,
+        saga_id: Uuid,
+        reason: Option<String>,
+    ) -> Result<SagaView, AppError> {
+        let reason = format!(
+            "aborted by an operator: {}",
+            reason.as_deref().unwrap_or("no reason given")
+        );
+        self.operate(caller, saga_id, "abort", move |saga, _| {
+            if saga.status().is_terminal() {
+                return Err(AppError::Conflict(format!(
+                    "the saga is already {}",
+                    status_str(saga.status())
+                )));
+            }
+            let mut next = saga.successor(now());
+            next.data.progress = next.data.progress.clone().abort(reason.clone());
+            next.lease_owner = None;
+            next.lease_until = None;
+            Ok((next, Some(reason.clone())))
+        })
+        .await
+    }
+
+    /// Applies an operator's change to a saga at the revision it was read,
+    /// recording it in the history; an abort also fails the order.
+    async fn operate<F>(
+        &self,
+        caller: Caller,
+        saga_id: Uuid,
+        action: &str,
+        change: F,
+    ) -> Result<SagaView, AppError>
+    where
+        F: Fn(&SagaInstance, &App) -> Result<(SagaInstance, Option<String>), AppError>,
+    {
+        if !caller.is_admin() {
+            return Err(AppError::Forbidden);
+        }
+        for _ in 0..5 {
+            let saga = self
+                .store
+                .get_saga(saga_id)
+                .await?
+                .ok_or(AppError::NotFound("saga"))?;
+            let (next, fail_order) = change(&saga, self)?;
+            let write = SagaWrite {
+                instance: next.clone(),
+                expected_revision: Some(saga.revision),
+                history: vec![SagaStepRecord::new(
+                    saga_id,
+                    saga.current_step(),
+                    "operator",
+                    action,
+                    Some(format!("by {}", caller.subject)),
+                    saga.attempts,
+                    now(),
+                )],
+            };
+            let result = match fail_order {
+                Some(reason) => {
+                    let order = self
+                        .load_order(Caller::system(), saga.correlation_id)
+                        .await?;
+                    let release = InventoryChange::Release {
+                        order_id: saga.correlation_id,
+                    };
+                    if order.check(OrderAction::Fail).is_ok() {
+                        let events = order.handle(OrderCommand::Fail { reason })?;
+                        self.commit_all(order, events, Vec::new(), Some(release), Some(write))
+                            .await
+                            .map(|_| ())
+                    } else {
+                        self.store.save_saga(write, Some(release)).await
+                    }
+                }
+                None => self.store.save_saga(write, None).await,
+            };
+            match result {
+                Ok(()) => {
+                    tracing::warn!(%saga_id, order_id = %saga.correlation_id, action, operator = %caller.subject, "saga changed by an operator");
+                    if self.payments.is_some() && next.lease_owner.is_some() {
+                        self.spawn_saga(next.clone(), None);
+                    }
+                    return Ok(SagaView::of(&next, None));
+                }
+                Err(crate::ports::StoreError::SagaConflict { .. })
+                | Err(crate::ports::StoreError::VersionConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(AppError::Conflict("the saga keeps changing; retry".into()))
+    }
+
+    /// What a cancel does to the order's saga, written with the cancel:
+    /// a running saga turns back (void, release) and, if nobody drives it,
+    /// this process will; a completed one had its payment captured, which
+    /// is refunded at the gateway first.
+    pub(crate) async fn cancel_saga(
+        &self,
+        order_id: Uuid,
+        reason: Option<&str>,
+    ) -> Result<(Option<SagaWrite>, Option<SagaInstance>), AppError> {
+        let Some(saga) = self.store.saga_of(order_id).await? else {
+            return Ok((None, None));
+        };
+        match saga.status() {
+            SagaStatus::Running => {
+                let at = now();
+                let why = format!("order cancelled: {}", reason.unwrap_or("by the customer"));
+                let mut next = saga.successor(at);
+                // The authorization may be in flight, or made by a process
+                // that died before recording it: the void finds out.
+                next.data.progress = next
+                    .data
+                    .progress
+                    .clone()
+                    .interrupted(&FULFILMENT, why.clone());
+                next.attempts = 0;
+                next.next_attempt_at = at;
+                let orphaned = saga.lease_until.is_none_or(|until| until <= at);
+                if orphaned && self.payments.is_some() {
+                    next.lease_owner = Some(self.saga.owner.clone());
+                    next.lease_until = Some(at + chrono_duration(self.saga.lease));
+                }
+                let write = SagaWrite {
+                    instance: next.clone(),
+                    expected_revision: Some(saga.revision),
+                    history: vec![SagaStepRecord::new(
+                        saga.saga_id,
+                        saga.current_step(),
+                        "cancel",
+                        "failed",
+                        Some(why),
+                        saga.attempts,
+                        at,
+                    )],
+                };
+                let drive = (orphaned && self.payments.is_some()).then_some(next);
+                Ok((Some(write), drive))
+            }
+            SagaStatus::Completed => {
+                self.refund_payment(order_id).await?;
+                Ok((None, None))
+            }
+            _ => Ok((None, None)),
+        }
+    }
+
+    /// The order once its saga confirmed or ended it, or as it is after
+    /// `wait` (`Prefer: wait=N`). An order without a saga is returned at once.
+    /// `settlement`: the watch placement took on the order it just placed
+    /// (its saga runs here; the settling commit hands the outcome over).
+    /// Without one (a replayed request), the order is looked up.
+    pub async fn await_outcome(
+        &self,
+        caller: Caller,
+        order: crate::views::OrderView,
+        settlement: Option<Watch>,
+        wait: std::time::Duration,
+    ) -> Result<crate::views::OrderView, AppError> {
+        if order.status.is_settled() {
+            return Ok(order);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let order_id = order.id;
+        // The first look at the database: at once for a replayed request
+        // (its saga may have ended long ago, or run elsewhere), after a
+        // poll interval for our own placement.
+        let (watch, mut read_now) = match settlement {
+            Some(watch) => (watch, false),
+            None => {
+                if self.store.saga_of(order_id).await?.is_none() {
+                    return Ok(order);
+                }
+                (self.settlements.watch(order_id), true)
+            }
+        };
+        let mut current = order;
+        loop {
+            if let Some(view) = watch.settled() {
+                return Ok(view);
+            }
+            if read_now {
+                current = self.get_order(caller, order_id).await?;
+                if current.status.is_settled() {
+                    return Ok(current);
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(current);
+            }
+            // This process hands us the order when it settles it; another
+            // replica's settlement is seen at the next poll.
+            if let Some(view) = watch.wait((deadline - now).min(SETTLE_POLL)).await {
+                return Ok(view);
+            }
+            read_now = true;
+        }
+    }
+
+    /// Gives a captured payment of the order back at the gateway (once:
+    /// the key is the saga's refund key, the same a compensation uses).
+    pub(crate) async fn refund_payment(&self, order_id: Uuid) -> Result<(), AppError> {
+        let Some(saga) = self.store.saga_of(order_id).await? else {
+            return Ok(());
+        };
+        let (Some(auth), true) = (&saga.data.authorization_id, saga.data.captured) else {
+            return Ok(());
+        };
+        let Some(gateway) = &self.payments else {
+            return Err(AppError::Unavailable(anyhow::anyhow!(
+                "no payment gateway configured to refund through"
+            )));
+        };
+        let key = format!("{}:refund", saga.saga_id);
+        gateway
+            .refund(auth, saga.data.payment.amount, &key)
+            .await
+            .map_err(|e| match e {
+                crate::ports::PaymentError::Transient(e) => AppError::Unavailable(e),
+                other => AppError::Conflict(format!("the refund was refused: {other}")),
+            })?;
+        tracing::info!(%order_id, saga_id = %saga.saga_id, authorization_id = %auth, amount = %saga.data.payment.amount, "payment refunded");
+        Ok(())
+    }
+}

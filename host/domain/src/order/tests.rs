@@ -1,0 +1,366 @@
+//! Given/when/then tests of the order aggregate, and the whole lifecycle
+//! table: every (status, action) pair, legal or not.
+
+use super::*;
+use chrono::TimeZone;
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
+}
+
+fn eur() -> Currency {
+    Currency::parse("EUR").unwrap()
+}
+
+fn line(sku: &str, qty: i64, price: &str) -> OrderLine {
+    OrderLine {
+        sku: Sku::parse(sku).unwrap(),
+        name: format!("product {sku}"),
+        quantity: Quantity::parse(qty).unwrap(),
+        unit_price: price.parse().unwrap(),
+    }
+}
+
+fn placed() -> OrderEvent {
+    OrderEvent::OrderPlaced {
+        customer_id: Uuid::nil(),
+        currency: eur(),
+        lines: vec![line("A", 2, "10.00")],
+        adjustments: vec![],
+        total: "20.00".parse().unwrap(),
+        payment_token: Some("tok_ok".into()),
+        plugins: vec![],
+    }
+}
+
+/// Given these events, when this command, then...
+struct Given(Order);
+
+fn given(events: &[OrderEvent]) -> Given {
+    Given(Order::from_events(
+        Uuid::nil(),
+        events.iter().enumerate().map(|(i, e)| (e, at(i as i64))),
+    ))
+}
+
+impl Given {
+    fn when(self, command: OrderCommand) -> Result<Vec<OrderEvent>, OrderError> {
+        self.0.handle(command)
+    }
+}
+
+/// Events that bring a new order to `status`.
+fn history(status: OrderStatus) -> Vec<OrderEvent> {
+    use OrderEvent as E;
+    let mut h = vec![placed()];
+    let path: &[E] = match status {
+        OrderStatus::Pending => &[],
+        OrderStatus::Reserved => &[E::OrderReserved],
+        OrderStatus::Paid => &[
+            E::OrderReserved,
+            E::OrderPaid {
+                payment_id: "p".into(),
+            },
+        ],
+        OrderStatus::Confirmed => &[
+            E::OrderReserved,
+            E::OrderPaid {
+                payment_id: "p".into(),
+            },
+            E::OrderConfirmed,
+        ],
+        OrderStatus::Shipped => &[
+            E::OrderReserved,
+            E::OrderPaid {
+                payment_id: "p".into(),
+            },
+            E::OrderConfirmed,
+            E::OrderShipped,
+        ],
+        OrderStatus::Delivered => &[
+            E::OrderReserved,
+            E::OrderPaid {
+                payment_id: "p".into(),
+            },
+            E::OrderConfirmed,
+            E::OrderShipped,
+            E::OrderDelivered,
+        ],
+        OrderStatus::Cancelled => &[E::OrderCancelled { reason: None }],
+        OrderStatus::Rejected => &[E::OrderRejected {
+            reason: "no".into(),
+        }],
+        OrderStatus::Failed => &[E::OrderFailed {
+            reason: "declined".into(),
+        }],
+        OrderStatus::Refunded => &[
+            E::OrderReserved,
+            E::OrderPaid {
+                payment_id: "p".into(),
+            },
+            E::OrderRefunded { reason: None },
+        ],
+    };
+    h.extend_from_slice(path);
+    h
+}
+
+fn command_for(action: OrderAction) -> OrderCommand {
+    match action {
+        OrderAction::ChangeItems => OrderCommand::ChangeItems {
+            lines: vec![line("B", 1, "5.00")],
+            adjustments: vec![],
+            plugins: vec![],
+        },
+        OrderAction::MarkReserved => OrderCommand::MarkReserved,
+        OrderAction::Reject => OrderCommand::Reject {
+            reason: "invalid".into(),
+        },
+        OrderAction::RecordPayment => OrderCommand::RecordPayment {
+            payment_id: "pay_1".into(),
+        },
+        OrderAction::Confirm => OrderCommand::Confirm,
+        OrderAction::Ship => OrderCommand::Ship,
+        OrderAction::Deliver => OrderCommand::Deliver,
+        OrderAction::Cancel => OrderCommand::Cancel { reason: None },
+        OrderAction::Fail => OrderCommand::Fail {
+            reason: "declined".into(),
+        },
+        OrderAction::Refund => OrderCommand::Refund { reason: None },
+    }
+}
+
+/// The lifecycle of DESIGN.md written out by hand, independently of
+/// `OrderStatus::after`: every legal (from, action, to).
+const LEGAL: &[(OrderStatus, OrderAction, OrderStatus)] = {
+    use OrderAction as A;
+    use OrderStatus as S;
+    &[
+        (S::Pending, A::ChangeItems, S::Pending),
+        (S::Reserved, A::ChangeItems, S::Reserved),
+        (S::Pending, A::MarkReserved, S::Reserved),
+        (S::Pending, A::Reject, S::Rejected),
+        (S::Reserved, A::RecordPayment, S::Paid),
+        (S::Paid, A::Confirm, S::Confirmed),
+        (S::Confirmed, A::Ship, S::Shipped),
+        (S::Shipped, A::Deliver, S::Delivered),
+        (S::Pending, A::Cancel, S::Cancelled),
+        (S::Reserved, A::Cancel, S::Cancelled),
+        (S::Paid, A::Cancel, S::Cancelled),
+        (S::Confirmed, A::Cancel, S::Cancelled),
+        (S::Pending, A::Fail, S::Failed),
+        (S::Reserved, A::Fail, S::Failed),
+        (S::Paid, A::Fail, S::Failed),
+        (S::Paid, A::Refund, S::Refunded),
+        (S::Confirmed, A::Refund, S::Refunded),
+        (S::Shipped, A::Refund, S::Refunded),
+        (S::Delivered, A::Refund, S::Refunded),
+    ]
+};
+
+#[test]
+fn every_transition_legal_and_illegal() {
+    let mut legal_seen = 0;
+    for from in OrderStatus::ALL {
+        let order = given(&history(from)).0;
+        assert_eq!(order.status, Some(from), "history reaches {from}");
+        for action in OrderAction::ALL {
+            let expected = LEGAL
+                .iter()
+                .find(|(f, a, _)| *f == from && *a == action)
+                .map(|(_, _, to)| *to);
+            let result = order.handle(command_for(action));
+            match expected {
+                Some(to) => {
+                    legal_seen += 1;
+                    let events = result.unwrap_or_else(|e| panic!("{from} --{action:?}--> : {e}"));
+                    let mut next = order.clone();
+                    for e in &events {
+                        next.apply(e, at(100));
+                    }
+                    assert_eq!(next.status, Some(to), "{from} --{action:?}-->");
+                    assert_eq!(next.version(), order.version() + events.len() as u64);
+                }
+                None => assert_eq!(
+                    result,
+                    Err(OrderError::IllegalTransition { action, from }),
+                    "{from} --{action:?}--> must be illegal"
+                ),
+            }
+        }
+    }
+    assert_eq!(legal_seen, LEGAL.len());
+}
+
+#[test]
+fn terminal_statuses_allow_nothing_but_refund_after_delivery() {
+    for from in OrderStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+        let allowed: Vec<_> = OrderAction::ALL
+            .into_iter()
+            .filter(|a| from.after(*a).is_some())
+            .collect();
+        if from == OrderStatus::Delivered {
+            assert_eq!(allowed, vec![OrderAction::Refund]);
+        } else {
+            assert!(allowed.is_empty(), "{from} allows {allowed:?}");
+        }
+    }
+}
+
+#[test]
+fn placing_computes_the_total_from_lines() {
+    let events = given(&[])
+        .when(OrderCommand::Place(PlaceOrder {
+            order_id: Uuid::nil(),
+            customer_id: Uuid::nil(),
+            currency: eur(),
+            lines: vec![line("A", 3, "1.10"), line("B", 1, "0.05")],
+            payment_token: None,
+            adjustments: vec![],
+            plugins: vec![],
+        }))
+        .unwrap();
+    let [OrderEvent::OrderPlaced { total, .. }] = events.as_slice() else {
+        panic!("expected one OrderPlaced, got {events:?}")
+    };
+    assert_eq!(total.to_string(), "3.35");
+}
+
+#[test]
+fn placing_twice_is_refused() {
+    let place = OrderCommand::Place(PlaceOrder {
+        order_id: Uuid::nil(),
+        customer_id: Uuid::nil(),
+        currency: eur(),
+        lines: vec![line("A", 1, "1.00")],
+        payment_token: None,
+        adjustments: vec![],
+        plugins: vec![],
+    });
+    assert_eq!(
+        given(&[placed()]).when(place),
+        Err(OrderError::AlreadyPlaced)
+    );
+}
+
+#[test]
+fn commands_on_a_missing_order_are_refused() {
+    assert_eq!(
+        given(&[]).when(OrderCommand::Confirm),
+        Err(OrderError::NotPlaced)
+    );
+}
+
+#[test]
+fn bad_lines_are_refused() {
+    let place = |lines: Vec<OrderLine>| {
+        given(&[]).when(OrderCommand::Place(PlaceOrder {
+            order_id: Uuid::nil(),
+            customer_id: Uuid::nil(),
+            currency: eur(),
+            lines,
+            payment_token: None,
+            adjustments: vec![],
+            plugins: vec![],
+        }))
+    };
+    assert_eq!(place(vec![]), Err(OrderError::NoLines));
+    assert_eq!(
+        place(vec![line("A", 1, "1.00"), line("A", 2, "1.00")]),
+        Err(OrderError::DuplicateSku(Sku::parse("A").unwrap()))
+    );
+    let many = (0..=MAX_LINES)
+        .map(|i| line(&format!("S{i}"), 1, "1.00"))
+        .collect();
+    assert_eq!(place(many), Err(OrderError::TooManyLines));
+    assert!(matches!(
+        place(vec![line("A", 1, "1.001")]),
+        Err(OrderError::Money(_))
+    ));
+}
+
+#[test]
+fn changing_items_reprices_and_keeps_status() {
+    let events = given(&history(OrderStatus::Reserved))
+        .when(OrderCommand::ChangeItems {
+            lines: vec![line("B", 4, "2.50")],
+            adjustments: vec![],
+            plugins: vec![],
+        })
+        .unwrap();
+    assert_eq!(
+        events,
+        vec![OrderEvent::OrderItemsChanged {
+            lines: vec![line("B", 4, "2.50")],
+            adjustments: vec![],
+            total: "10.00".parse().unwrap(),
+            plugins: vec![],
+        }]
+    );
+}
+
+#[test]
+fn rehydration_tracks_version_reason_and_timestamps() {
+    let order = given(&history(OrderStatus::Failed)).0;
+    assert_eq!(order.version(), 2);
+    assert_eq!(order.status_reason.as_deref(), Some("declined"));
+    assert_eq!(order.created_at, Some(at(0)));
+    assert_eq!(order.updated_at, Some(at(1)));
+}
+
+#[test]
+fn events_round_trip_through_json_with_stable_type_names() {
+    for status in OrderStatus::ALL {
+        for event in history(status) {
+            let json = serde_json::to_value(&event).unwrap();
+            assert_eq!(json["type"], event.event_type());
+            let back: OrderEvent = serde_json::from_value(json).unwrap();
+            assert_eq!(back, event);
+        }
+    }
+}
+
+#[test]
+fn adjustments_set_the_total_and_are_checked() {
+    use crate::pricing::{Adjustment, AdjustmentKind};
+    let adj = |kind, amount: &str, line| Adjustment {
+        plugin: "bulk".into(),
+        label: "x".into(),
+        kind,
+        amount: amount.parse().unwrap(),
+        line,
+    };
+    let place = |adjustments| {
+        given(&[]).when(OrderCommand::Place(PlaceOrder {
+            order_id: Uuid::nil(),
+            customer_id: Uuid::nil(),
+            currency: eur(),
+            lines: vec![line("A", 10, "3.00")],
+            payment_token: None,
+            adjustments,
+            plugins: vec![],
+        }))
+    };
+    let events = place(vec![
+        adj(AdjustmentKind::Discount, "3", Some(0)),
+        adj(AdjustmentKind::Tax, "0.5", None),
+    ])
+    .unwrap();
+    let [
+        OrderEvent::OrderPlaced {
+            total, adjustments, ..
+        },
+    ] = events.as_slice()
+    else {
+        panic!("{events:?}")
+    };
+    assert_eq!(total.to_string(), "27.50");
+    assert_eq!(adjustments[1].amount.to_string(), "0.50");
+    assert!(matches!(
+        place(vec![adj(AdjustmentKind::Discount, "1", Some(3))]),
+        Err(OrderError::Adjustment(_))
+    ));
+    let order = given(&events).0;
+    assert_eq!(order.subtotal().unwrap().to_string(), "30.00");
+    assert_eq!(order.total.to_string(), "27.50");
+}

@@ -1,0 +1,945 @@
+//! The engine, the artifact cache, the active plugin set and the calls.
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use rust_decimal::Decimal;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+
+use super::bindings::pricing::PricingPre;
+use super::bindings::saga_hook::SagaHookPre;
+use super::bindings::types as wit;
+use super::bindings::validation::ValidationPre;
+use super::convert;
+use super::sandbox::{CallLimits, PluginState};
+use commerce_app::extensions::{
+    Evaluation, ExtensionFailed, Extensions, HookContext, HookOutcome, PluginKind, Quote,
+};
+use commerce_app::plugins::{
+    PLUGIN_CALL_DURATION, PLUGIN_CALLS, PluginHost, PluginRejected, PluginStats,
+};
+use commerce_app::ports::{PluginRecord, PluginRegistry};
+use commerce_domain::pricing::check_adjustment;
+use commerce_domain::{Currency, OrderLine, OrderStatus, PluginRef, Quantity, Sku};
+
+/// What a plugin failing at an extension point does to the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailurePolicy {
+    /// Refuse the request (503).
+    Closed,
+    /// Go on without the failing plugin (logged and counted).
+    Skip,
+}
+
+/// Limits and policies of the runtime.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    /// Fuel (about one unit per WebAssembly instruction) per call.
+    pub fuel: u64,
+    /// Wall-clock budget per call.
+    pub deadline: Duration,
+    /// Linear memory per call, in bytes.
+    pub memory: usize,
+    /// Largest input per call, in bytes.
+    pub max_input: usize,
+    /// Largest output per call, in bytes.
+    pub max_output: usize,
+    /// Log bytes kept per call.
+    pub max_log: usize,
+    /// Largest component accepted at upload, in bytes.
+    pub max_component: usize,
+    pub pricing_policy: FailurePolicy,
+    pub hook_policy: FailurePolicy,
+    /// Where precompiled artifacts are kept.
+    pub cache_dir: PathBuf,
+    /// How often the registry's generation is polled.
+    pub poll_interval: Duration,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        PluginSettings {
+            fuel: 10_000_000,
+            deadline: Duration::from_millis(50),
+            memory: 16 << 20,
+            max_input: 128 << 10,
+            max_output: 20 << 10,
+            max_log: 1 << 10,
+            max_component: 32 << 20,
+            pricing_policy: FailurePolicy::Closed,
+            hook_policy: FailurePolicy::Closed,
+            cache_dir: PathBuf::from("./data/plugin-cache"),
+            poll_interval: Duration::from_millis(250),
+        }
+    }
+}
+
+/// Why one plugin call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PluginError {
+    #[error("ran out of fuel ({0} units)")]
+    FuelExhausted(u64),
+    #[error("exceeded its deadline of {0:?}")]
+    DeadlineExceeded(Duration),
+    #[error("ran out of memory (limit {0} bytes)")]
+    OutOfMemory(usize),
+    #[error("overflowed its stack")]
+    StackOverflow,
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("input of {size} bytes is over the limit of {limit}")]
+    InputTooLarge { size: usize, limit: usize },
+    #[error("output of {size} bytes is over the limit of {limit}")]
+    OutputTooLarge { size: usize, limit: usize },
+    #[error("returned an invalid result: {0}")]
+    InvalidOutput(String),
+    #[error("reported an error: {0}")]
+    Failed(String),
+    #[error("could not be loaded: {0}")]
+    Unavailable(String),
+}
+
+impl PluginError {
+    /// The counter this failure goes to.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginError::FuelExhausted(_) => "fuel",
+            PluginError::DeadlineExceeded(_) => "deadline",
+            PluginError::OutOfMemory(_) => "memory",
+            PluginError::StackOverflow => "stack",
+            PluginError::Trap(_) => "trap",
+            PluginError::InputTooLarge { .. } => "input",
+            PluginError::OutputTooLarge { .. } => "output",
+            PluginError::InvalidOutput(_) => "invalid",
+            PluginError::Failed(_) => "error",
+            PluginError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// Why a candidate component was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckError {
+    #[error("{0}")]
+    Compile(String),
+    #[error("{0}")]
+    Link(String),
+    #[error("the smoke call failed: the plugin {0}")]
+    Smoke(PluginError),
+}
+
+/// A component linked for its world.
+enum Linked {
+    Pricing(PricingPre<PluginState>),
+    Validation(ValidationPre<PluginState>),
+    Hook(SagaHookPre<PluginState>),
+    /// Could not be loaded; every call fails with this reason.
+    Broken(String),
+}
+
+/// One active plugin version.
+struct Loaded {
+    name: String,
+    version: i64,
+    sha256: String,
+    kind: PluginKind,
+    config: Arc<str>,
+    linked: Linked,
+}
+
+impl Loaded {
+    fn reference(&self) -> PluginRef {
+        PluginRef {
+            name: self.name.clone(),
+            version: self.version,
+            sha256: self.sha256.clone(),
+        }
+    }
+}
+
+/// The active plugins, in the order they run (priority, then name).
+struct PluginSet {
+    generation: i64,
+    plugins: Vec<Loaded>,
+}
+
+impl PluginSet {
+    fn of(&self, kind: PluginKind) -> impl Iterator<Item = &Loaded> {
+        self.plugins.iter().filter(move |p| p.kind == kind)
+    }
+}
+
+/// The runtime. Shared (`Arc`) by the API, the poller and the watcher.
+pub struct PluginRuntime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    settings: PluginSettings,
+    registry: Arc<dyn PluginRegistry>,
+    active: ArcSwap<PluginSet>,
+    /// Compiled components by sha256.
+    compiled: Mutex<HashMap<String, Component>>,
+    stats: Mutex<BTreeMap<String, PluginStats>>,
+    reload_lock: tokio::sync::Mutex<()>,
+    /// Engine-configuration part of artifact file names.
+    cache_tag: String,
+    ticker_stop: Arc<AtomicBool>,
+    pooled: bool,
+    /// Calls running at once, at most: a few per core. Calls are short
+    /// and CPU-bound; dozens of blocking threads at once only share the
+    /// cores, and a call's wall-clock deadline pays for the sharing (a
+    /// burst at start-up once pushed calls past 50 ms). Waiting for a
+    /// slot happens before the call's store, and its deadline, exist.
+    slots: Arc<tokio::sync::Semaphore>,
+    /// Itself, for the blocking tasks that calls run on.
+    me: Weak<PluginRuntime>,
+}
+
+/// Concurrent plugin calls per core. Measured with `commerce bench`
+/// flat out on 2 cores (BENCHMARKS.md): 8 gave 1,700-1,780 orders/s;
+/// 2, 4 and 16 gave 1,400-1,530, unbounded 1,500.
+const CALLS_PER_CORE: usize = 8;
+
+impl Drop for PluginRuntime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Bytes of each pooled memory and table kept resident between instances.
+const KEEP_RESIDENT: usize = 256 << 10;
+
+/// Time per epoch tick: the granularity of call deadlines. Coarse enough
+/// that the ticker thread does not steal the CPU from calls on a small
+/// machine (1 ms ticks showed in the p99 of the plugin stage).
+const TICK: Duration = Duration::from_millis(5);
+
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(512 << 10);
+    config
+}
+
+/// An engine with the pooling allocator, or the on-demand one when the
+/// address space for the pool cannot be reserved (containers with a low
+/// `ulimit -v`, for instance).
+fn build_engine(settings: &PluginSettings) -> anyhow::Result<(Engine, bool)> {
+    let mut config = engine_config();
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(256)
+        .total_core_instances(512)
+        .total_memories(512)
+        .total_tables(512)
+        .total_stacks(256)
+        // Our limiter, not the pool, is the binding memory constraint, so
+        // that running out of memory is reported as such.
+        .max_memory_size(settings.memory.saturating_mul(2))
+        // Reset the first pages of a returned memory with memset rather
+        // than madvise, so that the next instance does not page-fault them
+        // back in: most calls touch only these.
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .table_keep_resident(KEEP_RESIDENT);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    match Engine::new(&config) {
+        Ok(engine) => Ok((engine, true)),
+        Err(e) => {
+            tracing::warn!(error = %e, "pooling allocator unavailable; instantiating on demand");
+            let mut config = engine_config();
+            config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+            Ok((
+                Engine::new(&config).map_err(|e| anyhow::anyhow!("{e}"))?,
+                false,
+            ))
+        }
+    }
+}
+
+impl PluginRuntime {
+    /// Builds the engine and linker and loads the active set.
+    pub async fn start(
+        registry: Arc<dyn PluginRegistry>,
+        settings: PluginSettings,
+    ) -> anyhow::Result<Arc<Self>> {
+        let (engine, pooled) = build_engine(&settings)?;
+        let mut linker: Linker<PluginState> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
+        super::bindings::host::add_to_linker::<
+            PluginState,
+            wasmtime::component::HasSelf<PluginState>,
+        >(&mut linker, |s| s)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let cache_tag = format!("{:016x}", hasher.finish());
+        std::fs::create_dir_all(&settings.cache_dir)?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("plugin-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })?;
+        }
+        let runtime = Arc::new_cyclic(|me| PluginRuntime {
+            me: me.clone(),
+            engine,
+            linker,
+            settings,
+            registry,
+            active: ArcSwap::from_pointee(PluginSet {
+                generation: -1,
+                plugins: vec![],
+            }),
+            compiled: Mutex::new(HashMap::new()),
+            stats: Mutex::new(BTreeMap::new()),
+            reload_lock: tokio::sync::Mutex::new(()),
+            cache_tag,
+            ticker_stop,
+            pooled,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                CALLS_PER_CORE
+                    * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            )),
+        });
+        runtime.reload_now().await?;
+        tracing::info!(pooling = runtime.pooled, cache = %runtime.settings.cache_dir.display(), "plugin runtime ready");
+        Ok(runtime)
+    }
+
+    /// Runs `call` on a blocking thread once a slot is free (see
+    /// `slots`), holding the slot until it ends. Its log lines (plugin
+    /// output, failures) belong to the request or saga that made it.
+    async fn in_slot<R, F>(&self, kind: PluginKind, call: F) -> Result<R, ExtensionFailed>
+    where
+        R: Send + 'static,
+        F: FnOnce(&PluginRuntime) -> Result<R, ExtensionFailed> + Send + 'static,
+    {
+        let runtime = self.self_arc();
+        let span = tracing::Span::current();
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the call slots are never closed");
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            span.in_scope(|| call(&runtime))
+        })
+        .await
+        .map_err(|e| ExtensionFailed {
+            kind,
+            plugin: "-".into(),
+            reason: format!("plugin task failed: {e}"),
+        })?
+    }
+
+    fn self_arc(&self) -> Arc<Self> {
+        self.me
+            .upgrade()
+            .expect("the runtime is alive while called")
+    }
+
+    /// Polls the registry's generation and reloads when it moves, until the
+    /// runtime is dropped.
+    pub fn spawn_poller(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        let interval = self.settings.poll_interval;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(runtime) = weak.upgrade() else { break };
+                match runtime.registry.plugin_generation().await {
+                    Ok(g) if g != runtime.active.load().generation => {
+                        if let Err(e) = runtime.reload_now().await {
+                            tracing::error!(error = ?e, "reloading plugins failed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = ?e, "polling the plugin registry failed"),
+                }
+            }
+        })
+    }
+
+    fn artifact_path(&self, sha256: &str) -> PathBuf {
+        self.settings
+            .cache_dir
+            .join(format!("{sha256}-{}.cwasm", self.cache_tag))
+    }
+
+    /// The compiled component for `bytes`: from memory, from the host's own
+    /// artifact cache, or compiled now (and cached).
+    fn component(
+        &self,
+        sha256: &str,
+        bytes: impl FnOnce() -> Option<Arc<Vec<u8>>>,
+    ) -> Result<Component, String> {
+        if let Some(c) = self
+            .compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(sha256)
+        {
+            return Ok(c.clone());
+        }
+        let path = self.artifact_path(sha256);
+        let component = match load_artifact(&self.engine, &path) {
+            Some(c) => c,
+            None => {
+                let bytes = bytes().ok_or("the component's bytes are gone")?;
+                let component = Component::new(&self.engine, bytes.as_slice())
+                    .map_err(|e| format!("it does not compile as a component: {e}"))?;
+                if let Err(e) = store_artifact(&path, &component) {
+                    tracing::warn!(error = %e, path = %path.display(), "could not cache a compiled plugin");
+                }
+                component
+            }
+        };
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sha256.to_owned(), component.clone());
+        Ok(component)
+    }
+
+    /// Links a component for the world of `kind`.
+    fn link(&self, kind: PluginKind, component: &Component) -> Result<Linked, String> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| format!("it imports something the host does not provide: {e:#}"))?;
+        let world = kind.as_str();
+        let wrong = |e: wasmtime::Error| format!("it does not export the {world} world: {e:#}");
+        Ok(match kind {
+            PluginKind::Pricing => Linked::Pricing(PricingPre::new(pre).map_err(wrong)?),
+            PluginKind::Validation => Linked::Validation(ValidationPre::new(pre).map_err(wrong)?),
+            PluginKind::SagaHook => Linked::Hook(SagaHookPre::new(pre).map_err(wrong)?),
+        })
+    }
+
+    /// Reloads the active set from the registry now.
+    pub async fn reload_now(&self) -> anyhow::Result<()> {
+        let _serialized = self.reload_lock.lock().await;
+        let (generation, records) = self.registry.active_plugins().await?;
+        let mut plugins = Vec::with_capacity(records.len());
+        for record in records {
+            let runtime = self.self_arc();
+            let registry = self.registry.clone();
+            let (name, version) = (record.name.clone(), record.version);
+            let handle = tokio::runtime::Handle::current();
+            let rec = record.clone();
+            let linked = tokio::task::spawn_blocking(move || {
+                let component = runtime.component(&rec.sha256, || {
+                    handle
+                        .block_on(registry.plugin_bytes(&name, version))
+                        .ok()
+                        .flatten()
+                        .map(Arc::new)
+                })?;
+                runtime.link(rec.kind, &component)
+            })
+            .await?
+            .unwrap_or_else(|reason| {
+                tracing::error!(plugin = %record.name, version = record.version, %reason, "an active plugin cannot be loaded; its calls will fail");
+                Linked::Broken(reason)
+            });
+            plugins.push(Loaded {
+                name: record.name,
+                version: record.version,
+                sha256: record.sha256,
+                kind: record.kind,
+                config: Arc::from(record.config.as_str()),
+                linked,
+            });
+        }
+        let names: Vec<String> = plugins
+            .iter()
+            .map(|p| format!("{}@{}", p.name, &p.sha256[..12.min(p.sha256.len())]))
+            .collect();
+        self.active.store(Arc::new(PluginSet {
+            generation,
+            plugins,
+        }));
+        tracing::info!(generation, plugins = ?names, "plugin set loaded");
+        Ok(())
+    }
+
+    fn new_store(&self, config: Arc<str>) -> Store<PluginState> {
+        let limits = CallLimits {
+            memory: self.settings.memory,
+            log: self.settings.max_log,
+        };
+        let mut store = Store::new(&self.engine, PluginState::new(config, limits));
+        store.limiter(|s| &mut s.limiter);
+        store.set_fuel(self.settings.fuel).expect("fuel is enabled");
+        // Round up, plus one tick: the current tick may be about to end.
+        let ticks = self
+            .settings
+            .deadline
+            .as_millis()
+            .div_ceil(TICK.as_millis())
+            .max(1) as u64
+            + 1;
+        store.set_epoch_deadline(ticks);
+        store
+    }
+
+    fn classify(&self, error: wasmtime::Error, store: &Store<PluginState>) -> PluginError {
+        let memory_denied = store.data().limiter.denied;
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => PluginError::FuelExhausted(self.settings.fuel),
+            Some(Trap::Interrupt) => PluginError::DeadlineExceeded(self.settings.deadline),
+            Some(Trap::StackOverflow) => PluginError::StackOverflow,
+            _ if memory_denied => PluginError::OutOfMemory(self.settings.memory),
+            Some(trap) => PluginError::Trap(trap.to_string()),
+            None => PluginError::Trap(format!("{error:#}")),
+        }
+    }
+
+    /// Runs one call in a fresh store, then logs what the plugin wrote and
+    /// counts the outcome.
+    fn call<R>(
+        &self,
+        plugin: &Loaded,
+        run: impl FnOnce(&Linked, &mut Store<PluginState>) -> wasmtime::Result<Result<R, PluginError>>,
+    ) -> Result<R, PluginError> {
+        let started = std::time::Instant::now();
+        let result = if let Linked::Broken(reason) = &plugin.linked {
+            Err(PluginError::Unavailable(reason.clone()))
+        } else {
+            let mut store = self.new_store(plugin.config.clone());
+            let result = match run(&plugin.linked, &mut store) {
+                Ok(r) => r,
+                Err(e) => Err(self.classify(e, &store)),
+            };
+            let (log, dropped) = store.data().log.contents();
+            if !log.is_empty() {
+                tracing::info!(plugin = %plugin.name, dropped_bytes = dropped, output = %log.trim_end(), "plugin log");
+            }
+            result
+        };
+        let (name, hook) = (plugin.name.clone(), plugin.kind.as_str());
+        metrics::histogram!(PLUGIN_CALL_DURATION, "plugin" => name.clone(), "hook" => hook)
+            .record(started.elapsed().as_secs_f64());
+        let outcome = result.as_ref().map_or_else(PluginError::kind, |_| "ok");
+        metrics::counter!(PLUGIN_CALLS, "plugin" => name, "hook" => hook, "outcome" => outcome)
+            .increment(1);
+        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = stats.entry(plugin.name.clone()).or_default();
+        entry.calls += 1;
+        if let Err(e) = &result {
+            *entry.failures.entry(e.kind().to_owned()).or_default() += 1;
+            tracing::warn!(plugin = %plugin.name, sha256 = %plugin.sha256, failure = e.kind(), error = %e, "plugin call failed");
+        }
+        result
+    }
+
+    fn check_input(&self, size: usize) -> Result<(), PluginError> {
+        if size > self.settings.max_input {
+            return Err(PluginError::InputTooLarge {
+                size,
+                limit: self.settings.max_input,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_output(&self, size: usize) -> Result<(), PluginError> {
+        if size > self.settings.max_output {
+            return Err(PluginError::OutputTooLarge {
+                size,
+                limit: self.settings.max_output,
+            });
+        }
+        Ok(())
+    }
+
+    fn call_pricing(
+        &self,
+        plugin: &Loaded,
+        cart: &wit::Cart,
+    ) -> Result<Vec<wit::Adjustment>, PluginError> {
+        self.check_input(convert::cart_size(cart))?;
+        self.call(plugin, |linked, store| {
+            let Linked::Pricing(pre) = linked else {
+                return Ok(Err(PluginError::Unavailable("not a pricing plugin".into())));
+            };
+            let bindings = pre.instantiate(&mut *store)?;
+            Ok(match bindings.call_price(&mut *store, cart)? {
+                Ok(adjustments) => self
+                    .check_output(convert::adjustments_size(&adjustments))
+                    .map(|()| adjustments),
+                Err(message) => Err(PluginError::Failed(message.chars().take(500).collect())),
+            })
+        })
+    }
+
+    fn call_validation(
+        &self,
+        plugin: &Loaded,
+        order: &wit::Order,
+    ) -> Result<Vec<wit::Violation>, PluginError> {
+        self.check_input(convert::order_size(order))?;
+        self.call(plugin, |linked, store| {
+            let Linked::Validation(pre) = linked else {
+                return Ok(Err(PluginError::Unavailable(
+                    "not a validation plugin".into(),
+                )));
+            };
+            let bindings = pre.instantiate(&mut *store)?;
+            let violations = bindings.call_validate(&mut *store, order)?;
+            Ok(self
+                .check_output(convert::violations_size(&violations))
+                .map(|()| violations))
+        })
+    }
+
+    fn call_hook(
+        &self,
+        plugin: &Loaded,
+        context: &wit::StepContext,
+    ) -> Result<wit::Decision, PluginError> {
+        self.check_input(convert::order_size(&context.order))?;
+        self.call(plugin, |linked, store| {
+            let Linked::Hook(pre) = linked else {
+                return Ok(Err(PluginError::Unavailable(
+                    "not a saga-hook plugin".into(),
+                )));
+            };
+            let bindings = pre.instantiate(&mut *store)?;
+            let decision = bindings.call_on_step(&mut *store, context)?;
+            let size = match &decision {
+                wit::Decision::Continue => 0,
+                wit::Decision::Veto(reason) => reason.len(),
+            };
+            Ok(self.check_output(size).map(|()| decision))
+        })
+    }
+
+    /// Pricing then validation, on one plugin set.
+    fn evaluate_on(&self, set: &PluginSet, quote: &Quote) -> Result<Evaluation, ExtensionFailed> {
+        let currency = quote.currency;
+        let cart = convert::cart(quote);
+        let mut evaluation = Evaluation::default();
+        for plugin in set.of(PluginKind::Pricing) {
+            let priced = self.call_pricing(plugin, &cart).and_then(|adjustments| {
+                adjustments
+                    .into_iter()
+                    .map(|a| {
+                        convert::adjustment(&plugin.name, a, currency).and_then(|a| {
+                            check_adjustment(currency, quote.lines.len(), a)
+                                .map_err(|e| e.to_string())
+                        })
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(PluginError::InvalidOutput)
+            });
+            match priced {
+                Ok(adjustments) => {
+                    evaluation.adjustments.extend(adjustments);
+                    evaluation.plugins.push(plugin.reference());
+                }
+                Err(e) => {
+                    self.on_failure(PluginKind::Pricing, self.settings.pricing_policy, plugin, e)?
+                }
+            }
+        }
+        let order = convert::order(quote, convert::priced_total(quote, &evaluation.adjustments));
+        for plugin in set.of(PluginKind::Validation) {
+            match self.call_validation(plugin, &order) {
+                Ok(violations) => {
+                    evaluation.violations.extend(
+                        violations
+                            .into_iter()
+                            .map(|v| convert::violation(&plugin.name, v)),
+                    );
+                    evaluation.plugins.push(plugin.reference());
+                }
+                // Validation always fails closed: an order nobody could
+                // check is not accepted.
+                Err(e) => {
+                    self.on_failure(PluginKind::Validation, FailurePolicy::Closed, plugin, e)?
+                }
+            }
+        }
+        Ok(evaluation)
+    }
+
+    /// Pricing then validation on the current set, on this thread
+    /// (benchmarks; the service goes through [`Extensions::evaluate`]).
+    pub fn evaluate_now(&self, quote: &Quote) -> Result<Evaluation, ExtensionFailed> {
+        let set = self.active.load_full();
+        self.evaluate_on(&set, quote)
+    }
+
+    fn on_failure(
+        &self,
+        kind: PluginKind,
+        policy: FailurePolicy,
+        plugin: &Loaded,
+        error: PluginError,
+    ) -> Result<(), ExtensionFailed> {
+        match policy {
+            FailurePolicy::Closed => Err(ExtensionFailed {
+                kind,
+                plugin: plugin.name.clone(),
+                reason: error.to_string(),
+            }),
+            FailurePolicy::Skip => {
+                tracing::warn!(plugin = %plugin.name, kind = kind.as_str(), error = %error, "skipping a failed plugin");
+                Ok(())
+            }
+        }
+    }
+
+    fn run_hooks_on(
+        &self,
+        set: &PluginSet,
+        context: &HookContext,
+    ) -> Result<HookOutcome, ExtensionFailed> {
+        let total = convert::priced_total(&context.quote, &context.adjustments);
+        let wit_context = convert::step_context(context, total);
+        for plugin in set.of(PluginKind::SagaHook) {
+            match self.call_hook(plugin, &wit_context) {
+                Ok(wit::Decision::Continue) => {}
+                Ok(wit::Decision::Veto(reason)) => {
+                    return Ok(HookOutcome::Veto {
+                        plugin: plugin.name.clone(),
+                        reason,
+                    });
+                }
+                Err(e) => {
+                    self.on_failure(PluginKind::SagaHook, self.settings.hook_policy, plugin, e)?
+                }
+            }
+        }
+        Ok(HookOutcome::Continue)
+    }
+
+    /// Compiles and links a candidate, then smoke-calls it on a sample
+    /// input: what an upload must pass.
+    pub async fn try_component(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        bytes: Arc<Vec<u8>>,
+        config: &str,
+    ) -> Result<(), CheckError> {
+        let runtime = self.self_arc();
+        let (name, config) = (name.to_owned(), config.to_owned());
+        tokio::task::spawn_blocking(move || runtime.check_sync(kind, &name, bytes, &config))
+            .await
+            .map_err(|e| CheckError::Compile(format!("the check did not finish: {e}")))?
+    }
+
+    fn check_sync(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        bytes: Arc<Vec<u8>>,
+        config: &str,
+    ) -> Result<(), CheckError> {
+        let sha256 = hex::encode(Sha256::digest(bytes.as_slice()));
+        let component = self
+            .component(&sha256, || Some(bytes))
+            .map_err(CheckError::Compile)?;
+        let linked = self.link(kind, &component).map_err(CheckError::Link)?;
+        let candidate = Loaded {
+            name: name.to_owned(),
+            version: 0,
+            sha256,
+            kind,
+            config: Arc::from(config),
+            linked,
+        };
+        let quote = sample_quote();
+        let smoke = match kind {
+            PluginKind::Pricing => self
+                .call_pricing(&candidate, &convert::cart(&quote))
+                .map(|_| ()),
+            PluginKind::Validation => self
+                .call_validation(&candidate, &convert::order(&quote, Decimal::new(2500, 2)))
+                .map(|_| ()),
+            PluginKind::SagaHook => {
+                let context = HookContext {
+                    saga_type: "order-fulfilment".into(),
+                    step: "authorize-payment".into(),
+                    before: true,
+                    quote,
+                    adjustments: vec![],
+                };
+                self.call_hook(
+                    &candidate,
+                    &convert::step_context(&context, Decimal::new(2500, 2)),
+                )
+                .map(|_| ())
+            }
+        };
+        smoke.map_err(CheckError::Smoke)
+    }
+}
+
+/// A small order to smoke-test plugins with.
+fn sample_quote() -> Quote {
+    Quote {
+        order_id: Uuid::nil(),
+        customer_id: Uuid::nil(),
+        status: OrderStatus::Pending,
+        currency: Currency::parse("EUR").expect("EUR"),
+        lines: vec![OrderLine {
+            sku: Sku::parse("SAMPLE-1").expect("sku"),
+            name: "Sample".into(),
+            quantity: Quantity::parse(2).expect("quantity"),
+            unit_price: Decimal::new(1250, 2),
+        }],
+    }
+}
+
+/// Loads a precompiled artifact written by [`store_artifact`].
+fn load_artifact(engine: &Engine, path: &Path) -> Option<Component> {
+    if !path.exists() {
+        return None;
+    }
+    // SAFETY: deserializing runs native code produced by Cranelift. The
+    // file is only ever one this host wrote itself into its own cache
+    // directory (never an uploaded file), named by the sha256 of the
+    // component it was compiled from and by the engine configuration and
+    // wasmtime version (precompile_compatibility_hash), and written
+    // atomically (temporary file + rename), so it is complete and matches
+    // this engine.
+    #[allow(unsafe_code)]
+    let loaded = unsafe { Component::deserialize_file(engine, path) };
+    match loaded {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::warn!(error = %e, path = %path.display(), "ignoring an unusable cached artifact");
+            None
+        }
+    }
+}
+
+fn store_artifact(path: &Path, component: &Component) -> anyhow::Result<()> {
+    let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tmp = path.with_extension(format!("tmp-{}", Uuid::new_v4().simple()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Extensions for PluginRuntime {
+    async fn evaluate(&self, quote: Quote) -> Result<Evaluation, ExtensionFailed> {
+        let set = self.active.load_full();
+        if set.plugins.iter().all(|p| p.kind == PluginKind::SagaHook) {
+            return Ok(Evaluation::default());
+        }
+        self.in_slot(PluginKind::Pricing, move |runtime| {
+            runtime.evaluate_on(&set, &quote)
+        })
+        .await
+    }
+
+    fn has_saga_hooks(&self) -> bool {
+        self.active.load().of(PluginKind::SagaHook).next().is_some()
+    }
+
+    async fn run_hooks(&self, context: HookContext) -> Result<HookOutcome, ExtensionFailed> {
+        let set = self.active.load_full();
+        if set.of(PluginKind::SagaHook).next().is_none() {
+            return Ok(HookOutcome::Continue);
+        }
+        self.in_slot(PluginKind::SagaHook, move |runtime| {
+            runtime.run_hooks_on(&set, &context)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl PluginHost for PluginRuntime {
+    async fn check(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        bytes: Arc<Vec<u8>>,
+        config: &str,
+    ) -> Result<(), PluginRejected> {
+        self.try_component(kind, name, bytes, config)
+            .await
+            .map_err(|e| PluginRejected(e.to_string()))
+    }
+
+    async fn reload(&self) -> anyhow::Result<()> {
+        self.reload_now().await
+    }
+
+    async fn dry_run(
+        &self,
+        record: &PluginRecord,
+        bytes: Arc<Vec<u8>>,
+        input: serde_json::Value,
+    ) -> Result<serde_json::Value, PluginRejected> {
+        let runtime = self.self_arc();
+        let record = record.clone();
+        tokio::task::spawn_blocking(move || {
+            let component = runtime
+                .component(&record.sha256, || Some(bytes))
+                .map_err(PluginRejected)?;
+            let plugin = Loaded {
+                name: record.name.clone(),
+                version: record.version,
+                sha256: record.sha256.clone(),
+                kind: record.kind,
+                config: Arc::from(record.config.as_str()),
+                linked: runtime.link(record.kind, &component).map_err(PluginRejected)?,
+            };
+            let bad_input = |e: serde_json::Error| {
+                PluginRejected(format!("the input is not a {} input: {e}", record.kind.as_str()))
+            };
+            let failed = |e: PluginError| PluginRejected(format!("the plugin {e}"));
+            let output = match record.kind {
+                PluginKind::Pricing => {
+                    let cart: wit::Cart = serde_json::from_value(input).map_err(bad_input)?;
+                    serde_json::json!({ "adjustments": runtime.call_pricing(&plugin, &cart).map_err(failed)? })
+                }
+                PluginKind::Validation => {
+                    let order: wit::Order = serde_json::from_value(input).map_err(bad_input)?;
+                    serde_json::json!({ "violations": runtime.call_validation(&plugin, &order).map_err(failed)? })
+                }
+                PluginKind::SagaHook => {
+                    let context: wit::StepContext = serde_json::from_value(input).map_err(bad_input)?;
+                    serde_json::json!({ "decision": runtime.call_hook(&plugin, &context).map_err(failed)? })
+                }
+            };
+            Ok(output)
+        })
+        .await
+        .map_err(|e| PluginRejected(format!("the dry run failed: {e}")))?
+    }
+
+    fn max_component_size(&self) -> usize {
+        self.settings.max_component
+    }
+
+    fn stats(&self) -> BTreeMap<String, PluginStats> {
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
