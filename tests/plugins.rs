@@ -559,19 +559,20 @@ async fn malicious_components_are_stopped_with_typed_errors_while_good_calls_suc
         subject: Uuid::nil(),
         role: commerce_app::Role::Admin,
     };
-    app.install_plugin(
-        admin,
-        commerce_app::plugins::InstallPlugin {
-            name: "bulk".into(),
-            kind: PluginKind::Pricing,
-            bytes: component("bulk_discount"),
-            config: Some(TEN_PERCENT.into()),
-            priority: 100,
-            activate: true,
-        },
-    )
-    .await
-    .unwrap();
+    app.registry()
+        .install_plugin(
+            admin,
+            commerce_app::plugins::InstallPlugin {
+                name: "bulk".into(),
+                kind: PluginKind::Pricing,
+                bytes: component("bulk_discount"),
+                config: Some(TEN_PERCENT.into()),
+                priority: 100,
+                activate: true,
+            },
+        )
+        .await
+        .unwrap();
 
     // Good traffic runs all along.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -831,19 +832,20 @@ async fn saga_hooks_continue_or_veto() {
         subject: Uuid::nil(),
         role: commerce_app::Role::Admin,
     };
-    app.install_plugin(
-        admin,
-        commerce_app::plugins::InstallPlugin {
-            name: "hold".into(),
-            kind: PluginKind::SagaHook,
-            bytes: component("high_value_hold"),
-            config: Some(r#"{"max_total":100000}"#.into()),
-            priority: 100,
-            activate: true,
-        },
-    )
-    .await
-    .unwrap();
+    app.registry()
+        .install_plugin(
+            admin,
+            commerce_app::plugins::InstallPlugin {
+                name: "hold".into(),
+                kind: PluginKind::SagaHook,
+                bytes: component("high_value_hold"),
+                config: Some(r#"{"max_total":100000}"#.into()),
+                priority: 100,
+                activate: true,
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         runtime
             .run_hooks(context(5, "authorize-payment", true))

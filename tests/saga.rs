@@ -727,6 +727,7 @@ async fn a_stale_run_racing_a_resume_never_charges_twice() {
     };
     let sku = Sku::parse("MUG").unwrap();
     placer
+        .inventory()
         .put_product(
             admin,
             sku.clone(),
@@ -744,6 +745,7 @@ async fn a_stale_run_racing_a_resume_never_charges_twice() {
         role: Role::Customer,
     };
     let placed = placer
+        .orders()
         .place_order(
             customer,
             PlaceOrderRequest {
@@ -767,6 +769,7 @@ async fn a_stale_run_racing_a_resume_never_charges_twice() {
     assert_eq!(na.unwrap() + nb.unwrap(), 1);
     let deadline = Instant::now() + Duration::from_secs(10);
     while placer
+        .orders()
         .get_order(customer, order_id)
         .await
         .unwrap()
@@ -790,7 +793,7 @@ async fn a_stale_run_racing_a_resume_never_charges_twice() {
     zombie.data.authorization_id = done.data.authorization_id.clone();
     zombie.lease_owner = Some("a".into());
     zombie.lease_until = Some(chrono::Utc::now() + chrono::Duration::seconds(30));
-    a.drive_saga(zombie, None).await;
+    a.sagas().drive_saga(zombie, None).await;
 
     let ledger = ledger_of(&sim.base, &order_id.to_string()).await;
     assert_eq!(ledger.len(), 1, "{ledger:?}");

@@ -394,6 +394,7 @@ async fn replay_equals_the_inline_projection(backend: Backend) {
             role: Role::Customer,
         };
         let placed = app
+            .orders()
             .place_order(
                 caller,
                 PlaceOrderRequest {
@@ -409,14 +410,15 @@ async fn replay_equals_the_inline_projection(backend: Backend) {
             .await
             .unwrap();
         if i % 2 == 0 {
-            app.cancel_order(
-                caller,
-                placed.order.id,
-                None,
-                Some("changed my mind".into()),
-            )
-            .await
-            .unwrap();
+            app.orders()
+                .cancel_order(
+                    caller,
+                    placed.order.id,
+                    None,
+                    Some("changed my mind".into()),
+                )
+                .await
+                .unwrap();
         }
     }
     let all = OrderQuery {

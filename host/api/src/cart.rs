@@ -62,7 +62,7 @@ pub async fn get_cart(
     State(state): State<AppState>,
     Auth(caller): Auth,
 ) -> Result<axum::Json<CartView>, ApiError> {
-    Ok(axum::Json(state.app.get_cart(caller).await?))
+    Ok(axum::Json(state.app.cart().get_cart(caller).await?))
 }
 
 /// Set how many of a SKU the cart holds (0 removes the line).
@@ -84,7 +84,11 @@ pub async fn put_cart_item(
 ) -> Result<axum::Json<CartView>, ApiError> {
     let sku = parse_sku(&sku)?;
     Ok(axum::Json(
-        state.app.set_cart_item(caller, sku, body.quantity).await?,
+        state
+            .app
+            .cart()
+            .set_cart_item(caller, sku, body.quantity)
+            .await?,
     ))
 }
 
@@ -99,7 +103,9 @@ pub async fn delete_cart_item(
     ApiPath(sku): ApiPath<String>,
 ) -> Result<axum::Json<CartView>, ApiError> {
     let sku = parse_sku(&sku)?;
-    Ok(axum::Json(state.app.remove_cart_item(caller, sku).await?))
+    Ok(axum::Json(
+        state.app.cart().remove_cart_item(caller, sku).await?,
+    ))
 }
 
 /// Empty the cart.
@@ -110,7 +116,7 @@ pub async fn clear_cart(
     State(state): State<AppState>,
     Auth(caller): Auth,
 ) -> Result<Response, ApiError> {
-    state.app.clear_cart(caller).await?;
+    state.app.cart().clear_cart(caller).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -142,6 +148,7 @@ pub async fn checkout(
     let wait = prefer_wait(&headers)?;
     let placed = state
         .app
+        .cart()
         .checkout_cart(caller, key, body.payment.map(|p| p.token))
         .await?;
     placed_answer(&state, caller, placed, wait).await

@@ -84,6 +84,7 @@ pub async fn list_events(
 ) -> Result<axum::Json<Feed>, ApiError> {
     let page = state
         .app
+        .orders()
         .read_feed(caller, params.after.as_deref(), params.limit)
         .await?;
     Ok(axum::Json(page.into()))

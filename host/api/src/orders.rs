@@ -132,7 +132,7 @@ pub async fn create_order(
         payment_token: body.payment.map(|p| p.token),
     };
     let wait = prefer_wait(&headers)?;
-    let placed = state.app.place_order(caller, request, key).await?;
+    let placed = state.app.orders().place_order(caller, request, key).await?;
     placed_answer(&state, caller, placed, wait).await
 }
 
@@ -174,6 +174,7 @@ pub(crate) async fn placed_answer(
         let settlement = placed.settlement.take();
         placed.order = state
             .app
+            .outcomes()
             .await_outcome(caller, placed.order, settlement, wait)
             .await?;
     }
@@ -210,7 +211,7 @@ pub async fn get_order(
     Auth(caller): Auth,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    let order = state.app.get_order(caller, id).await?;
+    let order = state.app.orders().get_order(caller, id).await?;
     Ok(order_response(StatusCode::OK, order))
 }
 
@@ -236,6 +237,7 @@ pub async fn list_orders(
         .transpose()?;
     let page = state
         .app
+        .orders()
         .list_orders(
             caller,
             ListOrders {
@@ -276,6 +278,7 @@ pub async fn update_order(
     })?;
     let order = state
         .app
+        .orders()
         .change_order_items(caller, id, version, lines(body.items))
         .await?;
     Ok(order_response(StatusCode::OK, order))
@@ -300,6 +303,7 @@ pub async fn cancel_order(
     };
     let order = state
         .app
+        .orders()
         .cancel_order(caller, id, if_match, Some(reason.to_owned()))
         .await?;
     Ok(order_response(StatusCode::OK, order))
@@ -315,7 +319,7 @@ pub async fn order_events(
     Auth(caller): Auth,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<axum::Json<EventList>, ApiError> {
-    let items = state.app.order_events(caller, id).await?;
+    let items = state.app.orders().order_events(caller, id).await?;
     Ok(axum::Json(EventList { items }))
 }
 
@@ -325,7 +329,11 @@ async fn admin_transition(
     id: Uuid,
     transition: AdminTransition,
 ) -> Result<Response, ApiError> {
-    let order = state.app.transition_order(caller, id, transition).await?;
+    let order = state
+        .app
+        .orders()
+        .transition_order(caller, id, transition)
+        .await?;
     Ok(order_response(StatusCode::OK, order))
 }
 

@@ -83,6 +83,7 @@ pub async fn upload_plugin(
     };
     let record = state
         .app
+        .registry()
         .install_plugin(
             caller,
             InstallPlugin {
@@ -105,7 +106,7 @@ pub async fn list_plugins(
     State(state): State<AppState>,
     Admin(caller): Admin,
 ) -> Result<axum::Json<Vec<PluginListing>>, ApiError> {
-    Ok(axum::Json(state.app.list_plugins(caller).await?))
+    Ok(axum::Json(state.app.registry().list_plugins(caller).await?))
 }
 
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
@@ -140,6 +141,7 @@ pub async fn activate_plugin(
     Ok(axum::Json(
         state
             .app
+            .registry()
             .activate_plugin(caller, &name, request.version)
             .await?,
     ))
@@ -155,7 +157,9 @@ pub async fn rollback_plugin(
     Admin(caller): Admin,
     ApiPath(name): ApiPath<String>,
 ) -> Result<axum::Json<PluginRecord>, ApiError> {
-    Ok(axum::Json(state.app.rollback_plugin(caller, &name).await?))
+    Ok(axum::Json(
+        state.app.registry().rollback_plugin(caller, &name).await?,
+    ))
 }
 
 /// Delete every version of a plugin.
@@ -168,7 +172,7 @@ pub async fn remove_plugin(
     Admin(caller): Admin,
     ApiPath(name): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.app.remove_plugin(caller, &name).await?;
+    state.app.registry().remove_plugin(caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -197,6 +201,7 @@ pub async fn dry_run_plugin(
     Ok(axum::Json(
         state
             .app
+            .registry()
             .dry_run_plugin(caller, &name, request.version, request.input)
             .await?,
     ))

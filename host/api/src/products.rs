@@ -59,6 +59,7 @@ pub async fn put_product(
     let sku = parse_sku(&sku)?;
     let product = state
         .app
+        .inventory()
         .put_product(
             caller,
             sku,
@@ -84,7 +85,9 @@ pub async fn get_product(
     ApiPath(sku): ApiPath<String>,
 ) -> Result<axum::Json<ProductView>, ApiError> {
     let sku = parse_sku(&sku)?;
-    Ok(axum::Json(state.app.get_product(caller, &sku).await?))
+    Ok(axum::Json(
+        state.app.inventory().get_product(caller, &sku).await?,
+    ))
 }
 
 /// Add or remove stock (admin): `on_hand` moves by `delta`, never below
@@ -107,5 +110,11 @@ pub async fn adjust_stock(
     ApiJson(body): ApiJson<AdjustStock>,
 ) -> Result<axum::Json<ProductView>, ApiError> {
     let sku = parse_sku(&sku)?;
-    Ok(axum::Json(state.app.adjust_stock(caller, sku, body).await?))
+    Ok(axum::Json(
+        state
+            .app
+            .inventory()
+            .adjust_stock(caller, sku, body)
+            .await?,
+    ))
 }

@@ -61,6 +61,7 @@ pub async fn list_sagas(
         .transpose()?;
     let page = state
         .app
+        .sagas()
         .list_sagas(caller, status, params.cursor, params.limit)
         .await?;
     Ok(axum::Json(page))
@@ -76,7 +77,7 @@ pub async fn get_saga(
     Admin(caller): Admin,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<axum::Json<SagaView>, ApiError> {
-    Ok(axum::Json(state.app.get_saga(caller, id).await?))
+    Ok(axum::Json(state.app.sagas().get_saga(caller, id).await?))
 }
 
 /// Retry a saga that needs attention, with fresh rounds (admin).
@@ -89,7 +90,7 @@ pub async fn retry_saga(
     Admin(caller): Admin,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<axum::Json<SagaView>, ApiError> {
-    Ok(axum::Json(state.app.retry_saga(caller, id).await?))
+    Ok(axum::Json(state.app.sagas().retry_saga(caller, id).await?))
 }
 
 /// Give up on an unfinished saga: it ends compensated, the order fails and
@@ -108,6 +109,10 @@ pub async fn abort_saga(
         return Err(AppError::Invalid("reason must be at most 500 characters".into()).into());
     }
     Ok(axum::Json(
-        state.app.abort_saga(caller, id, params.reason).await?,
+        state
+            .app
+            .sagas()
+            .abort_saga(caller, id, params.reason)
+            .await?,
     ))
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Store;
 use super::inventory::InventoryStats;
 use super::ports::{Product, StockCache};
-use super::{App, AppError};
+use super::{App, AppError, Inventory};
 use commerce_domain::Sku;
 
 /// Products compared per round trip by the reconciler.
@@ -72,7 +72,7 @@ impl StockRefresher {
     }
 }
 
-impl App {
+impl Inventory<'_> {
     /// A product for reading: from the cache if it holds it, else from the
     /// database (and then cached).
     pub(crate) async fn read_product(&self, sku: &Sku) -> Result<Option<Product>, AppError> {
@@ -199,7 +199,7 @@ fn drifted(truth: &[Product], cached: &[Option<Product>]) -> Vec<Sku> {
 pub async fn run_reconciler(app: App, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
-        if let Err(e) = app.reconcile_stock_cache().await {
+        if let Err(e) = app.inventory().reconcile_stock_cache().await {
             tracing::warn!(error = %e, "stock cache reconciliation failed; retrying next round");
         }
     }

@@ -19,16 +19,17 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::catalog::{Unpriceable, price_line};
 use super::extensions::{Quote, Violation};
 use super::orders::{
     IdempotencyKey, PlaceOrderRequest, Placed, RequestedLine, check_idempotency_key,
 };
 use super::ports::{CartWrite, SetLine, StoredCart};
-use super::{App, AppError, Caller};
+use super::{App, AppError, Caller, Carts};
 use commerce_domain::order::MAX_LINES;
 use commerce_domain::pricing::apply_adjustments;
 use commerce_domain::product::MAX_QUANTITY;
-use commerce_domain::{Adjustment, OrderLine, OrderStatus, Quantity, Sku};
+use commerce_domain::{Adjustment, OrderStatus, Quantity, Sku};
 
 /// How long an untouched cart lives by default.
 pub const DEFAULT_CART_TTL: Duration = Duration::from_secs(30 * 86_400);
@@ -116,7 +117,7 @@ impl CartView {
     }
 }
 
-impl App {
+impl Carts<'_> {
     /// The caller's cart, priced now. Reading it renews its time to live.
     pub async fn get_cart(&self, caller: Caller) -> Result<CartView, AppError> {
         let cart = self.carts.load_cart(caller.subject, self.cart_ttl).await?;
@@ -210,6 +211,7 @@ impl App {
         // (or hold new lines) by now, so answer before reading it.
         if let Some(k) = &caller_key
             && let Some(placed) = self
+                .orders()
                 .replay_idempotent(caller, &k.key, &k.request_hash)
                 .await?
         {
@@ -237,7 +239,10 @@ impl App {
             request_hash: fingerprint(&serde_json::json!({ "cart_revision": cart.revision })),
         };
         let keys = std::iter::once(revision_key).chain(caller_key).collect();
-        let placed = self.place_order_with_keys(caller, request, keys).await?;
+        let placed = self
+            .orders()
+            .place_order_with_keys(caller, request, keys)
+            .await?;
         if !placed.replayed {
             metrics::counter!(CART_CHECKOUTS).increment(1);
         }
@@ -289,28 +294,23 @@ impl App {
         let mut unavailable = Vec::new();
         let mut lines = Vec::new();
         for (sku, quantity) in &cart.lines {
-            let reason = match products.get(sku) {
-                None => "unknown-sku",
-                Some(p) if p.currency != currency => "currency-mismatch",
-                Some(p) => {
-                    let mut line_total = p.unit_price * Decimal::from(quantity.get());
+            let reason = match price_line(products.get(sku), sku, *quantity, currency) {
+                Err(Unpriceable::UnknownSku) => "unknown-sku",
+                Err(Unpriceable::CurrencyMismatch { .. }) => "currency-mismatch",
+                Ok(line) => {
+                    let mut line_total = line.unit_price * Decimal::from(quantity.get());
                     line_total.rescale(currency.minor_digits());
-                    let available = p.on_hand - p.reserved;
+                    let available = products.get(sku).map_or(0, |p| p.on_hand - p.reserved);
                     items.push(CartLineView {
                         sku: sku.to_string(),
-                        name: p.name.clone(),
+                        name: line.name.clone(),
                         quantity: quantity.get(),
-                        unit_price: p.unit_price,
+                        unit_price: line.unit_price,
                         line_total,
                         available,
                         insufficient_stock: i64::from(quantity.get()) > available,
                     });
-                    lines.push(OrderLine {
-                        sku: sku.clone(),
-                        name: p.name.clone(),
-                        quantity: *quantity,
-                        unit_price: p.unit_price,
-                    });
+                    lines.push(line);
                     continue;
                 }
             };

@@ -8,13 +8,45 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use super::ports::{Product, ProductUpsert};
-use super::{App, AppError, Caller, now};
-use commerce_domain::{Currency, Sku};
+use super::{AppError, Caller, Inventory, now};
+use commerce_domain::{Currency, OrderLine, Quantity, Sku};
 
 /// Longest product name.
 pub const MAX_NAME_LEN: usize = 200;
 /// Most units of stock one SKU may hold.
 pub const MAX_STOCK: i64 = 1_000_000_000;
+
+/// Why a requested line cannot be priced from the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unpriceable {
+    /// No product has this SKU.
+    UnknownSku,
+    /// The product is sold in another currency than the order's.
+    CurrencyMismatch { product_currency: Currency },
+}
+
+/// Prices `quantity` of `sku` from its catalog entry, in `currency`: the
+/// one rule orders and carts share (a cart shows what its checkout would
+/// order).
+pub fn price_line(
+    product: Option<&Product>,
+    sku: &Sku,
+    quantity: Quantity,
+    currency: Currency,
+) -> Result<OrderLine, Unpriceable> {
+    let product = product.ok_or(Unpriceable::UnknownSku)?;
+    if product.currency != currency {
+        return Err(Unpriceable::CurrencyMismatch {
+            product_currency: product.currency,
+        });
+    }
+    Ok(OrderLine {
+        sku: sku.clone(),
+        name: product.name.clone(),
+        quantity,
+        unit_price: product.unit_price,
+    })
+}
 
 /// `PUT /v1/products/{sku}`, parsed.
 #[derive(Debug, Clone)]
@@ -58,7 +90,7 @@ impl From<Product> for ProductView {
     }
 }
 
-impl App {
+impl Inventory<'_> {
     /// Creates or replaces a product (admin).
     pub async fn put_product(
         &self,

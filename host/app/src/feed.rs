@@ -10,7 +10,7 @@
 //! [`EventStore::read_feed`]: super::ports::EventStore::read_feed
 
 use super::ports::{FeedCursor, FeedEvent};
-use super::{App, AppError, Caller};
+use super::{AppError, Caller, Orders};
 
 /// Events per page when the caller does not say.
 pub const DEFAULT_FEED_LIMIT: u32 = 100;
@@ -26,7 +26,7 @@ pub struct FeedPage {
     pub next: FeedCursor,
 }
 
-impl App {
+impl Orders<'_> {
     /// Up to `limit` events after the cursor `after` (from the start when
     /// absent). Admin only: the feed holds every customer's orders.
     pub async fn read_feed(

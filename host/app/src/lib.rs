@@ -10,6 +10,7 @@ pub mod background;
 pub mod cart;
 pub mod catalog;
 pub mod error;
+pub mod expiry;
 pub mod extensions;
 pub mod feed;
 pub mod inventory;
@@ -76,12 +77,77 @@ pub fn record_order_id(order_id: Uuid) {
     tracing::Span::current().record("order_id", tracing::field::display(order_id));
 }
 
-/// The use cases, bound to one store and one plugin runtime. Cheap to clone.
+/// Defines a use-case service: the view of the shared [`App`] context that
+/// one concern's use cases are methods of, borrowed for the call (a task
+/// that must outlive it clones the `App`, which is cheap).
+macro_rules! service {
+    ($(#[$doc:meta])* $name:ident, $accessor:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy)]
+        pub struct $name<'a> {
+            app: &'a App,
+        }
+
+        impl std::ops::Deref for $name<'_> {
+            type Target = App;
+            fn deref(&self) -> &App {
+                self.app
+            }
+        }
+
+        impl App {
+            #[doc = concat!("The [`", stringify!($name), "`] use cases.")]
+            pub fn $accessor(&self) -> $name<'_> {
+                $name { app: self }
+            }
+        }
+    };
+}
+
+service!(
+    /// Orders (`orders`): place, read, list, change, cancel, lifecycle
+    /// transitions, history; the event feed (`feed`).
+    Orders,
+    orders
+);
+service!(
+    /// The customer's cart (`cart`): read (priced), change, checkout.
+    Carts,
+    cart
+);
+service!(
+    /// Products and their stock (`catalog`, `inventory`, `availability`):
+    /// the catalog, stock adjustments, expiring holds, the stock cache.
+    Inventory,
+    inventory
+);
+service!(
+    /// Fulfilment sagas (`saga`): running them, and the operator's view and
+    /// controls.
+    Sagas,
+    sagas
+);
+service!(
+    /// The plugin registry's use cases (`plugins`): install, list,
+    /// activate, roll back, remove, dry-run.
+    Registry,
+    registry
+);
+service!(
+    /// Waiting for placed orders to settle (`settlements`): `Prefer: wait`.
+    Outcomes,
+    outcomes
+);
+
+/// The context every use case shares: one store, one plugin runtime, the
+/// adapters and settings the wiring chose, and the process's shared state
+/// (saga slots, settlements, background tasks). Cheap to clone. The use
+/// cases are methods of the services above (`app.orders().place_order(..)`).
 #[derive(Clone)]
 pub struct App {
     pub store: Arc<dyn Store>,
     pub plugins: Arc<dyn plugins::PluginHost>,
-    pub inventory: inventory::InventorySettings,
+    pub inventory_settings: inventory::InventorySettings,
     pub inventory_stats: Arc<inventory::InventoryStats>,
     /// Redis in front of product reads, when configured.
     pub stock_cache: Option<Arc<dyn ports::StockCache>>,
@@ -113,7 +179,7 @@ impl App {
             store,
             plugins,
             cart_ttl: cart::DEFAULT_CART_TTL,
-            inventory: inventory::InventorySettings::default(),
+            inventory_settings: inventory::InventorySettings::default(),
             inventory_stats: Arc::default(),
             stock_cache: None,
             stock_refresher: None,
@@ -162,7 +228,7 @@ impl App {
 
     /// The same use cases with other inventory settings.
     pub fn with_inventory(mut self, settings: inventory::InventorySettings) -> Self {
-        self.inventory = settings;
+        self.inventory_settings = settings;
         self
     }
 }

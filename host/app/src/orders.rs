@@ -12,6 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use super::catalog::{Unpriceable, price_line};
 use super::extensions::{Evaluation, Quote};
 use super::inventory::{
     HOLD_CONFLICTS, INVENTORY_UPDATE_DURATION, InventoryStats, OUT_OF_STOCK, stock_of,
@@ -19,10 +20,10 @@ use super::inventory::{
 use super::ports::{
     Append, IdempotencyRecord, InventoryChange, NewEvent, Product, StoreError, StoredEvent,
 };
-use super::saga::{PaymentIntent, SagaInstance, SagaStepRecord, SagaWrite};
+use super::ports::{PaymentIntent, SagaInstance, SagaStepRecord, SagaWrite};
 use super::settlements::Watch;
 use super::views::{DEFAULT_PAGE, MAX_PAGE, OrderPage, OrderQuery, OrderView};
-use super::{App, AppError, Caller, now};
+use super::{AppError, Caller, Orders, now};
 use commerce_domain::inventory::plan_hold;
 use commerce_domain::{
     Aggregate, Currency, DomainEvent, Order, OrderAction, OrderCommand, OrderError, OrderEvent,
@@ -132,7 +133,7 @@ pub enum AdminTransition {
     Refund,
 }
 
-impl App {
+impl Orders<'_> {
     /// Places an order priced from the catalog. With an idempotency key, a
     /// repeat of the same request returns the order the first one placed;
     /// the key reused for a different request is refused.
@@ -185,7 +186,7 @@ impl App {
         keys: &[IdempotencyKey],
     ) -> Result<Placed, AppError> {
         let skus: Vec<Sku> = request.items.iter().map(|i| i.sku.clone()).collect();
-        let mut products = self.load_products(&skus).await?;
+        let mut products = self.inventory().load_products(&skus).await?;
         let lines = price_lines(&products, request.currency, &request.items, &[])?;
         let order_id = Uuid::now_v7();
         super::record_order_id(order_id);
@@ -273,10 +274,10 @@ impl App {
                 Ok(placed) => {
                     let view = OrderView::project(&placed);
                     tracing::info!(order_id = %view.id, customer_id = %view.customer_id, total = %view.total, currency = %view.currency, attempts = attempt + 1, saga_id = saga.as_ref().map(|s| tracing::field::display(s.saga_id)), "order placed, stock reserved");
-                    self.stock_changed(&skus).await;
+                    self.inventory().stock_changed(&skus).await;
                     let settlement = saga.map(|saga| {
                         let watch = self.settlements.watch(order_id);
-                        self.spawn_saga(saga, Some(placed));
+                        self.sagas().spawn_saga(saga, Some(placed));
                         watch
                     });
                     return Ok(Placed {
@@ -287,7 +288,7 @@ impl App {
                 }
                 Err(StoreError::StockConflict { .. }) => {
                     self.after_stock_conflict(&mut attempt).await?;
-                    products = self.load_products(&skus).await?;
+                    products = self.inventory().load_products(&skus).await?;
                 }
                 // A repeat, or a concurrent request with one of the keys
                 // won the race: the caller answers with what it placed.
@@ -315,7 +316,7 @@ impl App {
                 order_id,
                 claims,
                 expires_at: now()
-                    + chrono::Duration::from_std(self.inventory.reservation_ttl)
+                    + chrono::Duration::from_std(self.inventory_settings.reservation_ttl)
                         .unwrap_or(chrono::Duration::MAX),
             }),
             Err(short) => {
@@ -329,13 +330,13 @@ impl App {
     /// next attempt, or give up after the last.
     async fn after_stock_conflict(&self, attempt: &mut u32) -> Result<(), AppError> {
         InventoryStats::count(&self.inventory_stats.hold_conflicts, HOLD_CONFLICTS);
-        if *attempt + 1 >= self.inventory.max_attempts {
+        if *attempt + 1 >= self.inventory_settings.max_attempts {
             InventoryStats::bump(&self.inventory_stats.exhausted);
             return Err(AppError::Conflict(
                 "the stock of this order is in high demand and kept changing; retry".into(),
             ));
         }
-        tokio::time::sleep(self.inventory.backoff(*attempt)).await;
+        tokio::time::sleep(self.inventory_settings.backoff(*attempt)).await;
         *attempt += 1;
         Ok(())
     }
@@ -515,7 +516,7 @@ impl App {
                         .map(|i| i.sku.clone())
                         .chain(order.lines.iter().map(|l| l.sku.clone()))
                         .collect();
-                    let products = self.load_products(&skus).await?;
+                    let products = self.inventory().load_products(&skus).await?;
                     let lines = price_lines(&products, currency, items, &order.lines)?;
                     let evaluation = self
                         .evaluate(Quote {
@@ -549,7 +550,9 @@ impl App {
             let (saga_write, to_drive) = match &command {
                 OrderCommand::Cancel { reason } => {
                     order.check(OrderAction::Cancel)?;
-                    self.cancel_saga(order_id, reason.as_deref()).await?
+                    self.sagas()
+                        .cancel_saga(order_id, reason.as_deref())
+                        .await?
                 }
                 _ => (None, None),
             };
@@ -566,9 +569,9 @@ impl App {
                 .await
             {
                 Ok(order) => {
-                    self.stock_changed(&skus).await;
+                    self.inventory().stock_changed(&skus).await;
                     if let Some(saga) = to_drive {
-                        self.spawn_saga(saga, None);
+                        self.sagas().spawn_saga(saga, None);
                     }
                     return Ok(OrderView::project(&order));
                 }
@@ -684,7 +687,7 @@ impl App {
             AdminTransition::Refund => {
                 let order = self.load_order(caller, order_id).await?;
                 order.check(OrderAction::Refund)?;
-                self.refund_payment(order_id).await?;
+                self.sagas().refund_payment(order_id).await?;
                 OrderCommand::Refund { reason: None }
             }
         };
@@ -761,20 +764,18 @@ fn price_lines(
                     ..quoted.clone()
                 });
             }
-            let product = &products[&item.sku];
-            if product.currency != currency {
-                return Err(AppError::CurrencyMismatch {
-                    sku: item.sku.to_string(),
-                    product_currency: product.currency.to_string(),
-                    order_currency: currency.to_string(),
-                });
-            }
-            Ok(OrderLine {
-                sku: item.sku.clone(),
-                name: product.name.clone(),
-                quantity: item.quantity,
-                unit_price: product.unit_price,
-            })
+            price_line(products.get(&item.sku), &item.sku, item.quantity, currency).map_err(
+                |refused| match refused {
+                    Unpriceable::UnknownSku => AppError::UnknownSkus(vec![item.sku.to_string()]),
+                    Unpriceable::CurrencyMismatch { product_currency } => {
+                        AppError::CurrencyMismatch {
+                            sku: item.sku.to_string(),
+                            product_currency: product_currency.to_string(),
+                            order_currency: currency.to_string(),
+                        }
+                    }
+                },
+            )
         })
         .collect()
 }

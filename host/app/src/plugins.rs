@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 
 use super::extensions::{Extensions, PluginKind};
 use super::ports::{NewPluginVersion, PluginRecord};
-use super::{App, AppError, Caller, now};
+use super::{AppError, Caller, Registry, now};
 
 /// Longest plugin name.
 pub const MAX_NAME_LEN: usize = 64;
@@ -109,7 +109,7 @@ fn admin(caller: Caller) -> Result<(), AppError> {
     }
 }
 
-impl App {
+impl Registry<'_> {
     /// Checks and stores a new version of a plugin, and activates it if asked.
     pub async fn install_plugin(
         &self,

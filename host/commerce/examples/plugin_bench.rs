@@ -145,34 +145,37 @@ async fn main() -> anyhow::Result<()> {
     };
     // The floor: a 1.6 KB pricing component written in WAT, importing no
     // WASI, doing no work; what instantiating and calling costs by itself.
-    app.install_plugin(
-        admin,
-        InstallPlugin {
-            name: "floor".into(),
-            kind: PluginKind::Pricing,
-            bytes: std::fs::read(concat!(
-                env!("COMMERCE_PLUGIN_DIR"),
-                "/wat_free_shipping.wasm"
-            ))?,
-            config: None,
-            priority: 100,
-            activate: true,
-        },
-    )
-    .await?;
+    app.registry()
+        .install_plugin(
+            admin,
+            InstallPlugin {
+                name: "floor".into(),
+                kind: PluginKind::Pricing,
+                bytes: std::fs::read(concat!(
+                    env!("COMMERCE_PLUGIN_DIR"),
+                    "/wat_free_shipping.wasm"
+                ))?,
+                config: None,
+                priority: 100,
+                activate: true,
+            },
+        )
+        .await?;
     let floor = measure(args.iterations, || {
         black_box(runtime.evaluate_now(&quote).expect("floor"));
     });
     rows.push(("minimal WAT plugin (floor)", floor.0, floor.1, floor.2));
-    app.remove_plugin(admin, "floor").await?;
-    app.install_plugin(admin, install("bulk-discount", PluginKind::Pricing))
+    app.registry().remove_plugin(admin, "floor").await?;
+    app.registry()
+        .install_plugin(admin, install("bulk-discount", PluginKind::Pricing))
         .await?;
     let pricing = measure(args.iterations, || {
         let e = runtime.evaluate_now(&quote).expect("pricing");
         black_box(e);
     });
     rows.push(("pricing plugin", pricing.0, pricing.1, pricing.2));
-    app.install_plugin(admin, install("quantity-rules", PluginKind::Validation))
+    app.registry()
+        .install_plugin(admin, install("quantity-rules", PluginKind::Validation))
         .await?;
     let both = measure(args.iterations, || {
         let e = runtime.evaluate_now(&quote).expect("pricing + validation");

@@ -324,7 +324,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_shutdown(args.shutdown.settings());
     tracing::info!(addr = %app.local_addr(), backend = store.backend(), carts = carts_backend, "listening");
     app.run_until_stopped().await?;
-    sagas.release_saga_leases().await;
+    sagas.sagas().release_saga_leases().await;
     tracing::info!("stopped");
     Ok(())
 }
@@ -393,6 +393,7 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                     .context("the component exports none of the plugin worlds (or its smoke call fails); pass --kind to see why")?,
             };
             let record = app
+                .registry()
                 .install_plugin(
                     admin,
                     InstallPlugin {
@@ -407,15 +408,19 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                 .await?;
             print(serde_json::to_value(record)?)
         }
-        PluginAction::List => print(serde_json::to_value(app.list_plugins(admin).await?)?),
+        PluginAction::List => print(serde_json::to_value(
+            app.registry().list_plugins(admin).await?,
+        )?),
         PluginAction::Activate { name, version } => print(serde_json::to_value(
-            app.activate_plugin(admin, &name, version).await?,
+            app.registry()
+                .activate_plugin(admin, &name, version)
+                .await?,
         )?),
         PluginAction::Rollback { name } => print(serde_json::to_value(
-            app.rollback_plugin(admin, &name).await?,
+            app.registry().rollback_plugin(admin, &name).await?,
         )?),
         PluginAction::Remove { name } => {
-            app.remove_plugin(admin, &name).await?;
+            app.registry().remove_plugin(admin, &name).await?;
             print(serde_json::json!({ "removed": name }))
         }
         PluginAction::Run {
@@ -428,7 +433,11 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("reading {}", input.display()))?,
             )
             .context("the input is not JSON")?;
-            print(app.dry_run_plugin(admin, &name, version, input).await?)
+            print(
+                app.registry()
+                    .dry_run_plugin(admin, &name, version, input)
+                    .await?,
+            )
         }
     }
 }

@@ -89,7 +89,7 @@ pub async fn install(app: &App, name: &str, bytes: Vec<u8>, config: String) {
         role: Role::Admin,
     };
     let sha256 = hex::encode(Sha256::digest(&bytes));
-    if let Ok(list) = app.list_plugins(system).await
+    if let Ok(list) = app.registry().list_plugins(system).await
         && list.iter().any(|p| {
             p.record.name == name
                 && p.record.active
@@ -111,7 +111,7 @@ pub async fn install(app: &App, name: &str, bytes: Vec<u8>, config: String) {
         priority: 100,
         activate: true,
     };
-    match app.install_plugin(system, install).await {
+    match app.registry().install_plugin(system, install).await {
         Ok(record) => {
             tracing::info!(plugin = %record.name, version = record.version, kind = kind.as_str(), "plugin installed from a file")
         }

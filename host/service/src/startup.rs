@@ -91,7 +91,7 @@ pub async fn wire(store: Arc<dyn Store>, wiring: Wiring) -> anyhow::Result<App> 
         wiring.sagas,
     )
     .await?;
-    app.background.spawn(commerce_app::inventory::run_sweeper(
+    app.background.spawn(commerce_app::expiry::run_sweeper(
         app.clone(),
         wiring.reservation_sweep_every,
     ));

@@ -2,12 +2,12 @@
 //! (list, show with history, retry, abort), a customer's cancel turning a
 //! running saga back, and refunds of captured payments.
 
+use crate::Sagas;
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::{SagaInstance, SagaStepRecord, SagaWrite, chrono_duration, status_str};
 use crate::ports::InventoryChange;
-use crate::settlements::Watch;
 use crate::{App, AppError, Caller, now};
 use commerce_domain::saga::{FULFILMENT, SagaStatus};
 use commerce_domain::{Aggregate, OrderAction, OrderCommand};
@@ -73,11 +73,7 @@ pub struct SagaPage {
     pub next_cursor: Option<Uuid>,
 }
 
-/// How often a request waiting for an order re-reads it, for orders
-/// another replica settles.
-const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
-
-impl App {
+impl Sagas<'_> {
     /// Sagas (in one status, or all), oldest first (admin).
     pub async fn list_sagas(
         &self,
@@ -211,6 +207,7 @@ impl App {
             let result = match fail_order {
                 Some(reason) => {
                     let order = self
+                        .orders()
                         .load_order(Caller::system(), saga.correlation_id)
                         .await?;
                     let release = InventoryChange::Release {
@@ -218,7 +215,8 @@ impl App {
                     };
                     if order.check(OrderAction::Fail).is_ok() {
                         let events = order.handle(OrderCommand::Fail { reason })?;
-                        self.commit_all(order, events, Vec::new(), Some(release), Some(write))
+                        self.orders()
+                            .commit_all(order, events, Vec::new(), Some(release), Some(write))
                             .await
                             .map(|_| ())
                     } else {
@@ -295,59 +293,6 @@ impl App {
                 Ok((None, None))
             }
             _ => Ok((None, None)),
-        }
-    }
-
-    /// The order once its saga confirmed or ended it, or as it is after
-    /// `wait` (`Prefer: wait=N`). An order without a saga is returned at once.
-    /// `settlement`: the watch placement took on the order it just placed
-    /// (its saga runs here; the settling commit hands the outcome over).
-    /// Without one (a replayed request), the order is looked up.
-    pub async fn await_outcome(
-        &self,
-        caller: Caller,
-        order: crate::views::OrderView,
-        settlement: Option<Watch>,
-        wait: std::time::Duration,
-    ) -> Result<crate::views::OrderView, AppError> {
-        if order.status.is_settled() {
-            return Ok(order);
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        let order_id = order.id;
-        // The first look at the database: at once for a replayed request
-        // (its saga may have ended long ago, or run elsewhere), after a
-        // poll interval for our own placement.
-        let (watch, mut read_now) = match settlement {
-            Some(watch) => (watch, false),
-            None => {
-                if self.store.saga_of(order_id).await?.is_none() {
-                    return Ok(order);
-                }
-                (self.settlements.watch(order_id), true)
-            }
-        };
-        let mut current = order;
-        loop {
-            if let Some(view) = watch.settled() {
-                return Ok(view);
-            }
-            if read_now {
-                current = self.get_order(caller, order_id).await?;
-                if current.status.is_settled() {
-                    return Ok(current);
-                }
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(current);
-            }
-            // This process hands us the order when it settles it; another
-            // replica's settlement is seen at the next poll.
-            if let Some(view) = watch.wait((deadline - now).min(SETTLE_POLL)).await {
-                return Ok(view);
-            }
-            read_now = true;
         }
     }
 

@@ -20,6 +20,7 @@
 //! capture) is merged into it, and the run goes on from the saga's real
 //! state, or stops if the saga is now leased to another process.
 
+use crate::Sagas;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -28,7 +29,7 @@ use tracing::Instrument;
 use super::{SagaInstance, SagaStepRecord, SagaWrite, chrono_duration, status_str};
 use crate::extensions::{HookContext, HookOutcome, Quote};
 use crate::ports::{AuthorizeRequest, InventoryChange, PaymentError, PaymentGateway, StoreError};
-use crate::{App, AppError, Caller, now};
+use crate::{AppError, Caller, now};
 use commerce_domain::saga::{Compensation, FULFILMENT, Next, SagaStatus, Step};
 use commerce_domain::{Aggregate, Order, OrderCommand, OrderStatus};
 
@@ -90,7 +91,7 @@ struct Learned {
     captured: bool,
 }
 
-impl App {
+impl Sagas<'_> {
     pub fn is_draining(&self) -> bool {
         self.draining.load(std::sync::atomic::Ordering::SeqCst)
     }
@@ -132,11 +133,11 @@ impl App {
             saga_id = %saga.saga_id,
             order_id = %saga.correlation_id
         );
-        let app = self.clone();
+        let app = self.app.clone();
         tokio::spawn(
             async move {
                 let _permit = app.saga_slots.clone().acquire_owned().await;
-                app.drive_saga(saga, order).await;
+                app.sagas().drive_saga(saga, order).await;
             }
             .instrument(span),
         );
@@ -166,7 +167,8 @@ impl App {
         let mut order = match order {
             Some(order) => order,
             None => {
-                self.load_order(Caller::system(), saga.correlation_id)
+                self.orders()
+                    .load_order(Caller::system(), saga.correlation_id)
                     .await?
             }
         };
@@ -227,6 +229,7 @@ impl App {
                         None => return Ok(()),
                     }
                     order = self
+                        .orders()
                         .load_order(Caller::system(), saga.correlation_id)
                         .await?;
                 }
@@ -667,6 +670,7 @@ impl App {
         match events {
             Some(events) => {
                 *order = self
+                    .orders()
                     .commit_all(
                         order.clone(),
                         events,
@@ -679,7 +683,7 @@ impl App {
             None => self.store.save_saga(write, out.inventory.clone()).await?,
         }
         if out.inventory.is_some() && !skus.is_empty() {
-            self.stock_changed(&skus).await;
+            self.inventory().stock_changed(&skus).await;
         }
         Ok(out.saga)
     }

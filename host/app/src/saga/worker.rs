@@ -40,7 +40,7 @@ pub async fn run_worker(app: App) {
 /// One round: claims as many due sagas as there are free slots.
 pub async fn claim_round(app: &App) -> Result<usize, crate::AppError> {
     let free = app.saga_slots.available_permits().min(64) as u32;
-    if free == 0 || app.is_draining() {
+    if free == 0 || app.sagas().is_draining() {
         return Ok(0);
     }
     let at = now();
@@ -57,7 +57,7 @@ pub async fn claim_round(app: &App) -> Result<usize, crate::AppError> {
     for saga in sagas {
         tracing::info!(saga_id = %saga.saga_id, order_id = %saga.correlation_id, step = saga.current_step(), attempts = saga.attempts, "resuming saga");
         metrics::counter!(SAGAS_RESUMED).increment(1);
-        app.spawn_saga(saga, None);
+        app.sagas().spawn_saga(saga, None);
     }
     Ok(n)
 }

@@ -1,0 +1,69 @@
+//! The plugin registry: versions, their bytes and configuration, and which
+//! are active.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::StoreError;
+
+/// A stored plugin version.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct PluginRecord {
+    pub name: String,
+    pub version: i64,
+    pub kind: crate::extensions::PluginKind,
+    /// Hex sha256 of the component bytes.
+    pub sha256: String,
+    /// JSON document handed to the plugin by `host.config()`.
+    pub config: String,
+    /// Lower runs first; ties are broken by name.
+    pub priority: i32,
+    /// Size of the component in bytes.
+    pub size: i64,
+    pub active: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new plugin version to store.
+#[derive(Debug, Clone)]
+pub struct NewPluginVersion {
+    pub name: String,
+    pub kind: crate::extensions::PluginKind,
+    pub sha256: String,
+    pub bytes: Vec<u8>,
+    pub config: String,
+    pub priority: i32,
+    pub at: DateTime<Utc>,
+}
+
+/// The plugin registry. Every change of which versions are active bumps a
+/// generation number, which replicas poll to reload within a second.
+#[async_trait]
+pub trait PluginRegistry: Send + Sync {
+    /// Stores the next version of `name` (1 for a new name). A name keeps
+    /// its kind: `Ok(None)` if it exists with another kind.
+    async fn insert_plugin_version(
+        &self,
+        version: NewPluginVersion,
+    ) -> Result<Option<PluginRecord>, StoreError>;
+    /// Every stored version, by name then version.
+    async fn list_plugins(&self) -> Result<Vec<PluginRecord>, StoreError>;
+    /// Makes `version` (the newest when `None`) the active one, remembering
+    /// the one it replaces for rollback. `Ok(None)`: no such version.
+    async fn activate_plugin(
+        &self,
+        name: &str,
+        version: Option<i64>,
+    ) -> Result<Option<PluginRecord>, StoreError>;
+    /// Re-activates the version active before the current one.
+    /// `Ok(None)`: nothing to roll back to.
+    async fn rollback_plugin(&self, name: &str) -> Result<Option<PluginRecord>, StoreError>;
+    /// Deletes every version of `name`; false if there was none.
+    async fn remove_plugin(&self, name: &str) -> Result<bool, StoreError>;
+    /// The active versions, and the generation they belong to.
+    async fn active_plugins(&self) -> Result<(i64, Vec<PluginRecord>), StoreError>;
+    /// The current generation (cheap; polled).
+    async fn plugin_generation(&self) -> Result<i64, StoreError>;
+    /// The component bytes of one version.
+    async fn plugin_bytes(&self, name: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError>;
+}
