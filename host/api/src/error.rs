@@ -99,22 +99,7 @@ impl From<AppError> for ApiError {
         match e {
             AppError::NotFound(_) => ApiError::new(S::NOT_FOUND, "not-found", e.to_string()),
             AppError::Forbidden => ApiError::new(S::FORBIDDEN, "forbidden", e.to_string()),
-            AppError::Order(ref order) => match order {
-                OrderError::NotPlaced => {
-                    ApiError::new(S::NOT_FOUND, "not-found", "order not found")
-                }
-                OrderError::AlreadyPlaced => ApiError::new(S::CONFLICT, "conflict", e.to_string()),
-                OrderError::IllegalTransition { action, from } => {
-                    let (action, from) = (*action, *from);
-                    ApiError::new(S::CONFLICT, "illegal-transition", e.to_string())
-                        .with("order_status", from.as_str())
-                        .with(
-                            "action",
-                            serde_json::to_value(action).unwrap_or(Value::Null),
-                        )
-                }
-                _ => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid-order", e.to_string()),
-            },
+            AppError::Order(ref order) => order_problem(order, e.to_string()),
             AppError::Money(_) => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid-amount", e.to_string())
             }
@@ -149,18 +134,7 @@ impl From<AppError> for ApiError {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "order-rejected", e.to_string())
                     .with("violations", violations)
             }
-            AppError::ExtensionFailed(ref failed) => {
-                tracing::error!(plugin = %failed.plugin, kind = %failed.kind, reason = %failed.reason, "refusing a request: a plugin failed");
-                ApiError::new(
-                    S::SERVICE_UNAVAILABLE,
-                    "plugin-failed",
-                    format!(
-                        "the {} plugin {} failed; the request was not carried out",
-                        failed.kind, failed.plugin
-                    ),
-                )
-                .with("plugin", failed.plugin.clone())
-            }
+            AppError::ExtensionFailed(ref failed) => plugin_failed(failed),
             AppError::PluginRejected(_) => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "plugin-rejected", e.to_string())
             }
@@ -183,6 +157,41 @@ impl From<AppError> for ApiError {
             }
         }
     }
+}
+
+/// The problem for an order the domain refused: not found (not placed),
+/// a conflict (an illegal transition names the status and the action), or
+/// an invalid order.
+fn order_problem(order: &OrderError, message: String) -> ApiError {
+    use StatusCode as S;
+    match order {
+        OrderError::NotPlaced => ApiError::new(S::NOT_FOUND, "not-found", "order not found"),
+        OrderError::AlreadyPlaced => ApiError::new(S::CONFLICT, "conflict", message),
+        OrderError::IllegalTransition { action, from } => {
+            ApiError::new(S::CONFLICT, "illegal-transition", message)
+                .with("order_status", from.as_str())
+                .with(
+                    "action",
+                    serde_json::to_value(action).unwrap_or(Value::Null),
+                )
+        }
+        _ => ApiError::new(S::UNPROCESSABLE_ENTITY, "invalid-order", message),
+    }
+}
+
+/// A plugin failed and its failure policy refuses the request: a 503 that
+/// names the plugin (its reason is logged, not shown).
+fn plugin_failed(failed: &commerce_app::extensions::ExtensionFailed) -> ApiError {
+    tracing::error!(plugin = %failed.plugin, kind = %failed.kind, reason = %failed.reason, "refusing a request: a plugin failed");
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "plugin-failed",
+        format!(
+            "the {} plugin {} failed; the request was not carried out",
+            failed.kind, failed.plugin
+        ),
+    )
+    .with("plugin", failed.plugin.clone())
 }
 
 impl ApiError {

@@ -116,6 +116,65 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How often a request waiting for an order re-reads it, for orders
+/// another replica settles.
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Outcomes<'_> {
+    /// The order once its saga confirmed or ended it, or as it is after
+    /// `wait` (`Prefer: wait=N`). An order without a saga is returned at once.
+    /// `settlement`: the watch placement took on the order it just placed
+    /// (its saga runs here; the settling commit hands the outcome over).
+    /// Without one (a replayed request), the order is looked up.
+    pub async fn await_outcome(
+        &self,
+        caller: Caller,
+        order: crate::views::OrderView,
+        settlement: Option<Watch>,
+        wait: std::time::Duration,
+    ) -> Result<crate::views::OrderView, AppError> {
+        if order.status.is_settled() {
+            return Ok(order);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let order_id = order.id;
+        // The first look at the database: at once for a replayed request
+        // (its saga may have ended long ago, or run elsewhere), after a
+        // poll interval for our own placement.
+        let (watch, mut read_now) = match settlement {
+            Some(watch) => (watch, false),
+            None => {
+                if self.store.saga_of(order_id).await?.is_none() {
+                    return Ok(order);
+                }
+                (self.settlements.watch(order_id), true)
+            }
+        };
+        let mut current = order;
+        loop {
+            if let Some(view) = watch.settled() {
+                return Ok(view);
+            }
+            if read_now {
+                current = self.orders().get_order(caller, order_id).await?;
+                if current.status.is_settled() {
+                    return Ok(current);
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(current);
+            }
+            // This process hands us the order when it settles it; another
+            // replica's settlement is seen at the next poll.
+            if let Some(view) = watch.wait((deadline - now).min(SETTLE_POLL)).await {
+                return Ok(view);
+            }
+            read_now = true;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,64 +247,5 @@ mod tests {
         // Settling an order nobody watches keeps nothing.
         s.settled(&settled_view(order));
         assert!(s.is_empty());
-    }
-}
-
-/// How often a request waiting for an order re-reads it, for orders
-/// another replica settles.
-const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
-
-impl Outcomes<'_> {
-    /// The order once its saga confirmed or ended it, or as it is after
-    /// `wait` (`Prefer: wait=N`). An order without a saga is returned at once.
-    /// `settlement`: the watch placement took on the order it just placed
-    /// (its saga runs here; the settling commit hands the outcome over).
-    /// Without one (a replayed request), the order is looked up.
-    pub async fn await_outcome(
-        &self,
-        caller: Caller,
-        order: crate::views::OrderView,
-        settlement: Option<Watch>,
-        wait: std::time::Duration,
-    ) -> Result<crate::views::OrderView, AppError> {
-        if order.status.is_settled() {
-            return Ok(order);
-        }
-        let deadline = tokio::time::Instant::now() + wait;
-        let order_id = order.id;
-        // The first look at the database: at once for a replayed request
-        // (its saga may have ended long ago, or run elsewhere), after a
-        // poll interval for our own placement.
-        let (watch, mut read_now) = match settlement {
-            Some(watch) => (watch, false),
-            None => {
-                if self.store.saga_of(order_id).await?.is_none() {
-                    return Ok(order);
-                }
-                (self.settlements.watch(order_id), true)
-            }
-        };
-        let mut current = order;
-        loop {
-            if let Some(view) = watch.settled() {
-                return Ok(view);
-            }
-            if read_now {
-                current = self.orders().get_order(caller, order_id).await?;
-                if current.status.is_settled() {
-                    return Ok(current);
-                }
-            }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
-                return Ok(current);
-            }
-            // This process hands us the order when it settles it; another
-            // replica's settlement is seen at the next poll.
-            if let Some(view) = watch.wait((deadline - now).min(SETTLE_POLL)).await {
-                return Ok(view);
-            }
-            read_now = true;
-        }
     }
 }

@@ -4,13 +4,13 @@
 //! (`tests/store_contract.rs`) holds both to the same behaviour;
 //! `commerce_payment` implements [`PaymentGateway`] over HTTP.
 //!
-//! - [`events`]: the event store, its inline projection, the feed and the
+//! - [`events`] holds the event store, its inline projection, the feed and the
 //!   outbox relay's cursor, the order read model;
-//! - [`inventory`]: products, stock, reservations, the stock cache;
-//! - [`sagas`]: saga instances, their leases and history;
-//! - [`plugins`]: the plugin registry;
-//! - [`carts`]: carts;
-//! - [`payment`]: the payment gateway.
+//! - [`inventory`] holds products, stock, reservations, the stock cache;
+//! - [`sagas`] holds saga instances, their leases and history;
+//! - [`plugins`] holds the plugin registry;
+//! - [`carts`] holds carts;
+//! - [`payment`] holds the payment gateway.
 
 pub mod carts;
 pub mod events;
