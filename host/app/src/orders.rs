@@ -25,6 +25,7 @@ use super::settlements::Watch;
 use super::views::{DEFAULT_PAGE, MAX_PAGE, OrderPage, OrderQuery, OrderView};
 use super::{AppError, Caller, Orders, now};
 use commerce_domain::inventory::plan_hold;
+use commerce_domain::saga::{Outcome, Phase, Step};
 use commerce_domain::{
     Aggregate, Currency, DomainEvent, Order, OrderAction, OrderCommand, OrderError, OrderEvent,
     OrderLine, OrderStatus, PlaceOrder, Quantity, Sku,
@@ -240,9 +241,9 @@ impl Orders<'_> {
             expected_revision: None,
             history: vec![SagaStepRecord::new(
                 s.saga_id,
-                "reserve-inventory",
-                "action",
-                "ok",
+                Step::ReserveInventory,
+                Phase::Action,
+                Outcome::Ok,
                 Some("stock reserved with the order".into()),
                 0,
                 s.created_at,
