@@ -12,12 +12,19 @@
 //!               needs_attention (an operator retries or aborts)
 //! ```
 //!
-//! A step past the last compensable one is a pivot: once payment is
-//! captured the saga only goes forward, retrying until it completes.
+//! The pivot is marked in the definition: once payment is captured the
+//! saga only goes forward, retrying until it completes. A step marked
+//! local only touches our own database, so the orchestrator writes it
+//! with the step before it. A history line names its step, phase and
+//! outcome with the types of [`history`].
+//!
+//! Adding a step: a [`StepDef`] line in the definition (and a [`Step`]
+//! variant with its name); its action is one function in the app's saga
+//! module, named where the app chooses each step's action.
 
 use serde::{Deserialize, Serialize};
 
-mod history;
+pub mod history;
 pub use history::{Outcome, Phase, StepName};
 
 /// What the fulfilment saga does, in order.

@@ -19,7 +19,6 @@
 //! reloaded, what this run learned at the gateway (an authorization, a
 //! capture) is merged into it, and the run goes on from the saga's real
 //! state, or stops if the saga is now leased to another process.
-
 //!
 //! This file is the loop; a round's parts live by concept: the steps'
 //! actions in [`super::actions`], the compensations in
