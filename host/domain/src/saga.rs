@@ -12,10 +12,20 @@
 //!               needs_attention (an operator retries or aborts)
 //! ```
 //!
-//! A step past the last compensable one is a pivot: once payment is
-//! captured the saga only goes forward, retrying until it completes.
+//! The pivot is marked in the definition: once payment is captured the
+//! saga only goes forward, retrying until it completes. A step marked
+//! local only touches our own database, so the orchestrator writes it
+//! with the step before it. A history line names its step, phase and
+//! outcome with the types of [`history`].
+//!
+//! Adding a step: a [`StepDef`] line in the definition (and a [`Step`]
+//! variant with its name); its action is one function in the app's saga
+//! module, named where the app chooses each step's action.
 
 use serde::{Deserialize, Serialize};
+
+pub mod history;
+pub use history::{Outcome, Phase, StepName};
 
 /// What the fulfilment saga does, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -59,12 +69,57 @@ impl Compensation {
     }
 }
 
-/// One step of a definition.
+/// One step of a definition: what the orchestrator needs to run it,
+/// besides its action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StepDef {
     pub step: Step,
     /// `None`: nothing to undo (or nothing can be undone: a pivot).
     pub compensation: Option<Compensation>,
+    /// The step only touches our own database, so it is written with the
+    /// step before it when that one succeeds, rather than on its own.
+    pub local: bool,
+    /// Past this step the saga only goes forward: a failure is for an
+    /// operator, not a compensation.
+    pub pivot: bool,
+}
+
+impl StepDef {
+    /// A step that calls out (or that is done elsewhere), with nothing to
+    /// undo until [`undone_by`](Self::undone_by) says otherwise.
+    pub const fn remote(step: Step) -> Self {
+        StepDef {
+            step,
+            compensation: None,
+            local: false,
+            pivot: false,
+        }
+    }
+
+    /// A step that only touches our own database.
+    pub const fn local(step: Step) -> Self {
+        StepDef {
+            local: true,
+            ..StepDef::remote(step)
+        }
+    }
+
+    /// The step's effect is undone by `compensation`.
+    pub const fn undone_by(self, compensation: Compensation) -> Self {
+        StepDef {
+            compensation: Some(compensation),
+            ..self
+        }
+    }
+
+    /// The step cannot be undone: the saga only goes forward after it.
+    pub const fn pivot(self) -> Self {
+        StepDef {
+            pivot: true,
+            compensation: None,
+            ..self
+        }
+    }
 }
 
 /// A saga definition: its type name and its steps.
@@ -74,26 +129,31 @@ pub struct SagaDefinition {
     pub steps: &'static [StepDef],
 }
 
-/// The order-fulfilment saga of DESIGN.md.
+impl SagaDefinition {
+    /// The definition of `step`, if the saga has it.
+    pub fn step(&self, step: Step) -> Option<&StepDef> {
+        self.steps.iter().find(|s| s.step == step)
+    }
+
+    /// Whether any of the first `done` steps is the pivot.
+    fn past_pivot(&self, done: usize) -> bool {
+        self.steps[..done.min(self.steps.len())]
+            .iter()
+            .any(|s| s.pivot)
+    }
+}
+
+/// The order-fulfilment saga of docs/design.md. Adding a step: a line
+/// here and its action in `commerce_app::saga::actions`.
 pub const FULFILMENT: SagaDefinition = SagaDefinition {
     saga_type: "order-fulfilment",
     steps: &[
-        StepDef {
-            step: Step::ReserveInventory,
-            compensation: Some(Compensation::ReleaseInventory),
-        },
-        StepDef {
-            step: Step::AuthorizePayment,
-            compensation: Some(Compensation::VoidPayment),
-        },
-        StepDef {
-            step: Step::CapturePayment,
-            compensation: None,
-        },
-        StepDef {
-            step: Step::Notify,
-            compensation: None,
-        },
+        // Done synchronously when the order is placed.
+        StepDef::local(Step::ReserveInventory).undone_by(Compensation::ReleaseInventory),
+        StepDef::remote(Step::AuthorizePayment).undone_by(Compensation::VoidPayment),
+        StepDef::remote(Step::CapturePayment).pivot(),
+        // The confirmation event in the outbox is the notification.
+        StepDef::local(Step::Notify),
     ],
 };
 
@@ -182,10 +242,7 @@ impl SagaProgress {
             return self;
         }
         self.failure = Some(reason.into());
-        let past_pivot = def.steps[..self.cursor]
-            .iter()
-            .any(|s| s.compensation.is_none());
-        self.status = if past_pivot {
+        self.status = if def.past_pivot(self.cursor) {
             SagaStatus::NeedsAttention
         } else {
             SagaStatus::Compensating
@@ -261,10 +318,7 @@ impl SagaProgress {
     /// compensating.
     pub fn resume(mut self, def: &SagaDefinition) -> Self {
         if self.status == SagaStatus::NeedsAttention {
-            let past_pivot = def.steps[..self.cursor.min(def.steps.len())]
-                .iter()
-                .any(|s| s.compensation.is_none());
-            self.status = if past_pivot {
+            self.status = if def.past_pivot(self.cursor) {
                 SagaStatus::Running
             } else {
                 SagaStatus::Compensating
@@ -444,5 +498,53 @@ mod tests {
         assert_eq!(completed.clone().failed(F, "late"), completed);
         assert_eq!(completed.clone().compensated(F), completed);
         assert_eq!(completed.clone().stuck("x"), completed);
+    }
+
+    #[test]
+    fn the_fulfilment_definition_says_how_each_step_runs() {
+        // Given the fulfilment saga, then the capture is its only pivot,
+        // nothing after the pivot can be undone, and the steps that only
+        // touch our database are the reservation and the notification.
+        let pivots: Vec<Step> = F.steps.iter().filter(|s| s.pivot).map(|s| s.step).collect();
+        assert_eq!(pivots, [Step::CapturePayment]);
+        let pivot = F.steps.iter().position(|s| s.pivot).unwrap();
+        assert!(F.steps[pivot..].iter().all(|s| s.compensation.is_none()));
+        let local: Vec<Step> = F.steps.iter().filter(|s| s.local).map(|s| s.step).collect();
+        assert_eq!(local, [Step::ReserveInventory, Step::Notify]);
+        assert_eq!(
+            F.step(Step::AuthorizePayment).and_then(|s| s.compensation),
+            Some(Compensation::VoidPayment)
+        );
+        // A pivot cannot be given a compensation by mistake.
+        let def = StepDef::remote(Step::CapturePayment)
+            .undone_by(Compensation::VoidPayment)
+            .pivot();
+        assert_eq!(def.compensation, None);
+    }
+
+    #[test]
+    fn a_step_with_nothing_to_undo_before_the_pivot_does_not_stop_the_way_back() {
+        // Given a definition with a step that needs no undoing before the
+        // pivot (only the pivot is one-way)
+        const D: &SagaDefinition = &SagaDefinition {
+            saga_type: "test",
+            steps: &[
+                StepDef::local(Step::ReserveInventory).undone_by(Compensation::ReleaseInventory),
+                StepDef::local(Step::Notify),
+                StepDef::remote(Step::AuthorizePayment).undone_by(Compensation::VoidPayment),
+                StepDef::remote(Step::CapturePayment).pivot(),
+            ],
+        };
+        // When the capture fails
+        let p = SagaProgress::started(1)
+            .acted(D)
+            .acted(D)
+            .failed(D, "declined");
+        // Then the saga turns back past the step with nothing to undo
+        assert_eq!(p.status, SagaStatus::Compensating);
+        assert_eq!(p.next(D), Next::Compensate(Compensation::VoidPayment));
+        let p = p.compensated(D);
+        assert_eq!(p.next(D), Next::Compensate(Compensation::ReleaseInventory));
+        assert_eq!(p.compensated(D).status, SagaStatus::Compensated);
     }
 }

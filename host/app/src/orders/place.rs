@@ -17,6 +17,7 @@ use crate::{AppError, Caller, Orders, now};
 
 use super::change::{handle_all, held_by};
 use super::*;
+use commerce_domain::saga::{Outcome, Phase, Step};
 use commerce_domain::{
     Aggregate, Currency, Order, OrderCommand, OrderLine, OrderStatus, PlaceOrder, Sku,
 };
@@ -332,9 +333,9 @@ fn reserved_with_the_order(saga: &SagaInstance) -> SagaWrite {
         expected_revision: None,
         history: vec![SagaStepRecord::new(
             saga.saga_id,
-            "reserve-inventory",
-            "action",
-            "ok",
+            Step::ReserveInventory,
+            Phase::Action,
+            Outcome::Ok,
             Some("stock reserved with the order".into()),
             0,
             saga.created_at,

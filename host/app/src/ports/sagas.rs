@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{InventoryChange, StoreError};
 use commerce_domain::Currency;
-use commerce_domain::saga::{FULFILMENT, Next, SagaProgress, SagaStatus};
+use commerce_domain::saga::{FULFILMENT, Outcome, Phase, SagaProgress, SagaStatus, StepName};
 
 /// What the saga needs to pay for the order, copied from the order when
 /// the saga starts (the order's lines cannot change while it runs).
@@ -90,13 +90,14 @@ impl SagaInstance {
         self.data.progress.status
     }
 
+    /// What the saga does next.
+    pub fn current(&self) -> StepName {
+        self.data.progress.next(&FULFILMENT).into()
+    }
+
     /// What the saga does next, by name (`-` when it does nothing).
     pub fn current_step(&self) -> &'static str {
-        match self.data.progress.next(&FULFILMENT) {
-            Next::Act(step) => step.as_str(),
-            Next::Compensate(c) => c.as_str(),
-            Next::Stop => "-",
-        }
+        self.current().as_str()
     }
 
     /// The next state of this saga, to be written over this revision.
@@ -109,7 +110,9 @@ impl SagaInstance {
     }
 }
 
-/// One line of a saga's history.
+/// One line of a saga's history. The names are stored and shown as
+/// text; they are written only from their typed forms
+/// ([`StepName`], [`Phase`], [`Outcome`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SagaStepRecord {
     #[serde(skip)]
@@ -131,9 +134,9 @@ pub struct SagaStepRecord {
 impl SagaStepRecord {
     pub fn new(
         saga_id: Uuid,
-        step: &str,
-        phase: &str,
-        outcome: &str,
+        step: impl Into<StepName>,
+        phase: Phase,
+        outcome: Outcome,
         detail: Option<String>,
         attempt: i32,
         at: DateTime<Utc>,
@@ -141,9 +144,9 @@ impl SagaStepRecord {
         SagaStepRecord {
             record_id: Uuid::now_v7(),
             saga_id,
-            step: step.to_owned(),
-            phase: phase.to_owned(),
-            outcome: outcome.to_owned(),
+            step: step.into().as_str().to_owned(),
+            phase: phase.as_str().to_owned(),
+            outcome: outcome.as_str().to_owned(),
             detail,
             attempt,
             at,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{SagaInstance, SagaStepRecord, SagaWrite, chrono_duration, status_str};
 use crate::ports::InventoryChange;
 use crate::{App, AppError, Caller, now};
-use commerce_domain::saga::{FULFILMENT, SagaStatus};
+use commerce_domain::saga::{FULFILMENT, Outcome, Phase, SagaStatus};
 use commerce_domain::{Aggregate, OrderAction, OrderCommand};
 
 /// Most sagas in one page of the admin list.
@@ -121,7 +121,7 @@ impl Sagas<'_> {
     /// Puts a saga that needs attention back to work at once, with fresh
     /// rounds, driven by this process (admin).
     pub async fn retry_saga(&self, caller: Caller, saga_id: Uuid) -> Result<SagaView, AppError> {
-        self.operate(caller, saga_id, "retry", |saga, app| {
+        self.operate(caller, saga_id, Outcome::Retry, |saga, app| {
             if saga.status() != SagaStatus::NeedsAttention {
                 return Err(AppError::Conflict(format!(
                     "only a saga that needs attention can be retried; this one is {}",
@@ -153,7 +153,7 @@ impl Sagas<'_> {
             "aborted by an operator: {}",
             reason.as_deref().unwrap_or("no reason given")
         );
-        self.operate(caller, saga_id, "abort", move |saga, _| {
+        self.operate(caller, saga_id, Outcome::Abort, move |saga, _| {
             if saga.status().is_terminal() {
                 return Err(AppError::Conflict(format!(
                     "the saga is already {}",
@@ -175,7 +175,7 @@ impl Sagas<'_> {
         &self,
         caller: Caller,
         saga_id: Uuid,
-        action: &str,
+        action: Outcome,
         change: F,
     ) -> Result<SagaView, AppError>
     where
@@ -196,8 +196,8 @@ impl Sagas<'_> {
                 expected_revision: Some(saga.revision),
                 history: vec![SagaStepRecord::new(
                     saga_id,
-                    saga.current_step(),
-                    "operator",
+                    saga.current(),
+                    Phase::Operator,
                     action,
                     Some(format!("by {}", caller.subject)),
                     saga.attempts,
@@ -227,7 +227,7 @@ impl Sagas<'_> {
             };
             match result {
                 Ok(()) => {
-                    tracing::warn!(%saga_id, order_id = %saga.correlation_id, action, operator = %caller.subject, "saga changed by an operator");
+                    tracing::warn!(%saga_id, order_id = %saga.correlation_id, action = action.as_str(), operator = %caller.subject, "saga changed by an operator");
                     if self.payments.is_some() && next.lease_owner.is_some() {
                         self.spawn_saga(next.clone(), None);
                     }
@@ -277,9 +277,9 @@ impl Sagas<'_> {
                     expected_revision: Some(saga.revision),
                     history: vec![SagaStepRecord::new(
                         saga.saga_id,
-                        saga.current_step(),
-                        "cancel",
-                        "failed",
+                        saga.current(),
+                        Phase::Cancel,
+                        Outcome::Failed,
                         Some(why),
                         saga.attempts,
                         at,

@@ -14,7 +14,11 @@
 //! re-run after a crash between the gateway's answer and that write gets
 //! the first answer back and acts once.
 
+mod actions;
 pub mod admin;
+mod compensations;
+mod hooks;
+mod round;
 pub mod runner;
 pub mod worker;
 
