@@ -21,7 +21,7 @@ pub mod driver;
 pub mod stats;
 pub mod target;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -74,6 +74,8 @@ pub async fn run(args: BenchArgs, examples: &'static [BundledPlugin]) -> anyhow:
     Ok(())
 }
 
+/// Seeds the run's products, drives the load, reads back what the service
+/// and the simulator hold, checks it, and sums it all up.
 async fn bench(
     args: &BenchArgs,
     target: &Target,
@@ -108,7 +110,44 @@ async fn bench(
     });
     let (mut observed, schedule) =
         driver::drive(client.clone(), &target.base, workload, args).await?;
-    let database = match counters {
+    let database = database_cost(counters, &observed).await;
+    let drained = observed.last_settled.map_or(0.0, |t| {
+        t.saturating_duration_since(schedule.window_end)
+            .as_secs_f64()
+    });
+
+    eprintln!("bench: load over; checking consistency");
+    let reader = check::Reader {
+        client,
+        base: &target.base,
+        payment_sim: &target.payment_sim,
+        admin,
+    };
+    let placed = std::mem::take(&mut observed.placed);
+    let (snapshot, warnings) = gather(&reader, target, seeded, since, &schedule, placed).await?;
+    let consistency = check::check(&snapshot);
+    let checked = check::coverage(&snapshot);
+    Ok(summary(
+        args,
+        setup(args, target, run),
+        observed,
+        drained,
+        Checked {
+            consistency,
+            warnings,
+            checked,
+        },
+        database,
+    ))
+}
+
+/// The database's cost per order, once the counters' task is done (none
+/// against SQLite or a remote service, or when they could not be read).
+async fn database_cost(
+    counters: Option<tokio::task::JoinHandle<anyhow::Result<(i64, i64)>>>,
+    observed: &driver::Observed,
+) -> Option<stats::DatabaseCost> {
+    match counters {
         Some(task) => match task.await {
             Ok(Ok((transactions, wal_flushes))) => {
                 let orders = observed.terminal_in_window.max(1) as f64;
@@ -124,19 +163,19 @@ async fn bench(
             Err(_) => None,
         },
         None => None,
-    };
-    let drained = observed.last_settled.map_or(0.0, |t| {
-        t.saturating_duration_since(schedule.window_end)
-            .as_secs_f64()
-    });
+    }
+}
 
-    eprintln!("bench: load over; checking consistency");
-    let reader = check::Reader {
-        client,
-        base: &target.base,
-        payment_sim: &target.payment_sim,
-        admin,
-    };
+/// Reads what the check compares once the load is over, and the cache
+/// drift warnings. `placed` are the orders the run was answered 201 for.
+async fn gather(
+    reader: &check::Reader<'_>,
+    target: &Target,
+    seeded: BTreeMap<String, i64>,
+    since: chrono::DateTime<chrono::Utc>,
+    schedule: &driver::Schedule,
+    placed: HashMap<Uuid, String>,
+) -> anyhow::Result<(check::Snapshot, Vec<String>)> {
     let orders = reader.orders(&seeded, since).await?;
     let ids: HashSet<Uuid> = orders.iter().map(|o| o.id).collect();
     let scope = (!target.ledger_is_ours).then_some(&ids);
@@ -173,16 +212,27 @@ async fn bench(
         products,
         seeded,
         orders,
-        placed: std::mem::take(&mut observed.placed),
+        placed,
         open_sagas,
         ledger: reader.ledger().await?,
         ledger_is_ours: target.ledger_is_ours,
     };
-    let consistency = check::check(&snapshot);
-    let checked = check::coverage(&snapshot);
+    Ok((snapshot, warnings))
+}
 
-    let secs = args.duration as f64;
-    let setup = BTreeMap::from([
+/// What the consistency check found.
+struct Checked {
+    /// The problems (empty when consistent).
+    consistency: Vec<String>,
+    /// Cache drift, not counted as inconsistencies.
+    warnings: Vec<String>,
+    /// What was covered.
+    checked: BTreeMap<String, u64>,
+}
+
+/// The run's setup in words, for the summary.
+fn setup(args: &BenchArgs, target: &Target, run: &str) -> BTreeMap<String, serde_json::Value> {
+    BTreeMap::from([
         ("target".to_owned(), json!(target.label)),
         (
             "load".to_owned(),
@@ -227,8 +277,20 @@ async fn bench(
             ),
         ),
         ("run".to_owned(), json!(run)),
-    ]);
-    Ok(Summary {
+    ])
+}
+
+/// The summary of what was observed and checked.
+fn summary(
+    args: &BenchArgs,
+    setup: BTreeMap<String, serde_json::Value>,
+    mut observed: driver::Observed,
+    drained: f64,
+    checked: Checked,
+    database: Option<stats::DatabaseCost>,
+) -> Summary {
+    let secs = args.duration as f64;
+    Summary {
         setup,
         measured_secs: secs,
         sent: observed.sent,
@@ -249,11 +311,11 @@ async fn bench(
         saga_completion: observed.saga.summary(),
         cart_put: observed.cart_put.summary(),
         drain_secs: drained,
-        consistency,
-        warnings,
-        checked,
+        consistency: checked.consistency,
+        warnings: checked.warnings,
+        checked: checked.checked,
         database,
-    })
+    }
 }
 
 /// Transactions committed in the database and WAL flushes in the cluster

@@ -4,7 +4,7 @@
 //! running. Also seeds the run's products and cleans up afterwards.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -143,40 +143,7 @@ async fn in_process(
         dir: Some(dir.clone()),
         ..Cleanup::default()
     };
-    let (config, backend) = match args.backend {
-        Backend::Sqlite => (
-            StoreConfig::Sqlite {
-                data_dir: dir.clone(),
-            },
-            format!("SQLite in {}", dir.display()),
-        ),
-        Backend::Postgres => {
-            let schema = format!("bench_{run}");
-            let mut conn = sqlx::PgConnection::connect(&args.database_url)
-                .await
-                .context("connecting to --database-url")?;
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                .execute(&mut conn)
-                .await
-                .context("creating the run's schema")?;
-            cleanup.schema = Some((args.database_url.clone(), schema.clone()));
-            let separator = if args.database_url.contains('?') {
-                '&'
-            } else {
-                '?'
-            };
-            (
-                StoreConfig::Postgres {
-                    url: format!(
-                        "{}{separator}options=-c%20search_path%3D{schema}",
-                        args.database_url
-                    ),
-                    max_connections: args.db_max_connections,
-                },
-                format!("PostgreSQL, schema {schema}"),
-            )
-        }
-    };
+    let (config, backend) = store_config(args, run, &dir, &mut cleanup).await?;
     let store = commerce_store::open(&config).await?;
     let secret = format!(
         "bench-{}-{}",
@@ -192,23 +159,7 @@ async fn in_process(
     .await?;
     let payment_sim = format!("http://{simulator}");
 
-    let redis = match &args.redis_url {
-        Some(url) => {
-            let config = RedisConfig {
-                url: url.clone(),
-                prefix: format!("bench:{run}:"),
-                timeout: Duration::from_millis(500),
-            };
-            let redis = Redis::connect(&config)?;
-            redis
-                .ping()
-                .await
-                .map_err(|e| anyhow::anyhow!("Redis at {url} does not answer: {e}"))?;
-            cleanup.redis = Some((url.clone(), config.prefix.clone()));
-            Some(redis)
-        }
-        None => None,
-    };
+    let redis = connect_redis(args, run, &mut cleanup).await?;
     let with_redis = redis.is_some();
     let wiring = Wiring {
         plugins: args.plugins.settings(&dir),
@@ -252,6 +203,75 @@ async fn in_process(
         store: Some(store),
         cleanup,
     })
+}
+
+/// The in-process service's store, and the words for it: SQLite in `dir`,
+/// or a schema of its own in PostgreSQL (created here, dropped by
+/// `cleanup`).
+async fn store_config(
+    args: &BenchArgs,
+    run: &str,
+    dir: &Path,
+    cleanup: &mut Cleanup,
+) -> anyhow::Result<(StoreConfig, String)> {
+    Ok(match args.backend {
+        Backend::Sqlite => (
+            StoreConfig::Sqlite {
+                data_dir: dir.to_owned(),
+            },
+            format!("SQLite in {}", dir.display()),
+        ),
+        Backend::Postgres => {
+            let schema = format!("bench_{run}");
+            let mut conn = sqlx::PgConnection::connect(&args.database_url)
+                .await
+                .context("connecting to --database-url")?;
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                .execute(&mut conn)
+                .await
+                .context("creating the run's schema")?;
+            cleanup.schema = Some((args.database_url.clone(), schema.clone()));
+            let separator = if args.database_url.contains('?') {
+                '&'
+            } else {
+                '?'
+            };
+            (
+                StoreConfig::Postgres {
+                    url: format!(
+                        "{}{separator}options=-c%20search_path%3D{schema}",
+                        args.database_url
+                    ),
+                    max_connections: args.db_max_connections,
+                },
+                format!("PostgreSQL, schema {schema}"),
+            )
+        }
+    })
+}
+
+/// Redis under a key prefix of the run's (deleted by `cleanup`), when
+/// `--redis-url` is given; an error if it does not answer.
+async fn connect_redis(
+    args: &BenchArgs,
+    run: &str,
+    cleanup: &mut Cleanup,
+) -> anyhow::Result<Option<Redis>> {
+    let Some(url) = &args.redis_url else {
+        return Ok(None);
+    };
+    let config = RedisConfig {
+        url: url.clone(),
+        prefix: format!("bench:{run}:"),
+        timeout: Duration::from_millis(500),
+    };
+    let redis = Redis::connect(&config)?;
+    redis
+        .ping()
+        .await
+        .map_err(|e| anyhow::anyhow!("Redis at {url} does not answer: {e}"))?;
+    cleanup.redis = Some((url.clone(), config.prefix.clone()));
+    Ok(Some(redis))
 }
 
 /// Creates the run's products (`PUT /v1/products/{sku}`, 16 at a time):

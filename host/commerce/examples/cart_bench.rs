@@ -13,6 +13,7 @@
 //! ```
 //! Redis is reached at TEST_REDIS_URL (default redis://127.0.0.1:6379).
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -97,22 +98,59 @@ async fn main() -> anyhow::Result<()> {
         "--lines must be between 1 and --skus"
     );
     let dir = tempfile::tempdir()?;
-    let store = commerce_store::open(&StoreConfig::Sqlite {
-        data_dir: dir.path().to_owned(),
-    })
-    .await?;
-    let settings = commerce_plugins::PluginSettings {
-        cache_dir: dir.path().join("plugin-cache"),
-        ..Default::default()
-    };
-    let (app, _runtime) = commerce_service::startup::build_app(store, settings).await?;
     let redis_config = RedisConfig {
         url: std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
         prefix: format!("bench:{}:", Uuid::new_v4().simple()),
         timeout: Duration::from_millis(500),
     };
+    let keys = JwtKeys::new(SECRET.as_bytes());
+    let (base, with_redis) = start_service(&args, dir.path(), &redis_config, &keys).await?;
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    seed(&client, &base, &keys, args.skus).await?;
+
+    let (mut put, mut get) = load(&args, &client, &base, &keys).await?;
+    println!(
+        "carts={} concurrency={} duration={}s",
+        args.carts, args.concurrency, args.duration
+    );
+    put.report("PUT", args.duration);
+    get.report("GET", args.duration);
+    println!(
+        "all  ops/s={:.0}",
+        (put.latencies.len() + get.latencies.len()) as f64 / args.duration as f64
+    );
+
+    if with_redis {
+        // Leave the shared Redis as we found it.
+        delete_keys(&redis_config).await?;
+    }
+    Ok(())
+}
+
+/// Starts the service on a free port, its catalog in SQLite in `dir` and
+/// its carts in Redis (`--carts redis`, an error if Redis does not
+/// answer) or in the store; returns its base URL and whether carts are
+/// in Redis.
+async fn start_service(
+    args: &Args,
+    dir: &Path,
+    redis_config: &RedisConfig,
+    keys: &JwtKeys,
+) -> anyhow::Result<(String, bool)> {
+    let store = commerce_store::open(&StoreConfig::Sqlite {
+        data_dir: dir.to_owned(),
+    })
+    .await?;
+    let settings = commerce_plugins::PluginSettings {
+        cache_dir: dir.join("plugin-cache"),
+        ..Default::default()
+    };
+    let (app, _runtime) = commerce_service::startup::build_app(store, settings).await?;
     let redis = if args.carts == "redis" {
-        let redis = Redis::connect(&redis_config)?;
+        let redis = Redis::connect(redis_config)?;
         redis
             .ping()
             .await
@@ -121,23 +159,29 @@ async fn main() -> anyhow::Result<()> {
     } else {
         None
     };
-    let app = match &redis {
+    let with_redis = redis.is_some();
+    let app = match redis {
         Some(redis) => app.with_carts(
-            std::sync::Arc::new(commerce_store::redis::cart::RedisCarts::new(redis.clone())),
+            std::sync::Arc::new(commerce_store::redis::cart::RedisCarts::new(redis)),
             commerce_app::cart::DEFAULT_CART_TTL,
         ),
         None => app,
     };
-    let keys = JwtKeys::new(SECRET.as_bytes());
     let app = Application::build("127.0.0.1:0", app, keys.clone()).await?;
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
+    Ok((base, with_redis))
+}
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+/// Creates `SKU-0` .. `SKU-<skus - 1>`, a million units each.
+async fn seed(
+    client: &reqwest::Client,
+    base: &str,
+    keys: &JwtKeys,
+    skus: usize,
+) -> anyhow::Result<()> {
     let admin = keys.mint(Uuid::nil(), Role::Admin, Duration::from_secs(3600))?;
-    for i in 0..args.skus {
+    for i in 0..skus {
         let resp = client
             .put(format!("{base}/v1/products/SKU-{i}"))
             .bearer_auth(&admin)
@@ -150,51 +194,30 @@ async fn main() -> anyhow::Result<()> {
             resp.status()
         );
     }
+    Ok(())
+}
 
+/// `--concurrency` customers working their carts for 1 s of warm-up and
+/// `--duration` seconds more; the PUT and GET samples of all of them.
+async fn load(
+    args: &Args,
+    client: &reqwest::Client,
+    base: &str,
+    keys: &JwtKeys,
+) -> anyhow::Result<(Samples, Samples)> {
     let warmup = Instant::now() + Duration::from_secs(1);
     let deadline = warmup + Duration::from_secs(args.duration);
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency {
-        let client = client.clone();
-        let base = base.clone();
+        let (client, base) = (client.clone(), base.to_owned());
         let token = keys.mint(Uuid::new_v4(), Role::Customer, Duration::from_secs(3600))?;
-        let (skus, lines) = (args.skus, args.lines);
+        let customer = Customer {
+            worker,
+            skus: args.skus,
+            lines: args.lines,
+        };
         tasks.push(tokio::spawn(async move {
-            let (mut put, mut get) = (Samples::default(), Samples::default());
-            let mut n = worker;
-            loop {
-                let started = Instant::now();
-                if started >= deadline {
-                    break;
-                }
-                let measuring = started >= warmup;
-                n += 1;
-                let sku = (worker * 7 + n % lines) % skus;
-                let result = client
-                    .put(format!("{base}/v1/cart/items/SKU-{sku}"))
-                    .bearer_auth(&token)
-                    .json(&json!({"quantity": 1 + n % 5}))
-                    .send()
-                    .await;
-                put.record(
-                    started,
-                    matches!(&result, Ok(r) if r.status().is_success()),
-                    measuring,
-                );
-
-                let started = Instant::now();
-                let result = client
-                    .get(format!("{base}/v1/cart"))
-                    .bearer_auth(&token)
-                    .send()
-                    .await;
-                let ok = match result {
-                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                    _ => false,
-                };
-                get.record(started, ok, measuring);
-            }
-            (put, get)
+            customer.run(&client, &base, &token, warmup, deadline).await
         }));
     }
     let (mut put, mut get) = (Samples::default(), Samples::default());
@@ -203,28 +226,75 @@ async fn main() -> anyhow::Result<()> {
         put.merge(p);
         get.merge(g);
     }
-    println!(
-        "carts={} concurrency={} duration={}s",
-        args.carts, args.concurrency, args.duration
-    );
-    put.report("PUT", args.duration);
-    get.report("GET", args.duration);
-    println!(
-        "all  ops/s={:.0}",
-        (put.latencies.len() + get.latencies.len()) as f64 / args.duration as f64
-    );
+    Ok((put, get))
+}
 
-    if redis.is_some() {
-        // Leave the shared Redis as we found it.
-        let client = redis::Client::open(redis_config.url.as_str())?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", redis_config.prefix))
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+/// One simulated customer: which SKUs its cart cycles over.
+struct Customer {
+    worker: usize,
+    skus: usize,
+    lines: usize,
+}
+
+impl Customer {
+    /// Alternates `PUT /v1/cart/items/{sku}` and `GET /v1/cart` until
+    /// `deadline`, measuring after `warmup`.
+    async fn run(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        token: &str,
+        warmup: Instant,
+        deadline: Instant,
+    ) -> (Samples, Samples) {
+        let (mut put, mut get) = (Samples::default(), Samples::default());
+        let mut n = self.worker;
+        loop {
+            let started = Instant::now();
+            if started >= deadline {
+                break;
+            }
+            let measuring = started >= warmup;
+            n += 1;
+            let sku = (self.worker * 7 + n % self.lines) % self.skus;
+            let result = client
+                .put(format!("{base}/v1/cart/items/SKU-{sku}"))
+                .bearer_auth(token)
+                .json(&json!({"quantity": 1 + n % 5}))
+                .send()
+                .await;
+            put.record(
+                started,
+                matches!(&result, Ok(r) if r.status().is_success()),
+                measuring,
+            );
+
+            let started = Instant::now();
+            let result = client
+                .get(format!("{base}/v1/cart"))
+                .bearer_auth(token)
+                .send()
+                .await;
+            let ok = match result {
+                Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                _ => false,
+            };
+            get.record(started, ok, measuring);
         }
+        (put, get)
+    }
+}
+
+/// Deletes the run's keys from Redis.
+async fn delete_keys(redis_config: &RedisConfig) -> anyhow::Result<()> {
+    let client = redis::Client::open(redis_config.url.as_str())?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", redis_config.prefix))
+        .query_async(&mut conn)
+        .await?;
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
     }
     Ok(())
 }

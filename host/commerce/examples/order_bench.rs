@@ -25,11 +25,14 @@
 #[path = "../src/examples.rs"]
 mod examples;
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use commerce_api::auth::JwtKeys;
 use commerce_app::Role;
+use commerce_app::inventory::InventoryStats;
 use commerce_service::startup::Application;
 use commerce_store::StoreConfig;
 use serde_json::json;
@@ -69,8 +72,52 @@ async fn main() -> anyhow::Result<()> {
     let admin_url = std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     let schema = format!("bench_{}", Uuid::new_v4().simple());
-    let config = if args.backend == "postgres" {
+    let config = store_config(&args, &admin_url, &schema, dir.path()).await?;
+    let store = commerce_store::open(&config).await?;
+    let keys = JwtKeys::new(SECRET.as_bytes());
+    let (base, inventory) = start_service(&args, store.clone(), dir.path(), &keys).await?;
+
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
+    seed(&client, &base, &keys, args.skus).await?;
+
+    let stats_before = pg_stats(&args, &admin_url).await?;
+    let load = load(&args, &client, &base, &keys).await?;
+    print_latencies(&args, &load);
+    print_stock_claims(&inventory, load.placed);
+    if let (Some(before), Some(after)) = (stats_before, pg_stats(&args, &admin_url).await?) {
+        // Over the whole run, warm-up included: transactions of any kind
+        // (reads are transactions too) and WAL flushes (durable commits).
+        let placed = load.placed;
+        println!(
+            "postgres per order: {:.2} transactions, {:.2} WAL flushes ({placed} orders)",
+            (after.0 - before.0) as f64 / placed as f64,
+            (after.1 - before.1) as f64 / placed as f64,
+        );
+    }
+    if args.saga {
+        saga_summary(&*store, args.duration as f64).await?;
+    }
+    if args.backend == "postgres" {
         let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&mut conn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// A fresh store: SQLite in `dir`, or `schema` (created here) in the
+/// PostgreSQL database at `admin_url`.
+async fn store_config(
+    args: &Args,
+    admin_url: &str,
+    schema: &str,
+    dir: &Path,
+) -> anyhow::Result<StoreConfig> {
+    Ok(if args.backend == "postgres" {
+        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .execute(&mut conn)
             .await?;
@@ -80,16 +127,24 @@ async fn main() -> anyhow::Result<()> {
         }
     } else {
         StoreConfig::Sqlite {
-            data_dir: dir.path().to_owned(),
+            data_dir: dir.to_owned(),
         }
-    };
-    let store = commerce_store::open(&config).await?;
-    let keys = JwtKeys::new(SECRET.as_bytes());
+    })
+}
+
+/// Starts the service on a free port, with payments and the example
+/// plugins if asked; returns its base URL and its stock-claim counters.
+async fn start_service(
+    args: &Args,
+    store: Arc<dyn commerce_app::Store>,
+    dir: &Path,
+    keys: &JwtKeys,
+) -> anyhow::Result<(String, Arc<InventoryStats>)> {
     let settings = commerce_plugins::PluginSettings {
-        cache_dir: dir.path().join("plugin-cache"),
+        cache_dir: dir.join("plugin-cache"),
         ..Default::default()
     };
-    let (app, _runtime) = commerce_service::startup::build_app(store.clone(), settings).await?;
+    let (app, _runtime) = commerce_service::startup::build_app(store, settings).await?;
     let app = if args.saga {
         commerce_service::startup::with_payments(
             app,
@@ -111,12 +166,18 @@ async fn main() -> anyhow::Result<()> {
     let app = Application::build("127.0.0.1:0", app, keys.clone()).await?;
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
+    Ok((base, inventory))
+}
 
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(args.concurrency)
-        .build()?;
+/// Creates `SKU-0` .. `SKU-<skus - 1>`, a million units each.
+async fn seed(
+    client: &reqwest::Client,
+    base: &str,
+    keys: &JwtKeys,
+    skus: usize,
+) -> anyhow::Result<()> {
     let admin = keys.mint(Uuid::nil(), Role::Admin, Duration::from_secs(3600))?;
-    for i in 0..args.skus {
+    for i in 0..skus {
         let resp = client
             .put(format!("{base}/v1/products/SKU-{i}"))
             .bearer_auth(&admin)
@@ -129,70 +190,109 @@ async fn main() -> anyhow::Result<()> {
             resp.status()
         );
     }
+    Ok(())
+}
 
-    let stats_before = pg_stats(&args, &admin_url).await?;
+/// What the clients saw.
+#[derive(Default)]
+struct Load {
+    /// Latencies of the orders placed after the warm-up, sorted.
+    latencies: Vec<Duration>,
+    /// Failed placements after the warm-up.
+    errors: u64,
+    /// Orders placed, warm-up included.
+    placed: u64,
+}
+
+/// `--concurrency` clients placing orders for 2 s of warm-up and
+/// `--duration` seconds more.
+async fn load(
+    args: &Args,
+    client: &reqwest::Client,
+    base: &str,
+    keys: &JwtKeys,
+) -> anyhow::Result<Load> {
     let warmup = Instant::now() + Duration::from_secs(2);
     let deadline = warmup + Duration::from_secs(args.duration);
-    let skus = args.skus;
     let mut tasks = Vec::new();
     for worker in 0..args.concurrency {
-        let client = client.clone();
-        let base = base.clone();
+        let (client, base) = (client.clone(), base.to_owned());
         let token = keys.mint(Uuid::new_v4(), Role::Customer, Duration::from_secs(3600))?;
+        let skus = args.skus;
         tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0u64;
-            let mut placed = 0u64;
-            let mut n = worker;
-            loop {
-                let start = Instant::now();
-                if start >= deadline {
-                    break;
-                }
-                n += 7;
-                // 1 to 3 lines of distinct SKUs (fewer when there are fewer SKUs).
-                let lines = 1 + n % skus.min(3);
-                let step = if skus >= 40 { 13 } else { 1 };
-                let items: Vec<_> = (0..lines)
-                    .map(|l| json!({"sku": format!("SKU-{}", (n + l * step) % skus), "quantity": 1 + l}))
-                    .collect();
-                let result = client
-                    .post(format!("{base}/v1/orders"))
-                    .bearer_auth(&token)
-                    .header("Idempotency-Key", Uuid::new_v4().to_string())
-                    .json(&json!({"items": items, "currency": "EUR", "payment": {"token": "tok_ok"}}))
-                    .send()
-                    .await;
-                let ok = matches!(&result, Ok(r) if r.status() == reqwest::StatusCode::CREATED);
-                placed += ok as u64;
-                if start >= warmup {
-                    if ok {
-                        latencies.push(start.elapsed());
-                    } else {
-                        errors += 1;
-                    }
-                }
-            }
-            (latencies, errors, placed)
+            place_orders(&client, &base, &token, worker, skus, warmup, deadline).await
         }));
     }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    let mut placed = 0;
+    let mut load = Load::default();
     for t in tasks {
         let (l, e, p) = t.await?;
-        latencies.extend(l);
-        errors += e;
-        placed += p;
+        load.latencies.extend(l);
+        load.errors += e;
+        load.placed += p;
     }
-    latencies.sort();
+    load.latencies.sort();
+    Ok(load)
+}
+
+/// One client: places orders of 1 to 3 lines until `deadline`; returns
+/// the latencies and errors after `warmup`, and how many it placed.
+async fn place_orders(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    worker: usize,
+    skus: usize,
+    warmup: Instant,
+    deadline: Instant,
+) -> (Vec<Duration>, u64, u64) {
+    let mut latencies = Vec::new();
+    let mut errors = 0u64;
+    let mut placed = 0u64;
+    let mut n = worker;
+    loop {
+        let start = Instant::now();
+        if start >= deadline {
+            break;
+        }
+        n += 7;
+        // 1 to 3 lines of distinct SKUs (fewer when there are fewer SKUs).
+        let lines = 1 + n % skus.min(3);
+        let step = if skus >= 40 { 13 } else { 1 };
+        let items: Vec<_> = (0..lines)
+            .map(|l| json!({"sku": format!("SKU-{}", (n + l * step) % skus), "quantity": 1 + l}))
+            .collect();
+        let result = client
+            .post(format!("{base}/v1/orders"))
+            .bearer_auth(token)
+            .header("Idempotency-Key", Uuid::new_v4().to_string())
+            .json(&json!({"items": items, "currency": "EUR", "payment": {"token": "tok_ok"}}))
+            .send()
+            .await;
+        let ok = matches!(&result, Ok(r) if r.status() == reqwest::StatusCode::CREATED);
+        placed += ok as u64;
+        if start >= warmup {
+            if ok {
+                latencies.push(start.elapsed());
+            } else {
+                errors += 1;
+            }
+        }
+    }
+    (latencies, errors, placed)
+}
+
+/// The `p`-quantile (0 to 1) of `sorted`, in milliseconds; NaN if empty.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// The run's line: orders/s and latency percentiles.
+fn print_latencies(args: &Args, load: &Load) {
+    let latencies = &load.latencies;
     let orders = latencies.len() as f64;
-    let pct = |p: f64| {
-        latencies
-            .get(((orders * p) as usize).min(latencies.len().saturating_sub(1)))
-            .map(|d| d.as_secs_f64() * 1000.0)
-            .unwrap_or(f64::NAN)
-    };
     println!(
         "backend={} plugins={} skus={} concurrency={} duration={}s orders={} errors={} orders/s={:.0} p50={:.2}ms p95={:.2}ms p99={:.2}ms max={:.2}ms",
         args.backend,
@@ -201,55 +301,38 @@ async fn main() -> anyhow::Result<()> {
         args.concurrency,
         args.duration,
         latencies.len(),
-        errors,
+        load.errors,
         orders / args.duration as f64,
-        pct(0.50),
-        pct(0.95),
-        pct(0.99),
-        pct(1.0),
+        percentile_ms(latencies, 0.50),
+        percentile_ms(latencies, 0.95),
+        percentile_ms(latencies, 0.99),
+        percentile_ms(latencies, 1.0),
     );
-    {
-        use commerce_app::inventory::InventoryStats as S;
-        let attempts = S::get(&inventory.hold_attempts);
-        let conflicts = S::get(&inventory.hold_conflicts);
-        // Races lost inside the write (re-read and retried on the new
-        // version, same transaction) and races that sent the whole order
-        // back to be planned again (a new transaction, after a backoff).
-        let rereads: u64 = commerce_api::prometheus::handle()
-            .render()
-            .lines()
-            .find_map(|l| l.strip_prefix(commerce_app::inventory::CLAIM_REREADS))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
-        println!(
-            "stock claims (warm-up included): {attempts} writes with a claim; {rereads} claims re-read and retried \
-             in their transaction ({:.1}% of writes); {conflicts} writes replanned after a backoff ({:.2} per placed order); \
-             {} gave up, {} out of stock",
-            100.0 * rereads as f64 / attempts.max(1) as f64,
-            conflicts as f64 / placed.max(1) as f64,
-            S::get(&inventory.exhausted),
-            S::get(&inventory.out_of_stock),
-        );
-    }
-    if let (Some(before), Some(after)) = (stats_before, pg_stats(&args, &admin_url).await?) {
-        // Over the whole run, warm-up included: transactions of any kind
-        // (reads are transactions too) and WAL flushes (durable commits).
-        println!(
-            "postgres per order: {:.2} transactions, {:.2} WAL flushes ({placed} orders)",
-            (after.0 - before.0) as f64 / placed as f64,
-            (after.1 - before.1) as f64 / placed as f64,
-        );
-    }
-    if args.saga {
-        saga_summary(&*store, args.duration as f64).await?;
-    }
-    if args.backend == "postgres" {
-        let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(&mut conn)
-            .await?;
-    }
-    Ok(())
+}
+
+/// The stock claims' races, warm-up included, per write and per order.
+fn print_stock_claims(inventory: &InventoryStats, placed: u64) {
+    use commerce_app::inventory::InventoryStats as S;
+    let attempts = S::get(&inventory.hold_attempts);
+    let conflicts = S::get(&inventory.hold_conflicts);
+    // Races lost inside the write (re-read and retried on the new
+    // version, same transaction) and races that sent the whole order
+    // back to be planned again (a new transaction, after a backoff).
+    let rereads: u64 = commerce_api::prometheus::handle()
+        .render()
+        .lines()
+        .find_map(|l| l.strip_prefix(commerce_app::inventory::CLAIM_REREADS))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    println!(
+        "stock claims (warm-up included): {attempts} writes with a claim; {rereads} claims re-read and retried \
+         in their transaction ({:.1}% of writes); {conflicts} writes replanned after a backoff ({:.2} per placed order); \
+         {} gave up, {} out of stock",
+        100.0 * rereads as f64 / attempts.max(1) as f64,
+        conflicts as f64 / placed.max(1) as f64,
+        S::get(&inventory.exhausted),
+        S::get(&inventory.out_of_stock),
+    );
 }
 
 /// (transactions committed in this database, WAL syncs of the cluster).

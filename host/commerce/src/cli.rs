@@ -352,21 +352,24 @@ async fn payment_sim(args: PaymentSimArgs) -> anyhow::Result<()> {
 }
 
 async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
-    use commerce_app::extensions::PluginKind;
-    use commerce_app::plugins::InstallPlugin;
     let store = commerce_store::open(&command.store.store_config()).await?;
     let settings = command.limits.settings(&command.store.data_dir);
     let runtime = commerce_plugins::PluginRuntime::start(store.clone(), settings).await?;
     let app = App::new(store, runtime);
+    let output = plugin_action(&app, command.action).await?;
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}
+
+/// Runs a `commerce plugin` action as the administrator; returns what to
+/// print.
+async fn plugin_action(app: &App, action: PluginAction) -> anyhow::Result<serde_json::Value> {
+    use commerce_app::plugins::InstallPlugin;
     let admin = commerce_app::Caller {
         subject: Uuid::nil(),
         role: Role::Admin,
     };
-    let print = |v: serde_json::Value| -> anyhow::Result<()> {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        Ok(())
-    };
-    match command.action {
+    Ok(match action {
         PluginAction::Install {
             file,
             name,
@@ -377,21 +380,9 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
         } => {
             let bytes =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let name = match name {
-                Some(n) => n,
-                None => file
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .map(|s| s.to_ascii_lowercase().replace('_', "-"))
-                    .context("cannot derive a plugin name from the file name; pass --name")?,
-            };
+            let name = plugin_name(&file, name)?;
             let config_text = config.clone().unwrap_or_else(|| "{}".into());
-            let kind = match kind.as_deref().and_then(PluginKind::parse) {
-                Some(k) => k,
-                None => commerce_plugins::watcher::detect_kind(&app, &name, &bytes, &config_text)
-                    .await
-                    .context("the component exports none of the plugin worlds (or its smoke call fails); pass --kind to see why")?,
-            };
+            let kind = plugin_kind(app, kind.as_deref(), &name, &bytes, &config_text).await?;
             let record = app
                 .registry()
                 .install_plugin(
@@ -406,22 +397,20 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                     },
                 )
                 .await?;
-            print(serde_json::to_value(record)?)
+            serde_json::to_value(record)?
         }
-        PluginAction::List => print(serde_json::to_value(
-            app.registry().list_plugins(admin).await?,
-        )?),
-        PluginAction::Activate { name, version } => print(serde_json::to_value(
+        PluginAction::List => serde_json::to_value(app.registry().list_plugins(admin).await?)?,
+        PluginAction::Activate { name, version } => serde_json::to_value(
             app.registry()
                 .activate_plugin(admin, &name, version)
                 .await?,
-        )?),
-        PluginAction::Rollback { name } => print(serde_json::to_value(
-            app.registry().rollback_plugin(admin, &name).await?,
-        )?),
+        )?,
+        PluginAction::Rollback { name } => {
+            serde_json::to_value(app.registry().rollback_plugin(admin, &name).await?)?
+        }
         PluginAction::Remove { name } => {
             app.registry().remove_plugin(admin, &name).await?;
-            print(serde_json::json!({ "removed": name }))
+            serde_json::json!({ "removed": name })
         }
         PluginAction::Run {
             name,
@@ -433,12 +422,40 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
                     .with_context(|| format!("reading {}", input.display()))?,
             )
             .context("the input is not JSON")?;
-            print(
-                app.registry()
-                    .dry_run_plugin(admin, &name, version, input)
-                    .await?,
-            )
+            app.registry()
+                .dry_run_plugin(admin, &name, version, input)
+                .await?
         }
+    })
+}
+
+/// `--name`, or the file's name without its extension, in lower case with
+/// '-' for '_'.
+fn plugin_name(file: &std::path::Path, name: Option<String>) -> anyhow::Result<String> {
+    match name {
+        Some(n) => Ok(n),
+        None => file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .map(|s| s.to_ascii_lowercase().replace('_', "-"))
+            .context("cannot derive a plugin name from the file name; pass --name"),
+    }
+}
+
+/// `--kind`, or the plugin world the component exports (tried with its
+/// configuration).
+async fn plugin_kind(
+    app: &App,
+    kind: Option<&str>,
+    name: &str,
+    bytes: &[u8],
+    config: &str,
+) -> anyhow::Result<commerce_app::extensions::PluginKind> {
+    match kind.and_then(commerce_app::extensions::PluginKind::parse) {
+        Some(k) => Ok(k),
+        None => commerce_plugins::watcher::detect_kind(app, name, bytes, config)
+            .await
+            .context("the component exports none of the plugin worlds (or its smoke call fails); pass --kind to see why"),
     }
 }
 

@@ -2,13 +2,16 @@
 //! payment simulator hold must add up to what the run did.
 //!
 //! [`check`] is pure (a [`Snapshot`] in, problems out) so that it is
-//! unit-tested on seeded inconsistencies; [`gather`] reads the snapshot
+//! unit-tested on seeded inconsistencies; [`Reader`] reads the snapshot
 //! over HTTP, through the public API (admin token) and the simulator's
 //! ledger, the same way for an in-process and a remote service.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod reader;
 
-use anyhow::Context;
+pub use reader::Reader;
+
+use std::collections::{BTreeMap, HashMap};
+
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -97,7 +100,22 @@ pub struct Snapshot {
 ///   authorization is left held (`authorized`).
 pub fn check(s: &Snapshot) -> Vec<String> {
     let mut problems = Vec::new();
+    stock(s, &mut problems);
+    let by_id: HashMap<Uuid, &OrderState> = s.orders.iter().map(|o| (o.id, o)).collect();
+    orders(s, &by_id, &mut problems);
+    for saga in &s.open_sagas {
+        problems.push(format!(
+            "saga {} (order {}): still {}",
+            saga.saga_id, saga.correlation_id, saga.status
+        ));
+    }
+    payments(s, &by_id, &mut problems);
+    problems
+}
 
+/// Every product: nothing reserved, and on hand = seeded − the units of
+/// its fulfilled orders.
+fn stock(s: &Snapshot, problems: &mut Vec<String>) {
     let mut taken: HashMap<&str, i64> = HashMap::new();
     for order in &s.orders {
         if is_fulfilled(&order.status) {
@@ -126,8 +144,11 @@ pub fn check(s: &Snapshot) -> Vec<String> {
             ));
         }
     }
+}
 
-    let by_id: HashMap<Uuid, &OrderState> = s.orders.iter().map(|o| (o.id, o)).collect();
+/// Every order terminal; every order the run placed exists, in the status
+/// the run last saw (when that was terminal).
+fn orders(s: &Snapshot, by_id: &HashMap<Uuid, &OrderState>, problems: &mut Vec<String>) {
     for order in &s.orders {
         if is_open(&order.status) {
             problems.push(format!(
@@ -148,65 +169,36 @@ pub fn check(s: &Snapshot) -> Vec<String> {
             Some(_) => {}
         }
     }
+}
 
-    for saga in &s.open_sagas {
-        problems.push(format!(
-            "saga {} (order {}): still {}",
-            saga.saga_id, saga.correlation_id, saga.status
-        ));
-    }
+/// An authorization still held (neither captured nor voided).
+fn is_held(e: &LedgerEntry) -> bool {
+    e.authorization.status == AuthorizationStatus::Authorized
+}
 
+/// An authorization whose money was taken.
+fn is_charged(e: &LedgerEntry) -> bool {
+    e.authorization.status == AuthorizationStatus::Captured
+}
+
+/// The ledger against the orders: each order's payments, then (when the
+/// ledger is the run's own) payments for orders the service does not have.
+fn payments(s: &Snapshot, by_id: &HashMap<Uuid, &OrderState>, problems: &mut Vec<String>) {
     let mut entries: HashMap<Uuid, Vec<&LedgerEntry>> = HashMap::new();
     for e in &s.ledger {
         entries.entry(e.authorization.order_id).or_default().push(e);
     }
-    let held = |e: &LedgerEntry| e.authorization.status == AuthorizationStatus::Authorized;
-    let charged = |e: &LedgerEntry| e.authorization.status == AuthorizationStatus::Captured;
     for order in &s.orders {
         let of_order = entries.get(&order.id).map(Vec::as_slice).unwrap_or(&[]);
-        for e in of_order.iter().filter(|e| held(e)) {
-            problems.push(format!(
-                "order {} ({}): authorization {} still held",
-                order.id, order.status, e.authorization.id
-            ));
-        }
-        let captured: Vec<_> = of_order.iter().filter(|e| charged(e)).collect();
-        let captures: u32 = of_order.iter().map(|e| e.captures).sum();
-        if is_fulfilled(&order.status) {
-            match captured.as_slice() {
-                [one] if captures == 1 => {
-                    let amount = one.authorization.captured_amount.unwrap_or_default();
-                    if amount != order.total {
-                        problems.push(format!(
-                            "order {}: captured {amount} but its total is {}",
-                            order.id, order.total
-                        ));
-                    }
-                }
-                _ => problems.push(format!(
-                    "order {} ({}): {} captured authorization(s), {captures} capture(s); expected exactly one",
-                    order.id,
-                    order.status,
-                    captured.len()
-                )),
-            }
-        } else if order.status != "refunded" && !captured.is_empty() {
-            problems.push(format!(
-                "order {} ({}): charged {} without being confirmed",
-                order.id,
-                order.status,
-                captured[0]
-                    .authorization
-                    .captured_amount
-                    .unwrap_or_default()
-            ));
-        }
+        order_payments(order, of_order, problems);
     }
     if s.ledger_is_ours {
         let mut unknown: Vec<_> = s
             .ledger
             .iter()
-            .filter(|e| !by_id.contains_key(&e.authorization.order_id) && (held(e) || charged(e)))
+            .filter(|e| {
+                !by_id.contains_key(&e.authorization.order_id) && (is_held(e) || is_charged(e))
+            })
             .collect();
         unknown.sort_by_key(|e| e.authorization.order_id);
         for e in unknown {
@@ -216,7 +208,49 @@ pub fn check(s: &Snapshot) -> Vec<String> {
             ));
         }
     }
-    problems
+}
+
+/// One order's ledger entries: none held; a fulfilled order captured
+/// exactly once, for its total; any other (but a refunded one) not
+/// charged.
+fn order_payments(order: &OrderState, of_order: &[&LedgerEntry], problems: &mut Vec<String>) {
+    for e in of_order.iter().filter(|e| is_held(e)) {
+        problems.push(format!(
+            "order {} ({}): authorization {} still held",
+            order.id, order.status, e.authorization.id
+        ));
+    }
+    let captured: Vec<_> = of_order.iter().filter(|e| is_charged(e)).collect();
+    let captures: u32 = of_order.iter().map(|e| e.captures).sum();
+    if is_fulfilled(&order.status) {
+        match captured.as_slice() {
+            [one] if captures == 1 => {
+                let amount = one.authorization.captured_amount.unwrap_or_default();
+                if amount != order.total {
+                    problems.push(format!(
+                        "order {}: captured {amount} but its total is {}",
+                        order.id, order.total
+                    ));
+                }
+            }
+            _ => problems.push(format!(
+                "order {} ({}): {} captured authorization(s), {captures} capture(s); expected exactly one",
+                order.id,
+                order.status,
+                captured.len()
+            )),
+        }
+    } else if order.status != "refunded" && !captured.is_empty() {
+        problems.push(format!(
+            "order {} ({}): charged {} without being confirmed",
+            order.id,
+            order.status,
+            captured[0]
+                .authorization
+                .captured_amount
+                .unwrap_or_default()
+        ));
+    }
 }
 
 /// Products whose stock as the API shows it (`seen`, through the Redis
@@ -252,143 +286,6 @@ pub fn coverage(s: &Snapshot) -> BTreeMap<String, u64> {
         ("orders".to_owned(), s.orders.len() as u64),
         ("captures".to_owned(), captured as u64),
     ])
-}
-
-/// How to read the service and the simulator.
-pub struct Reader<'a> {
-    pub client: &'a reqwest::Client,
-    pub base: &'a str,
-    pub payment_sim: &'a str,
-    /// `Bearer <admin token>`.
-    pub admin: &'a str,
-}
-
-impl Reader<'_> {
-    async fn get<T: serde::de::DeserializeOwned>(&self, url: &str) -> anyhow::Result<T> {
-        let response = self
-            .client
-            .get(url)
-            .header(reqwest::header::AUTHORIZATION, self.admin)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            anyhow::bail!("GET {url}: {status} {body}");
-        }
-        response
-            .json()
-            .await
-            .with_context(|| format!("GET {url}: unexpected body"))
-    }
-
-    /// Sagas running, compensating or needing attention (of `orders`, or
-    /// all of them when `orders` is `None`).
-    pub async fn open_sagas(
-        &self,
-        orders: Option<&HashSet<Uuid>>,
-    ) -> anyhow::Result<Vec<OpenSaga>> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            items: Vec<OpenSaga>,
-            next_cursor: Option<Uuid>,
-        }
-        let mut open = Vec::new();
-        for status in ["running", "compensating", "needs_attention"] {
-            let mut cursor: Option<Uuid> = None;
-            loop {
-                let mut url = format!("{}/v1/sagas?status={status}&limit=500", self.base);
-                if let Some(c) = cursor {
-                    url.push_str(&format!("&cursor={c}"));
-                }
-                let page: Page = self.get(&url).await?;
-                open.extend(
-                    page.items
-                        .into_iter()
-                        .filter(|s| orders.is_none_or(|o| o.contains(&s.correlation_id))),
-                );
-                match page.next_cursor {
-                    Some(c) => cursor = Some(c),
-                    None => break,
-                }
-            }
-        }
-        Ok(open)
-    }
-
-    /// Every order with a line on `skus`, newest first, down to those
-    /// created before `since` (order ids are time-ordered, and the list
-    /// is by id, newest first).
-    pub async fn orders(
-        &self,
-        skus: &BTreeMap<String, i64>,
-        since: DateTime<Utc>,
-    ) -> anyhow::Result<Vec<OrderState>> {
-        #[derive(serde::Deserialize)]
-        struct Page {
-            items: Vec<OrderState>,
-            next_cursor: Option<String>,
-        }
-        let mut orders = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut url = format!("{}/v1/orders?limit=100", self.base);
-            if let Some(c) = &cursor {
-                url.push_str(&format!("&cursor={c}"));
-            }
-            let page: Page = self.get(&url).await?;
-            let older = page.items.last().is_some_and(|o| o.created_at < since);
-            orders.extend(
-                page.items
-                    .into_iter()
-                    .filter(|o| o.items.iter().any(|l| skus.contains_key(&l.sku))),
-            );
-            match page.next_cursor {
-                Some(c) if !older => cursor = Some(c),
-                _ => break,
-            }
-        }
-        Ok(orders)
-    }
-
-    /// The products of `skus`, a few requests at a time.
-    pub async fn products(
-        &self,
-        skus: &BTreeMap<String, i64>,
-    ) -> anyhow::Result<BTreeMap<String, ProductState>> {
-        let skus: Vec<&String> = skus.keys().collect();
-        let mut products = BTreeMap::new();
-        for chunk in skus.chunks(32) {
-            let mut tasks = tokio::task::JoinSet::new();
-            for sku in chunk {
-                let url = format!("{}/v1/products/{sku}", self.base);
-                let request = self
-                    .client
-                    .get(&url)
-                    .header(reqwest::header::AUTHORIZATION, self.admin);
-                tasks.spawn(async move {
-                    let response = request.send().await.with_context(|| format!("GET {url}"))?;
-                    match response.status() {
-                        reqwest::StatusCode::NOT_FOUND => anyhow::Ok(None),
-                        s if s.is_success() => Ok(Some(response.json::<ProductState>().await?)),
-                        s => anyhow::bail!("GET {url}: {s}"),
-                    }
-                });
-            }
-            while let Some(result) = tasks.join_next().await {
-                if let Some(p) = result?? {
-                    products.insert(p.sku.clone(), p);
-                }
-            }
-        }
-        Ok(products)
-    }
-
-    /// The simulator's ledger.
-    pub async fn ledger(&self) -> anyhow::Result<Vec<LedgerEntry>> {
-        self.get(&format!("{}/v1/ledger", self.payment_sim)).await
-    }
 }
 
 #[cfg(test)]
