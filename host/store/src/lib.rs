@@ -7,6 +7,8 @@
 //! against both. Nothing here decides business rules: it stores, loads and
 //! reports conflicts.
 
+mod shared;
+
 pub mod postgres;
 pub mod redis;
 pub mod sqlite;

@@ -12,7 +12,8 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::{PgStore, product_from_row};
+use super::PgStore;
+use crate::shared::rows::product_from_row;
 use crate::{classify, corrupt, parse_sku};
 use commerce_app::ports::{
     Inventory, InventoryChange, Product, Reservation, ReservationState, StockAdjustment, StoreError,
@@ -258,7 +259,7 @@ impl Inventory for PgStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let product = product_from_row(&row)?;
+        let product = product_from_row::<sqlx::Postgres>(&row)?;
         sqlx::query(
             "INSERT INTO stock_adjustments (sku, delta, reason, on_hand_after, actor, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
@@ -288,7 +289,7 @@ impl Inventory for PgStore {
             .await
             .map_err(classify)?
             .iter()
-            .map(product_from_row)
+            .map(product_from_row::<sqlx::Postgres>)
             .collect()
     }
 }

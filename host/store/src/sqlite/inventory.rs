@@ -15,7 +15,8 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqliteConnection};
 use uuid::Uuid;
 
-use super::{SqliteStore, product_from_row};
+use super::SqliteStore;
+use crate::shared::rows::product_from_row;
 use crate::{classify, corrupt, parse_sku};
 use commerce_app::ports::{
     Inventory, InventoryChange, Product, Reservation, ReservationState, StockAdjustment, StoreError,
@@ -265,7 +266,7 @@ impl Inventory for SqliteStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let product = product_from_row(&row)?;
+        let product = product_from_row::<sqlx::Sqlite>(&row)?;
         sqlx::query(
             "INSERT INTO stock_adjustments (sku, delta, reason, on_hand_after, actor, created_at) \
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -295,7 +296,7 @@ impl Inventory for SqliteStore {
             .await
             .map_err(classify)?
             .iter()
-            .map(product_from_row)
+            .map(product_from_row::<sqlx::Sqlite>)
             .collect()
     }
 }

@@ -1,0 +1,277 @@
+//! One row type per table or result the adapters read, derived with
+//! `sqlx::FromRow` (generic over the backend's row), and one conversion
+//! into the application's type. A stored value that does not parse back
+//! is corruption: `StoreError::Unexpected`.
+
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::columns::{Amount, Micros};
+use crate::{corrupt, parse_currency, parse_sku, parse_status};
+use commerce_app::extensions::PluginKind;
+use commerce_app::ports::{
+    FeedCursor, FeedEvent, PluginRecord, Product, Reservation, ReservationState, StoreError,
+    StoredEvent,
+};
+use commerce_app::saga::{SagaData, SagaInstance, SagaStepRecord};
+use commerce_app::views::{OrderLineView, OrderView};
+use commerce_domain::Adjustment;
+
+/// A row of `order_views`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ViewRow {
+    order_id: Uuid,
+    customer_id: Uuid,
+    status: String,
+    currency: String,
+    subtotal_amount: Amount,
+    adjustments: Json<Vec<Adjustment>>,
+    total_amount: Amount,
+    items: Json<Vec<OrderLineView>>,
+    status_reason: Option<String>,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<ViewRow> for OrderView {
+    type Error = StoreError;
+
+    fn try_from(row: ViewRow) -> Result<Self, StoreError> {
+        Ok(OrderView {
+            id: row.order_id,
+            customer_id: row.customer_id,
+            status: parse_status(&row.status)?,
+            currency: parse_currency(&row.currency)?.code().to_owned(),
+            items: row.items.0,
+            subtotal: row.subtotal_amount.0,
+            adjustments: row.adjustments.0,
+            total: row.total_amount.0,
+            status_reason: row.status_reason,
+            version: row.version as u64,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A row of `events`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    position: i64,
+    event_id: Uuid,
+    aggregate_id: Uuid,
+    aggregate_type: String,
+    version: i64,
+    event_type: String,
+    schema_version: i32,
+    event_data: Json<serde_json::Value>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<EventRow> for StoredEvent {
+    type Error = StoreError;
+
+    fn try_from(row: EventRow) -> Result<Self, StoreError> {
+        Ok(StoredEvent {
+            position: row.position,
+            event_id: row.event_id,
+            aggregate_id: row.aggregate_id,
+            aggregate_type: row.aggregate_type,
+            version: row.version as u64,
+            event_type: row.event_type,
+            schema_version: row.schema_version as u32,
+            data: row.event_data.0,
+            recorded_at: row.created_at,
+        })
+    }
+}
+
+/// A row of `events` read with its transaction, for the feed.
+#[derive(sqlx::FromRow)]
+pub(crate) struct FeedRow {
+    tx_id: i64,
+    #[sqlx(flatten)]
+    event: EventRow,
+}
+
+impl TryFrom<FeedRow> for FeedEvent {
+    type Error = StoreError;
+
+    fn try_from(row: FeedRow) -> Result<Self, StoreError> {
+        Ok(FeedEvent {
+            cursor: FeedCursor {
+                tx: row.tx_id,
+                position: row.event.position,
+            },
+            event: row.event.try_into()?,
+        })
+    }
+}
+
+/// A row of `idempotency_keys`, without the key it was found by.
+#[derive(sqlx::FromRow)]
+pub(crate) struct IdempotencyRow {
+    pub request_hash: String,
+    pub order_id: Uuid,
+}
+
+/// A row of `products`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ProductRow {
+    sku: String,
+    name: String,
+    unit_price: Amount,
+    currency: String,
+    on_hand: i64,
+    reserved: i64,
+    version: i64,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<ProductRow> for Product {
+    type Error = StoreError;
+
+    fn try_from(row: ProductRow) -> Result<Self, StoreError> {
+        Ok(Product {
+            sku: parse_sku(&row.sku)?,
+            name: row.name,
+            unit_price: row.unit_price.0,
+            currency: parse_currency(&row.currency)?,
+            on_hand: row.on_hand,
+            reserved: row.reserved,
+            version: row.version,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A row of `reservations`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct ReservationRow {
+    order_id: Uuid,
+    sku: String,
+    quantity: i64,
+    state: String,
+    expires_at: Micros,
+}
+
+impl TryFrom<ReservationRow> for Reservation {
+    type Error = StoreError;
+
+    fn try_from(row: ReservationRow) -> Result<Self, StoreError> {
+        Ok(Reservation {
+            order_id: row.order_id,
+            sku: parse_sku(&row.sku)?,
+            quantity: row.quantity,
+            state: ReservationState::parse(&row.state)
+                .ok_or_else(|| corrupt("reservation state", &row.state))?,
+            expires_at: row.expires_at.0,
+        })
+    }
+}
+
+/// A row of `saga_instances` (the columns each backend's saga SQL selects).
+#[derive(sqlx::FromRow)]
+pub(crate) struct SagaRow {
+    saga_id: Uuid,
+    saga_type: String,
+    correlation_id: Uuid,
+    saga_data: Json<SagaData>,
+    revision: i64,
+    attempts: i32,
+    next_attempt_at: Micros,
+    lease_owner: Option<String>,
+    lease_until: Option<Micros>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<SagaRow> for SagaInstance {
+    type Error = StoreError;
+
+    fn try_from(row: SagaRow) -> Result<Self, StoreError> {
+        Ok(SagaInstance {
+            saga_id: row.saga_id,
+            saga_type: row.saga_type,
+            correlation_id: row.correlation_id,
+            data: row.saga_data.0,
+            revision: row.revision,
+            attempts: row.attempts,
+            next_attempt_at: row.next_attempt_at.0,
+            lease_owner: row.lease_owner,
+            lease_until: row.lease_until.map(|at| at.0),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+/// A row of `saga_steps`.
+#[derive(sqlx::FromRow)]
+pub(crate) struct StepRow {
+    record_id: Uuid,
+    saga_id: Uuid,
+    step: String,
+    phase: String,
+    outcome: String,
+    detail: Option<String>,
+    attempt: i32,
+    at: DateTime<Utc>,
+}
+
+impl TryFrom<StepRow> for SagaStepRecord {
+    type Error = StoreError;
+
+    fn try_from(row: StepRow) -> Result<Self, StoreError> {
+        Ok(SagaStepRecord {
+            record_id: row.record_id,
+            saga_id: row.saga_id,
+            step: row.step,
+            phase: row.phase,
+            outcome: row.outcome,
+            detail: row.detail,
+            attempt: row.attempt,
+            at: row.at,
+        })
+    }
+}
+
+/// A plugin version with its head (the columns each backend's registry SQL selects).
+#[derive(sqlx::FromRow)]
+pub(crate) struct PluginRow {
+    name: String,
+    version: i64,
+    kind: String,
+    sha256: String,
+    config: String,
+    priority: i32,
+    size: i64,
+    active: bool,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<PluginRow> for PluginRecord {
+    type Error = StoreError;
+
+    fn try_from(row: PluginRow) -> Result<Self, StoreError> {
+        Ok(PluginRecord {
+            kind: PluginKind::parse(&row.kind).ok_or_else(|| corrupt("plugin kind", &row.kind))?,
+            name: row.name,
+            version: row.version,
+            sha256: row.sha256,
+            config: row.config,
+            priority: row.priority,
+            size: row.size,
+            active: row.active,
+            created_at: row.created_at,
+        })
+    }
+}
+
+/// A `products` row of backend `DB`, for statements that return one
+/// among other work (`RETURNING *`).
+pub(crate) fn product_from_row<DB: super::Backend>(row: &DB::Row) -> Result<Product, StoreError> {
+    <DB as super::Reads<ProductRow>>::read(row).and_then(Product::try_from)
+}
