@@ -1003,3 +1003,18 @@ impl PluginHost for PluginRuntime {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An answer within the output limit always fits in one transfer:
+    /// wasmtime counts the host size of each list entry where the output
+    /// limit counts 32 bytes per adjustment and 16 per violation (strings
+    /// count their bytes in both).
+    #[test]
+    fn an_answer_within_the_output_limit_fits_in_one_transfer() {
+        assert!(std::mem::size_of::<wit::Adjustment>() <= 32 * TRANSFER_PER_OUTPUT);
+        assert!(std::mem::size_of::<wit::Violation>() <= 16 * TRANSFER_PER_OUTPUT);
+    }
+}
