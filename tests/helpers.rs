@@ -286,6 +286,11 @@ impl TestApp {
         self.base = base;
     }
 
+    /// The service's process id (to read its `/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The service's `/metrics` exposition.
     pub async fn metrics(&self) -> String {
         self.client

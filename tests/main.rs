@@ -11,6 +11,7 @@
 mod api;
 mod bench;
 mod cart;
+mod containment;
 mod helpers;
 mod inventory;
 mod ops;

@@ -648,7 +648,9 @@ async fn malicious_components_are_stopped_with_typed_errors_while_good_calls_suc
         &|e| {
             matches!(
                 e,
-                PluginError::OutputTooLarge { .. } | PluginError::OutOfMemory(_)
+                PluginError::OutputTooLarge { .. }
+                    | PluginError::TransferTooLarge { .. }
+                    | PluginError::OutOfMemory(_)
             )
         },
         r,

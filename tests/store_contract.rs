@@ -644,9 +644,9 @@ async fn sagas_are_written_with_events_fenced_by_revision_and_claimed_once(backe
     done.data.progress = done.data.progress.clone().abort("test");
     let record = commerce_app::saga::SagaStepRecord::new(
         done.saga_id,
-        "authorize-payment",
-        "operator",
-        "abort",
+        commerce_domain::saga::Step::AuthorizePayment,
+        commerce_domain::saga::Phase::Operator,
+        commerce_domain::saga::Outcome::Abort,
         None,
         0,
         at,

@@ -4,8 +4,10 @@
 //! 1. `../../plugins`, a cargo workspace of its own, is built in release mode
 //!    for `wasm32-wasip2` into `../../target/plugins` (a target directory of its
 //!    own, so the nested cargo never waits on the outer one's lock);
-//! 2. `../../plugins/wat-free-shipping/free_shipping.wat`, a core module written
-//!    by hand, is turned into a `pricing` component next to them;
+//! 2. the core modules written by hand in WebAssembly text
+//!    (`../../plugins/wat-free-shipping/free_shipping.wat` and the hostile
+//!    test components in `../../plugins/test-components/evil-wat/`) are
+//!    turned into components of their worlds next to them;
 //! 3. `COMMERCE_PLUGIN_DIR` (compile-time, `env!`) names the directory that
 //!    holds every `.wasm`.
 //!
@@ -21,10 +23,84 @@ use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// The WAT plugin: its source (under `plugins/`) and the component it becomes.
-const WAT_SOURCE: &str = "wat-free-shipping/free_shipping.wat";
-const WAT_ARTIFACT: &str = "wat_free_shipping.wasm";
-const WAT_WORLD: &str = "pricing";
+/// A core module written by hand: its source (under `plugins/`), the
+/// component it becomes, its world and the functions that world exports.
+struct WatPlugin {
+    source: &'static str,
+    artifact: &'static str,
+    world: &'static str,
+    exports: &'static [&'static str],
+}
+
+const fn wat(
+    source: &'static str,
+    artifact: &'static str,
+    world: &'static str,
+    exports: &'static [&'static str],
+) -> WatPlugin {
+    WatPlugin {
+        source,
+        artifact,
+        world,
+        exports,
+    }
+}
+
+const PRICE: &[&str] = &["price"];
+
+/// The example written by hand, then the hostile components that only the
+/// canonical ABI written by hand can produce (aliasing answers, several
+/// memories, huge declarations).
+const WAT_PLUGINS: &[WatPlugin] = &[
+    wat(
+        "wat-free-shipping/free_shipping.wat",
+        "wat_free_shipping.wasm",
+        "pricing",
+        PRICE,
+    ),
+    wat(
+        "test-components/evil-wat/evil_alias.wat",
+        "evil_alias.wasm",
+        "pricing",
+        PRICE,
+    ),
+    wat(
+        "test-components/evil-wat/evil_error.wat",
+        "evil_error.wasm",
+        "pricing",
+        PRICE,
+    ),
+    wat(
+        "test-components/evil-wat/evil_violations.wat",
+        "evil_violations.wasm",
+        "validation",
+        &["validate"],
+    ),
+    wat(
+        "test-components/evil-wat/evil_veto.wat",
+        "evil_veto.wasm",
+        "saga-hook",
+        &["on-step"],
+    ),
+    wat(
+        "test-components/evil-wat/evil_memories.wat",
+        "evil_memories.wasm",
+        "pricing",
+        PRICE,
+    ),
+    wat(
+        "test-components/evil-wat/evil_big_memory.wat",
+        "evil_big_memory.wasm",
+        "pricing",
+        PRICE,
+    ),
+    wat(
+        "test-components/evil-wat/evil_big_table.wat",
+        "evil_big_table.wasm",
+        "pricing",
+        PRICE,
+    ),
+];
 
 /// Variables the outer cargo sets for this build script (or a wrapper such as
 /// clippy sets for it) that describe the *outer* build and would mislead the
@@ -93,11 +169,19 @@ fn run() -> Result<()> {
 
     ensure_wasm_target()?;
     cargo_build(&plugins_dir, &target_dir)?;
-    componentize_wat(
-        &wit_dir,
-        &plugins_dir.join(WAT_SOURCE),
-        &out_dir.join(WAT_ARTIFACT),
-    )?;
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(&wit_dir)
+        .with_context(|| format!("parsing the WIT in {}", wit_dir.display()))?;
+    for plugin in WAT_PLUGINS {
+        componentize_wat(
+            &resolve,
+            package,
+            plugin,
+            &plugins_dir.join(plugin.source),
+            &out_dir.join(plugin.artifact),
+        )?;
+    }
 
     println!("cargo:rustc-env=COMMERCE_PLUGIN_DIR={}", out_dir.display());
     Ok(())
@@ -229,21 +313,23 @@ fn cargo_build(plugins_dir: &Path, target_dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Turns the hand-written core module into a `pricing` component: embeds the
-/// world's type information, then lets `wit-component` wrap and validate it.
-/// The file is rewritten only when its bytes change.
-fn componentize_wat(wit_dir: &Path, source: &Path, artifact: &Path) -> Result<()> {
-    let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve
-        .push_dir(wit_dir)
-        .with_context(|| format!("parsing the WIT in {}", wit_dir.display()))?;
-    let world = resolve.select_world(&[package], Some(WAT_WORLD))?;
+/// Turns a hand-written core module into a component of its world: embeds
+/// the world's type information, then lets `wit-component` wrap and
+/// validate it. The file is rewritten only when its bytes change.
+fn componentize_wat(
+    resolve: &wit_parser::Resolve,
+    package: wit_parser::PackageId,
+    plugin: &WatPlugin,
+    source: &Path,
+    artifact: &Path,
+) -> Result<()> {
+    let world = resolve.select_world(&[package], Some(plugin.world))?;
 
     let mut module =
         wat::parse_file(source).with_context(|| format!("parsing {}", source.display()))?;
     wit_component::embed_component_metadata(
         &mut module,
-        &resolve,
+        resolve,
         world,
         wit_component::StringEncoding::UTF8,
     )?;
@@ -252,7 +338,7 @@ fn componentize_wat(wit_dir: &Path, source: &Path, artifact: &Path) -> Result<()
         .module(&module)?
         .encode()
         .with_context(|| format!("making a component of {}", source.display()))?;
-    check_exports(&component, &["price"])
+    check_exports(&component, plugin.exports)
         .with_context(|| format!("checking the component made of {}", source.display()))?;
 
     if fs::read(artifact).ok().as_deref() != Some(component.as_slice()) {

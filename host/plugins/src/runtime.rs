@@ -20,7 +20,8 @@ use super::bindings::saga_hook::SagaHookPre;
 use super::bindings::types as wit;
 use super::bindings::validation::ValidationPre;
 use super::convert;
-use super::sandbox::{CallLimits, PluginState};
+use super::limits;
+use super::sandbox::{CallLimits, MAX_TABLE_ELEMENTS, PluginState};
 use commerce_app::extensions::{
     Evaluation, ExtensionFailed, Extensions, HookContext, HookOutcome, PluginKind, Quote,
 };
@@ -100,6 +101,8 @@ pub enum PluginError {
     InputTooLarge { size: usize, limit: usize },
     #[error("output of {size} bytes is over the limit of {limit}")]
     OutputTooLarge { size: usize, limit: usize },
+    #[error("passed more than {limit} bytes to the host at once (refused before it was copied)")]
+    TransferTooLarge { limit: usize },
     #[error("returned an invalid result: {0}")]
     InvalidOutput(String),
     #[error("reported an error: {0}")]
@@ -118,7 +121,7 @@ impl PluginError {
             PluginError::StackOverflow => "stack",
             PluginError::Trap(_) => "trap",
             PluginError::InputTooLarge { .. } => "input",
-            PluginError::OutputTooLarge { .. } => "output",
+            PluginError::OutputTooLarge { .. } | PluginError::TransferTooLarge { .. } => "output",
             PluginError::InvalidOutput(_) => "invalid",
             PluginError::Failed(_) => "error",
             PluginError::Unavailable(_) => "unavailable",
@@ -133,6 +136,8 @@ pub enum CheckError {
     Compile(String),
     #[error("{0}")]
     Link(String),
+    #[error("{0}")]
+    Limits(String),
     #[error("the smoke call failed: the plugin {0}")]
     Smoke(PluginError),
 }
@@ -214,6 +219,23 @@ impl Drop for PluginRuntime {
     }
 }
 
+/// Core tables a plugin may define: one for its functions, a few for the
+/// glue toolchains put around imports.
+const MAX_TABLES: u32 = 4;
+
+/// Component imports a plugin may have: each must be one the host
+/// provides (WASI p2 and `host`, about 30 interfaces).
+const MAX_IMPORTS: usize = 64;
+
+/// Component exports a plugin may have: a world exports one function.
+const MAX_EXPORTS: usize = 8;
+
+/// How many times the output limit one transfer from a plugin to the host
+/// may carry, as wasmtime counts it (host bytes: about 72 per adjustment
+/// and 56 per violation, where the output limit counts 32 and 16, plus the
+/// strings). Any answer within the output limit fits; see `new_store`.
+const TRANSFER_PER_OUTPUT: usize = 4;
+
 /// Bytes of each pooled memory and table kept resident between instances.
 const KEEP_RESIDENT: usize = 256 << 10;
 
@@ -275,11 +297,7 @@ impl PluginRuntime {
         let (engine, pooled) = build_engine(&settings)?;
         let mut linker: Linker<PluginState> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
-        super::bindings::host::add_to_linker::<
-            PluginState,
-            wasmtime::component::HasSelf<PluginState>,
-        >(&mut linker, |s| s)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        super::sandbox::add_host_to_linker(&mut linker).map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let cache_tag = format!("{:016x}", hasher.finish());
@@ -489,6 +507,14 @@ impl PluginRuntime {
         };
         let mut store = Store::new(&self.engine, PluginState::new(config, limits));
         store.limiter(|s| &mut s.limiter);
+        // What wasmtime may copy out of the plugin in one transfer: an
+        // answer (lifted when the call returns), or the arguments of one
+        // call to the host. wasmtime measures every list and string against
+        // this before it allocates for it, so an answer built to cost the
+        // host more (a list of entries that all point at one large string)
+        // is refused before it is copied; the output limit then applies
+        // exactly to what was copied.
+        store.set_hostcall_fuel(self.transfer_limit());
         store.set_fuel(self.settings.fuel).expect("fuel is enabled");
         // Round up, plus one tick: the current tick may be about to end.
         let ticks = self
@@ -502,8 +528,23 @@ impl PluginRuntime {
         store
     }
 
+    /// Bytes one transfer from a plugin to the host may carry.
+    fn transfer_limit(&self) -> usize {
+        self.settings.max_output.saturating_mul(TRANSFER_PER_OUTPUT)
+    }
+
     fn classify(&self, error: wasmtime::Error, store: &Store<PluginState>) -> PluginError {
         let memory_denied = store.data().limiter.denied;
+        // wasmtime's error type for a transfer over the hostcall budget is
+        // private; its message is what identifies it.
+        if error.chain().any(|e| {
+            e.to_string()
+                .contains("fuel allocated for hostcalls has been exhausted")
+        }) {
+            return PluginError::TransferTooLarge {
+                limit: self.transfer_limit(),
+            };
+        }
         match error.downcast_ref::<Trap>() {
             Some(Trap::OutOfFuel) => PluginError::FuelExhausted(self.settings.fuel),
             Some(Trap::Interrupt) => PluginError::DeadlineExceeded(self.settings.deadline),
@@ -532,7 +573,7 @@ impl PluginRuntime {
             };
             let (log, dropped) = store.data().log.contents();
             if !log.is_empty() {
-                tracing::info!(plugin = %plugin.name, dropped_bytes = dropped, output = %log.trim_end(), "plugin log");
+                tracing::info!(plugin = %plugin.name, dropped_writes = dropped, output = %log.trim_end(), "plugin log");
             }
             result
         };
@@ -562,6 +603,18 @@ impl PluginRuntime {
         Ok(())
     }
 
+    /// What an uploaded component may declare (see [`limits`]).
+    fn upload_limits(&self) -> limits::UploadLimits {
+        limits::UploadLimits {
+            memory: self.settings.memory,
+            memories: 1,
+            tables: MAX_TABLES,
+            table_elements: MAX_TABLE_ELEMENTS as u64,
+            imports: MAX_IMPORTS,
+            exports: MAX_EXPORTS,
+        }
+    }
+
     fn check_output(&self, size: usize) -> Result<(), PluginError> {
         if size > self.settings.max_output {
             return Err(PluginError::OutputTooLarge {
@@ -587,7 +640,12 @@ impl PluginRuntime {
                 Ok(adjustments) => self
                     .check_output(convert::adjustments_size(&adjustments))
                     .map(|()| adjustments),
-                Err(message) => Err(PluginError::Failed(message.chars().take(500).collect())),
+                // An error message is output like any answer.
+                Err(message) => self
+                    .check_output(message.len())
+                    .and(Err(PluginError::Failed(
+                        message.chars().take(500).collect(),
+                    ))),
             })
         })
     }
@@ -761,6 +819,8 @@ impl PluginRuntime {
         let component = self
             .component(&sha256, || Some(bytes))
             .map_err(CheckError::Compile)?;
+        limits::check(&self.engine, &component, &self.upload_limits())
+            .map_err(CheckError::Limits)?;
         let linked = self.link(kind, &component).map_err(CheckError::Link)?;
         let candidate = Loaded {
             name: name.to_owned(),
@@ -941,5 +1001,20 @@ impl PluginHost for PluginRuntime {
 
     fn stats(&self) -> BTreeMap<String, PluginStats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An answer within the output limit always fits in one transfer:
+    /// wasmtime counts the host size of each list entry where the output
+    /// limit counts 32 bytes per adjustment and 16 per violation (strings
+    /// count their bytes in both).
+    #[test]
+    fn an_answer_within_the_output_limit_fits_in_one_transfer() {
+        assert!(std::mem::size_of::<wit::Adjustment>() <= 32 * TRANSFER_PER_OUTPUT);
+        assert!(std::mem::size_of::<wit::Violation>() <= 16 * TRANSFER_PER_OUTPUT);
     }
 }

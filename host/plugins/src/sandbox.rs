@@ -6,6 +6,12 @@
 //! fixed at the epoch and a monotonic clock that never moves, randomness
 //! from a fixed seed. stdout and stderr are captured into a bounded log.
 //! A plugin is therefore a reproducible function of its input.
+//!
+//! The `host` interface is linked by hand rather than through the
+//! generated bindings, so that `log` reads its message in place (a
+//! [`WasmStr`]) and copies only what the bounded log keeps: a plugin that
+//! logs the same large string in a loop costs the host nothing per call
+//! once the log is full.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -13,8 +19,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rand010::SeedableRng;
-use wasmtime::ResourceLimiter;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Linker, ResourceTable, WasmStr};
+use wasmtime::{ResourceLimiter, StoreContextMut};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::host;
@@ -59,6 +65,7 @@ impl PluginState {
             table: ResourceTable::new(),
             limiter: MemoryCap {
                 max: limits.memory,
+                total: 0,
                 denied: false,
             },
             log,
@@ -76,43 +83,69 @@ impl WasiView for PluginState {
     }
 }
 
-impl host::Host for PluginState {
-    fn log(&mut self, level: host::LogLevel, message: String) {
-        let level = match level {
-            host::LogLevel::Debug => "debug",
-            host::LogLevel::Info => "info",
-            host::LogLevel::Warn => "warn",
-            host::LogLevel::Error => "error",
-        };
-        self.log.append(format!("[{level}] {message}\n").as_bytes());
-    }
+/// The `host` interface of wit/commerce.wit, as the world's plugins import it.
+const HOST_INTERFACE: &str = "suuupra:commerce/host@0.1.0";
 
-    fn config(&mut self) -> String {
-        self.config.to_string()
-    }
+/// Links the `host` interface: `log` and `config`.
+pub fn add_host_to_linker(linker: &mut Linker<PluginState>) -> wasmtime::Result<()> {
+    let mut host = linker.instance(HOST_INTERFACE)?;
+    host.func_wrap("log", log)?;
+    host.func_wrap("config", |cx: StoreContextMut<'_, PluginState>, (): ()| {
+        Ok((cx.data().config.to_string(),))
+    })?;
+    Ok(())
 }
 
-impl super::bindings::types::Host for PluginState {}
+/// `host::log`: keeps what fits in the call's log. The message is read in
+/// place; once the log is full it is not even read.
+fn log(
+    cx: StoreContextMut<'_, PluginState>,
+    (level, message): (host::LogLevel, WasmStr),
+) -> wasmtime::Result<()> {
+    let log = &cx.data().log;
+    if log.is_full() {
+        log.drop_write();
+        return Ok(());
+    }
+    let level = match level {
+        host::LogLevel::Debug => "debug",
+        host::LogLevel::Info => "info",
+        host::LogLevel::Warn => "warn",
+        host::LogLevel::Error => "error",
+    };
+    let message = message.to_str(&cx)?;
+    log.append_all(&[b"[", level.as_bytes(), b"] ", message.as_bytes(), b"\n"]);
+    Ok(())
+}
 
-/// Caps linear memory and remembers a refused growth, so that the trap
-/// that follows (Rust guests abort when allocation fails) is reported as
-/// running out of memory.
+/// Elements a table may have: a plugin's function table, with room to spare.
+pub const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Caps the linear memory of a call, all its memories together (a
+/// component may define several, and a cap per memory would multiply),
+/// and remembers a refused growth, so that the trap that follows (Rust
+/// guests abort when allocation fails) is reported as running out of
+/// memory. Instantiation asks too, for each memory's initial size.
 pub struct MemoryCap {
     max: usize,
+    /// Bytes of all the call's memories, as last granted.
+    total: usize,
     pub denied: bool,
 }
 
 impl ResourceLimiter for MemoryCap {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max {
+        let total = self.total.saturating_sub(current).saturating_add(desired);
+        if total > self.max {
             self.denied = true;
             return Ok(false);
         }
+        self.total = total;
         Ok(true)
     }
 
@@ -122,7 +155,7 @@ impl ResourceLimiter for MemoryCap {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
+        Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }
 
@@ -158,6 +191,7 @@ pub struct BoundedLog {
 struct LogBuffer {
     bytes: Vec<u8>,
     capacity: usize,
+    /// Writes (log calls, stream writes) cut short or dropped whole.
     dropped: usize,
 }
 
@@ -172,21 +206,48 @@ impl BoundedLog {
         }
     }
 
+    /// Keeps what fits of one write.
     pub fn append(&self, data: &[u8]) {
-        let mut buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let room = buf.capacity.saturating_sub(buf.bytes.len());
-        let take = room.min(data.len());
-        buf.bytes.extend_from_slice(&data[..take]);
-        buf.dropped += data.len() - take;
+        self.append_all(&[data]);
     }
 
-    /// The kept text and how many bytes were dropped.
+    /// Keeps what fits of one write given in parts.
+    pub fn append_all(&self, parts: &[&[u8]]) {
+        let mut buf = self.lock();
+        let mut cut = false;
+        for part in parts {
+            let room = buf.capacity.saturating_sub(buf.bytes.len());
+            let take = room.min(part.len());
+            buf.bytes.extend_from_slice(&part[..take]);
+            cut |= take < part.len();
+        }
+        if cut {
+            buf.dropped += 1;
+        }
+    }
+
+    /// Whether nothing more will be kept.
+    pub fn is_full(&self) -> bool {
+        let buf = self.lock();
+        buf.bytes.len() >= buf.capacity
+    }
+
+    /// Counts a write dropped whole, unread.
+    pub fn drop_write(&self) {
+        self.lock().dropped += 1;
+    }
+
+    /// The kept text and how many writes were cut short or dropped.
     pub fn contents(&self) -> (String, usize) {
-        let buf = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let buf = self.lock();
         (
             String::from_utf8_lossy(&buf.bytes).into_owned(),
             buf.dropped,
         )
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogBuffer> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

@@ -1,0 +1,27 @@
+;; evil_big_table.wat (world `pricing`): a table of 10 million function
+;; references (80-160 MB of host memory at instantiation). The upload
+;; check refuses it from the declared size.
+(module
+  (memory (export "memory") 1)
+  (table 10000000 funcref)
+  (global $heap (mut i32) (i32.const 1024))
+
+  (func (export "cabi_realloc")
+    (param $old_ptr i32) (param $old_size i32) (param $align i32) (param $new_size i32)
+    (result i32)
+    (local $ptr i32)
+    (local.set $ptr
+      (i32.and
+        (i32.add (global.get $heap) (i32.sub (local.get $align) (i32.const 1)))
+        (i32.sub (i32.const 0) (local.get $align))))
+    (global.set $heap (i32.add (local.get $ptr) (local.get $new_size)))
+    (local.get $ptr))
+
+  (func (export "price")
+    (param i32 i32 i32 i32 i64 i32 i32 i32 i32 i32 i32 i32 i32)
+    (result i32)
+    (i32.store8 (i32.const 64) (i32.const 0))
+    (i32.store (i32.const 68) (i32.const 8))
+    (i32.store (i32.const 72) (i32.const 0))
+    (i32.const 64))
+)
