@@ -27,9 +27,10 @@ use sqlx::query::Query;
 use sqlx::types::Json;
 use sqlx::{PgConnection, PgPool, Row};
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use commerce_app::ports::{Append, InventoryChange, StoreError};
-use commerce_app::saga::{SagaInstance, SagaWrite, status_str};
+use commerce_app::saga::{SagaInstance, SagaStepRecord, SagaWrite, status_str};
 
 /// Appends written together at most.
 const MAX_BATCH: usize = 256;
@@ -255,85 +256,109 @@ async fn sagas(tx: &mut PgConnection, appends: &[&Append]) -> Result<(), Refused
     }
     let (new, moved): (Vec<_>, Vec<_>) = writes.iter().partition(|w| w.expected_revision.is_none());
     if !new.is_empty() {
-        bind_saga_columns(
-            sqlx::query(
-                "INSERT INTO saga_instances (saga_id, current_step, saga_data, status, revision, \
-             attempts, next_attempt_at, lease_owner, lease_until, updated_at, saga_type, \
-             correlation_id, created_at) \
-             SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int8[], \
-             $6::int4[], $7::timestamptz[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
-             $11::text[], $12::uuid[], $13::timestamptz[])",
-            ),
-            &new,
-        )
-        .bind(
-            new.iter()
-                .map(|w| w.instance.saga_type.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            new.iter()
-                .map(|w| w.instance.correlation_id)
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            new.iter()
-                .map(|w| w.instance.created_at)
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *tx)
-        .await?;
+        insert_sagas(tx, &new).await?;
     }
     if !moved.is_empty() {
-        let updated = bind_saga_columns(
-            sqlx::query(
-                "UPDATE saga_instances AS s SET current_step = v.current_step, \
-             saga_data = v.saga_data, status = v.status, revision = v.revision, \
-             attempts = v.attempts, next_attempt_at = v.next_attempt_at, \
-             lease_owner = v.lease_owner, lease_until = v.lease_until, updated_at = v.updated_at \
-             FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int8[], \
-             $6::int4[], $7::timestamptz[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
-             $11::int8[]) AS v(saga_id, current_step, saga_data, status, revision, attempts, \
-             next_attempt_at, lease_owner, lease_until, updated_at, expected) \
-             WHERE s.saga_id = ANY($1) AND s.saga_id = v.saga_id AND s.revision = v.expected",
-            ),
-            &moved,
-        )
-        .bind(
-            moved
-                .iter()
-                .map(|w| w.expected_revision.unwrap_or_default())
-                .collect::<Vec<_>>(),
-        )
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() != moved.len() as u64 {
-            return Err(Refused::Conflict("a saga moved on"));
-        }
+        update_sagas(tx, &moved).await?;
     }
     let history: Vec<_> = writes.iter().flat_map(|w| &w.history).collect();
     if !history.is_empty() {
-        sqlx::query(
-            "INSERT INTO saga_steps (record_id, saga_id, step, phase, outcome, detail, attempt, at) \
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::int4[], $8::timestamptz[])",
-        )
-        .bind(history.iter().map(|h| h.record_id).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.saga_id).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.step.as_str()).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.phase.as_str()).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.outcome.as_str()).collect::<Vec<_>>())
-        .bind(
-            history
-                .iter()
-                .map(|h| h.detail.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(history.iter().map(|h| h.attempt).collect::<Vec<_>>())
-        .bind(history.iter().map(|h| h.at).collect::<Vec<_>>())
-        .execute(&mut *tx)
-        .await?;
+        insert_history(tx, &history).await?;
     }
+    Ok(())
+}
+
+/// Inserts the sagas started in this batch.
+async fn insert_sagas(tx: &mut PgConnection, new: &[&&SagaWrite]) -> Result<(), Refused> {
+    bind_saga_columns(
+        sqlx::query(
+            "INSERT INTO saga_instances (saga_id, current_step, saga_data, status, revision, \
+         attempts, next_attempt_at, lease_owner, lease_until, updated_at, saga_type, \
+         correlation_id, created_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int8[], \
+         $6::int4[], $7::timestamptz[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
+         $11::text[], $12::uuid[], $13::timestamptz[])",
+        ),
+        &new,
+    )
+    .bind(
+        new.iter()
+            .map(|w| w.instance.saga_type.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        new.iter()
+            .map(|w| w.instance.correlation_id)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        new.iter()
+            .map(|w| w.instance.created_at)
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+/// Moves on the sagas of this batch, each at the revision it was read at;
+/// one that moved meanwhile refuses the batch.
+async fn update_sagas(tx: &mut PgConnection, moved: &[&&SagaWrite]) -> Result<(), Refused> {
+    let updated = bind_saga_columns(
+        sqlx::query(
+            "UPDATE saga_instances AS s SET current_step = v.current_step, \
+         saga_data = v.saga_data, status = v.status, revision = v.revision, \
+         attempts = v.attempts, next_attempt_at = v.next_attempt_at, \
+         lease_owner = v.lease_owner, lease_until = v.lease_until, updated_at = v.updated_at \
+         FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::text[], $5::int8[], \
+         $6::int4[], $7::timestamptz[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
+         $11::int8[]) AS v(saga_id, current_step, saga_data, status, revision, attempts, \
+         next_attempt_at, lease_owner, lease_until, updated_at, expected) \
+         WHERE s.saga_id = ANY($1) AND s.saga_id = v.saga_id AND s.revision = v.expected",
+        ),
+        &moved,
+    )
+    .bind(
+        moved
+            .iter()
+            .map(|w| w.expected_revision.unwrap_or_default())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    if updated.rows_affected() != moved.len() as u64 {
+        return Err(Refused::Conflict("a saga moved on"));
+    }
+    Ok(())
+}
+
+/// Appends the batch's saga history.
+async fn insert_history(tx: &mut PgConnection, history: &[&SagaStepRecord]) -> Result<(), Refused> {
+    sqlx::query(
+        "INSERT INTO saga_steps (record_id, saga_id, step, phase, outcome, detail, attempt, at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::int4[], $8::timestamptz[])",
+    )
+    .bind(history.iter().map(|h| h.record_id).collect::<Vec<_>>())
+    .bind(history.iter().map(|h| h.saga_id).collect::<Vec<_>>())
+    .bind(history.iter().map(|h| h.step.as_str()).collect::<Vec<_>>())
+    .bind(history.iter().map(|h| h.phase.as_str()).collect::<Vec<_>>())
+    .bind(
+        history
+            .iter()
+            .map(|h| h.outcome.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        history
+            .iter()
+            .map(|h| h.detail.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(history.iter().map(|h| h.attempt).collect::<Vec<_>>())
+    .bind(history.iter().map(|h| h.at).collect::<Vec<_>>())
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 
@@ -410,49 +435,32 @@ async fn stock(tx: &mut PgConnection, appends: &[&Append]) -> Result<(), Refused
         }
     }
     if !settle_orders.is_empty() {
-        let settled = sqlx::query(
-            "UPDATE reservations AS r SET state = v.state, updated_at = $3 \
-             FROM UNNEST($1::uuid[], $2::text[]) AS v(order_id, state) \
-             WHERE r.order_id = ANY($1) AND r.order_id = v.order_id AND r.state = 'held' \
-             RETURNING r.sku, r.quantity, v.state",
-        )
-        .bind(&settle_orders)
-        .bind(&settle_states)
-        .bind(at)
-        .fetch_all(&mut *tx)
-        .await?;
-        for row in settled {
-            let sku: String = row.try_get(0)?;
-            let quantity: i64 = row.try_get(1)?;
-            let state: String = row.try_get(2)?;
-            let m = moves.entry(sku).or_default();
-            m.reserved -= quantity;
-            if state == "committed" {
-                m.on_hand -= quantity;
-            }
-        }
+        settle(tx, &settle_orders, &settle_states, at, &mut moves).await?;
     }
     if !h_order.is_empty() {
-        sqlx::query(
-            "INSERT INTO reservations (order_id, sku, quantity, state, expires_at, created_at, updated_at) \
-             SELECT h.order_id, h.sku, h.quantity, 'held', h.expires_at, h.at, h.at \
-             FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::timestamptz[], $5::timestamptz[]) \
-             AS h(order_id, sku, quantity, expires_at, at) \
-             ON CONFLICT (order_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity, \
-             state = 'held', expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at",
-        )
-        .bind(&h_order)
-        .bind(&h_sku)
-        .bind(&h_qty)
-        .bind(&h_expiry)
-        .bind(&h_at)
-        .execute(&mut *tx)
-        .await?;
+        let holds = Holds {
+            order: &h_order,
+            sku: &h_sku,
+            quantity: &h_qty,
+            expiry: &h_expiry,
+            at: &h_at,
+        };
+        insert_holds(tx, holds).await?;
     }
     moves.retain(|_, m| m.on_hand != 0 || m.reserved != 0);
     if moves.is_empty() {
         return Ok(());
     }
+    apply_moves(tx, &moves, at).await
+}
+
+/// Moves each product's stock by the batch's net movement, locked in SKU
+/// order; a product without the units refuses the batch.
+async fn apply_moves(
+    tx: &mut PgConnection,
+    moves: &BTreeMap<String, Movement>,
+    at: DateTime<Utc>,
+) -> Result<(), Refused> {
     let skus: Vec<&str> = moves.keys().map(String::as_str).collect();
     // Stock last, locked in SKU order: a hot product's row is held for
     // the shortest time, and never in an order that could deadlock.
@@ -476,5 +484,69 @@ async fn stock(tx: &mut PgConnection, appends: &[&Append]) -> Result<(), Refused
     if updated.rows_affected() != skus.len() as u64 {
         return Err(Refused::Conflict("not enough stock for the whole batch"));
     }
+    Ok(())
+}
+
+/// Settles the reservations of orders whose hold ends in this batch
+/// (committed: the units leave the shelf; released: they are free again)
+/// and adds what that does to each product to `moves`.
+async fn settle(
+    tx: &mut PgConnection,
+    settle_orders: &[Uuid],
+    settle_states: &[&str],
+    at: DateTime<Utc>,
+    moves: &mut BTreeMap<String, Movement>,
+) -> Result<(), Refused> {
+    let settled = sqlx::query(
+        "UPDATE reservations AS r SET state = v.state, updated_at = $3 \
+         FROM UNNEST($1::uuid[], $2::text[]) AS v(order_id, state) \
+         WHERE r.order_id = ANY($1) AND r.order_id = v.order_id AND r.state = 'held' \
+         RETURNING r.sku, r.quantity, v.state",
+    )
+    .bind(settle_orders)
+    .bind(settle_states)
+    .bind(at)
+    .fetch_all(&mut *tx)
+    .await?;
+    for row in settled {
+        let sku: String = row.try_get(0)?;
+        let quantity: i64 = row.try_get(1)?;
+        let state: String = row.try_get(2)?;
+        let m = moves.entry(sku).or_default();
+        m.reserved -= quantity;
+        if state == "committed" {
+            m.on_hand -= quantity;
+        }
+    }
+    Ok(())
+}
+
+/// The holds of this batch, one array per column.
+struct Holds<'a> {
+    order: &'a [Uuid],
+    sku: &'a [&'a str],
+    quantity: &'a [i64],
+    expiry: &'a [DateTime<Utc>],
+    at: &'a [DateTime<Utc>],
+}
+
+/// Records the batch's new holds (a held order holding anew replaces its
+/// line).
+async fn insert_holds(tx: &mut PgConnection, holds: Holds<'_>) -> Result<(), Refused> {
+    sqlx::query(
+        "INSERT INTO reservations (order_id, sku, quantity, state, expires_at, created_at, updated_at) \
+         SELECT h.order_id, h.sku, h.quantity, 'held', h.expires_at, h.at, h.at \
+         FROM UNNEST($1::uuid[], $2::text[], $3::int8[], $4::timestamptz[], $5::timestamptz[]) \
+         AS h(order_id, sku, quantity, expires_at, at) \
+         ON CONFLICT (order_id, sku) DO UPDATE SET quantity = EXCLUDED.quantity, \
+         state = 'held', expires_at = EXCLUDED.expires_at, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(holds.order)
+    .bind(holds.sku)
+    .bind(holds.quantity)
+    .bind(holds.expiry)
+    .bind(holds.at)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }

@@ -1,36 +1,38 @@
-//! The engine, the artifact cache, the active plugin set and the calls.
+//! The runtime: the engine, the active plugin set and its reload, and the
+//! extension points the application calls.
+//!
+//! - [`calls`]: per-call stores, typed calls with their bounds, failure
+//!   policies;
+//! - [`upload`]: the checks an upload must pass;
+//! - [`cache`]: compiled components in memory and on disk.
+
+mod cache;
+mod calls;
+mod upload;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use rust_decimal::Decimal;
-use sha2::{Digest, Sha256};
-use uuid::Uuid;
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::pricing::PricingPre;
 use super::bindings::saga_hook::SagaHookPre;
 use super::bindings::types as wit;
 use super::bindings::validation::ValidationPre;
-use super::convert;
-use super::limits;
-use super::sandbox::{CallLimits, MAX_TABLE_ELEMENTS, PluginState};
+use super::sandbox::PluginState;
 use commerce_app::extensions::{
     Evaluation, ExtensionFailed, Extensions, HookContext, HookOutcome, PluginKind, Quote,
 };
-use commerce_app::plugins::{
-    PLUGIN_CALL_DURATION, PLUGIN_CALLS, PluginHost, PluginRejected, PluginStats,
-};
+use commerce_app::plugins::{PluginHost, PluginRejected, PluginStats};
 use commerce_app::ports::{PluginRecord, PluginRegistry};
-use commerce_domain::pricing::check_adjustment;
-use commerce_domain::{Currency, OrderLine, OrderStatus, PluginRef, Quantity, Sku};
+use commerce_domain::PluginRef;
 
 /// What a plugin failing at an extension point does to the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -397,47 +399,6 @@ impl PluginRuntime {
         })
     }
 
-    fn artifact_path(&self, sha256: &str) -> PathBuf {
-        self.settings
-            .cache_dir
-            .join(format!("{sha256}-{}.cwasm", self.cache_tag))
-    }
-
-    /// The compiled component for `bytes`: from memory, from the host's own
-    /// artifact cache, or compiled now (and cached).
-    fn component(
-        &self,
-        sha256: &str,
-        bytes: impl FnOnce() -> Option<Arc<Vec<u8>>>,
-    ) -> Result<Component, String> {
-        if let Some(c) = self
-            .compiled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(sha256)
-        {
-            return Ok(c.clone());
-        }
-        let path = self.artifact_path(sha256);
-        let component = match load_artifact(&self.engine, &path) {
-            Some(c) => c,
-            None => {
-                let bytes = bytes().ok_or("the component's bytes are gone")?;
-                let component = Component::new(&self.engine, bytes.as_slice())
-                    .map_err(|e| format!("it does not compile as a component: {e}"))?;
-                if let Err(e) = store_artifact(&path, &component) {
-                    tracing::warn!(error = %e, path = %path.display(), "could not cache a compiled plugin");
-                }
-                component
-            }
-        };
-        self.compiled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(sha256.to_owned(), component.clone());
-        Ok(component)
-    }
-
     /// Links a component for the world of `kind`.
     fn link(&self, kind: PluginKind, component: &Component) -> Result<Linked, String> {
         let pre = self
@@ -499,409 +460,6 @@ impl PluginRuntime {
         tracing::info!(generation, plugins = ?names, "plugin set loaded");
         Ok(())
     }
-
-    fn new_store(&self, config: Arc<str>) -> Store<PluginState> {
-        let limits = CallLimits {
-            memory: self.settings.memory,
-            log: self.settings.max_log,
-        };
-        let mut store = Store::new(&self.engine, PluginState::new(config, limits));
-        store.limiter(|s| &mut s.limiter);
-        // What wasmtime may copy out of the plugin in one transfer: an
-        // answer (lifted when the call returns), or the arguments of one
-        // call to the host. wasmtime measures every list and string against
-        // this before it allocates for it, so an answer built to cost the
-        // host more (a list of entries that all point at one large string)
-        // is refused before it is copied; the output limit then applies
-        // exactly to what was copied.
-        store.set_hostcall_fuel(self.transfer_limit());
-        store.set_fuel(self.settings.fuel).expect("fuel is enabled");
-        // Round up, plus one tick: the current tick may be about to end.
-        let ticks = self
-            .settings
-            .deadline
-            .as_millis()
-            .div_ceil(TICK.as_millis())
-            .max(1) as u64
-            + 1;
-        store.set_epoch_deadline(ticks);
-        store
-    }
-
-    /// Bytes one transfer from a plugin to the host may carry.
-    fn transfer_limit(&self) -> usize {
-        self.settings.max_output.saturating_mul(TRANSFER_PER_OUTPUT)
-    }
-
-    fn classify(&self, error: wasmtime::Error, store: &Store<PluginState>) -> PluginError {
-        let memory_denied = store.data().limiter.denied;
-        // wasmtime's error type for a transfer over the hostcall budget is
-        // private; its message is what identifies it.
-        if error.chain().any(|e| {
-            e.to_string()
-                .contains("fuel allocated for hostcalls has been exhausted")
-        }) {
-            return PluginError::TransferTooLarge {
-                limit: self.transfer_limit(),
-            };
-        }
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::OutOfFuel) => PluginError::FuelExhausted(self.settings.fuel),
-            Some(Trap::Interrupt) => PluginError::DeadlineExceeded(self.settings.deadline),
-            Some(Trap::StackOverflow) => PluginError::StackOverflow,
-            _ if memory_denied => PluginError::OutOfMemory(self.settings.memory),
-            Some(trap) => PluginError::Trap(trap.to_string()),
-            None => PluginError::Trap(format!("{error:#}")),
-        }
-    }
-
-    /// Runs one call in a fresh store, then logs what the plugin wrote and
-    /// counts the outcome.
-    fn call<R>(
-        &self,
-        plugin: &Loaded,
-        run: impl FnOnce(&Linked, &mut Store<PluginState>) -> wasmtime::Result<Result<R, PluginError>>,
-    ) -> Result<R, PluginError> {
-        let started = std::time::Instant::now();
-        let result = if let Linked::Broken(reason) = &plugin.linked {
-            Err(PluginError::Unavailable(reason.clone()))
-        } else {
-            let mut store = self.new_store(plugin.config.clone());
-            let result = match run(&plugin.linked, &mut store) {
-                Ok(r) => r,
-                Err(e) => Err(self.classify(e, &store)),
-            };
-            let (log, dropped) = store.data().log.contents();
-            if !log.is_empty() {
-                tracing::info!(plugin = %plugin.name, dropped_writes = dropped, output = %log.trim_end(), "plugin log");
-            }
-            result
-        };
-        let (name, hook) = (plugin.name.clone(), plugin.kind.as_str());
-        metrics::histogram!(PLUGIN_CALL_DURATION, "plugin" => name.clone(), "hook" => hook)
-            .record(started.elapsed().as_secs_f64());
-        let outcome = result.as_ref().map_or_else(PluginError::kind, |_| "ok");
-        metrics::counter!(PLUGIN_CALLS, "plugin" => name, "hook" => hook, "outcome" => outcome)
-            .increment(1);
-        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = stats.entry(plugin.name.clone()).or_default();
-        entry.calls += 1;
-        if let Err(e) = &result {
-            *entry.failures.entry(e.kind().to_owned()).or_default() += 1;
-            tracing::warn!(plugin = %plugin.name, sha256 = %plugin.sha256, failure = e.kind(), error = %e, "plugin call failed");
-        }
-        result
-    }
-
-    fn check_input(&self, size: usize) -> Result<(), PluginError> {
-        if size > self.settings.max_input {
-            return Err(PluginError::InputTooLarge {
-                size,
-                limit: self.settings.max_input,
-            });
-        }
-        Ok(())
-    }
-
-    /// What an uploaded component may declare (see [`limits`]).
-    fn upload_limits(&self) -> limits::UploadLimits {
-        limits::UploadLimits {
-            memory: self.settings.memory,
-            memories: 1,
-            tables: MAX_TABLES,
-            table_elements: MAX_TABLE_ELEMENTS as u64,
-            imports: MAX_IMPORTS,
-            exports: MAX_EXPORTS,
-        }
-    }
-
-    fn check_output(&self, size: usize) -> Result<(), PluginError> {
-        if size > self.settings.max_output {
-            return Err(PluginError::OutputTooLarge {
-                size,
-                limit: self.settings.max_output,
-            });
-        }
-        Ok(())
-    }
-
-    fn call_pricing(
-        &self,
-        plugin: &Loaded,
-        cart: &wit::Cart,
-    ) -> Result<Vec<wit::Adjustment>, PluginError> {
-        self.check_input(convert::cart_size(cart))?;
-        self.call(plugin, |linked, store| {
-            let Linked::Pricing(pre) = linked else {
-                return Ok(Err(PluginError::Unavailable("not a pricing plugin".into())));
-            };
-            let bindings = pre.instantiate(&mut *store)?;
-            Ok(match bindings.call_price(&mut *store, cart)? {
-                Ok(adjustments) => self
-                    .check_output(convert::adjustments_size(&adjustments))
-                    .map(|()| adjustments),
-                // An error message is output like any answer.
-                Err(message) => self
-                    .check_output(message.len())
-                    .and(Err(PluginError::Failed(
-                        message.chars().take(500).collect(),
-                    ))),
-            })
-        })
-    }
-
-    fn call_validation(
-        &self,
-        plugin: &Loaded,
-        order: &wit::Order,
-    ) -> Result<Vec<wit::Violation>, PluginError> {
-        self.check_input(convert::order_size(order))?;
-        self.call(plugin, |linked, store| {
-            let Linked::Validation(pre) = linked else {
-                return Ok(Err(PluginError::Unavailable(
-                    "not a validation plugin".into(),
-                )));
-            };
-            let bindings = pre.instantiate(&mut *store)?;
-            let violations = bindings.call_validate(&mut *store, order)?;
-            Ok(self
-                .check_output(convert::violations_size(&violations))
-                .map(|()| violations))
-        })
-    }
-
-    fn call_hook(
-        &self,
-        plugin: &Loaded,
-        context: &wit::StepContext,
-    ) -> Result<wit::Decision, PluginError> {
-        self.check_input(convert::order_size(&context.order))?;
-        self.call(plugin, |linked, store| {
-            let Linked::Hook(pre) = linked else {
-                return Ok(Err(PluginError::Unavailable(
-                    "not a saga-hook plugin".into(),
-                )));
-            };
-            let bindings = pre.instantiate(&mut *store)?;
-            let decision = bindings.call_on_step(&mut *store, context)?;
-            let size = match &decision {
-                wit::Decision::Continue => 0,
-                wit::Decision::Veto(reason) => reason.len(),
-            };
-            Ok(self.check_output(size).map(|()| decision))
-        })
-    }
-
-    /// Pricing then validation, on one plugin set.
-    fn evaluate_on(&self, set: &PluginSet, quote: &Quote) -> Result<Evaluation, ExtensionFailed> {
-        let currency = quote.currency;
-        let cart = convert::cart(quote);
-        let mut evaluation = Evaluation::default();
-        for plugin in set.of(PluginKind::Pricing) {
-            let priced = self.call_pricing(plugin, &cart).and_then(|adjustments| {
-                adjustments
-                    .into_iter()
-                    .map(|a| {
-                        convert::adjustment(&plugin.name, a, currency).and_then(|a| {
-                            check_adjustment(currency, quote.lines.len(), a)
-                                .map_err(|e| e.to_string())
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(PluginError::InvalidOutput)
-            });
-            match priced {
-                Ok(adjustments) => {
-                    evaluation.adjustments.extend(adjustments);
-                    evaluation.plugins.push(plugin.reference());
-                }
-                Err(e) => {
-                    self.on_failure(PluginKind::Pricing, self.settings.pricing_policy, plugin, e)?
-                }
-            }
-        }
-        let order = convert::order(quote, convert::priced_total(quote, &evaluation.adjustments));
-        for plugin in set.of(PluginKind::Validation) {
-            match self.call_validation(plugin, &order) {
-                Ok(violations) => {
-                    evaluation.violations.extend(
-                        violations
-                            .into_iter()
-                            .map(|v| convert::violation(&plugin.name, v)),
-                    );
-                    evaluation.plugins.push(plugin.reference());
-                }
-                // Validation always fails closed: an order nobody could
-                // check is not accepted.
-                Err(e) => {
-                    self.on_failure(PluginKind::Validation, FailurePolicy::Closed, plugin, e)?
-                }
-            }
-        }
-        Ok(evaluation)
-    }
-
-    /// Pricing then validation on the current set, on this thread
-    /// (benchmarks; the service goes through [`Extensions::evaluate`]).
-    pub fn evaluate_now(&self, quote: &Quote) -> Result<Evaluation, ExtensionFailed> {
-        let set = self.active.load_full();
-        self.evaluate_on(&set, quote)
-    }
-
-    fn on_failure(
-        &self,
-        kind: PluginKind,
-        policy: FailurePolicy,
-        plugin: &Loaded,
-        error: PluginError,
-    ) -> Result<(), ExtensionFailed> {
-        match policy {
-            FailurePolicy::Closed => Err(ExtensionFailed {
-                kind,
-                plugin: plugin.name.clone(),
-                reason: error.to_string(),
-            }),
-            FailurePolicy::Skip => {
-                tracing::warn!(plugin = %plugin.name, kind = kind.as_str(), error = %error, "skipping a failed plugin");
-                Ok(())
-            }
-        }
-    }
-
-    fn run_hooks_on(
-        &self,
-        set: &PluginSet,
-        context: &HookContext,
-    ) -> Result<HookOutcome, ExtensionFailed> {
-        let total = convert::priced_total(&context.quote, &context.adjustments);
-        let wit_context = convert::step_context(context, total);
-        for plugin in set.of(PluginKind::SagaHook) {
-            match self.call_hook(plugin, &wit_context) {
-                Ok(wit::Decision::Continue) => {}
-                Ok(wit::Decision::Veto(reason)) => {
-                    return Ok(HookOutcome::Veto {
-                        plugin: plugin.name.clone(),
-                        reason,
-                    });
-                }
-                Err(e) => {
-                    self.on_failure(PluginKind::SagaHook, self.settings.hook_policy, plugin, e)?
-                }
-            }
-        }
-        Ok(HookOutcome::Continue)
-    }
-
-    /// Compiles and links a candidate, then smoke-calls it on a sample
-    /// input: what an upload must pass.
-    pub async fn try_component(
-        &self,
-        kind: PluginKind,
-        name: &str,
-        bytes: Arc<Vec<u8>>,
-        config: &str,
-    ) -> Result<(), CheckError> {
-        let runtime = self.self_arc();
-        let (name, config) = (name.to_owned(), config.to_owned());
-        tokio::task::spawn_blocking(move || runtime.check_sync(kind, &name, bytes, &config))
-            .await
-            .map_err(|e| CheckError::Compile(format!("the check did not finish: {e}")))?
-    }
-
-    fn check_sync(
-        &self,
-        kind: PluginKind,
-        name: &str,
-        bytes: Arc<Vec<u8>>,
-        config: &str,
-    ) -> Result<(), CheckError> {
-        let sha256 = hex::encode(Sha256::digest(bytes.as_slice()));
-        let component = self
-            .component(&sha256, || Some(bytes))
-            .map_err(CheckError::Compile)?;
-        limits::check(&self.engine, &component, &self.upload_limits())
-            .map_err(CheckError::Limits)?;
-        let linked = self.link(kind, &component).map_err(CheckError::Link)?;
-        let candidate = Loaded {
-            name: name.to_owned(),
-            version: 0,
-            sha256,
-            kind,
-            config: Arc::from(config),
-            linked,
-        };
-        let quote = sample_quote();
-        let smoke = match kind {
-            PluginKind::Pricing => self
-                .call_pricing(&candidate, &convert::cart(&quote))
-                .map(|_| ()),
-            PluginKind::Validation => self
-                .call_validation(&candidate, &convert::order(&quote, Decimal::new(2500, 2)))
-                .map(|_| ()),
-            PluginKind::SagaHook => {
-                let context = HookContext {
-                    saga_type: "order-fulfilment".into(),
-                    step: "authorize-payment".into(),
-                    before: true,
-                    quote,
-                    adjustments: vec![],
-                };
-                self.call_hook(
-                    &candidate,
-                    &convert::step_context(&context, Decimal::new(2500, 2)),
-                )
-                .map(|_| ())
-            }
-        };
-        smoke.map_err(CheckError::Smoke)
-    }
-}
-
-/// A small order to smoke-test plugins with.
-fn sample_quote() -> Quote {
-    Quote {
-        order_id: Uuid::nil(),
-        customer_id: Uuid::nil(),
-        status: OrderStatus::Pending,
-        currency: Currency::parse("EUR").expect("EUR"),
-        lines: vec![OrderLine {
-            sku: Sku::parse("SAMPLE-1").expect("sku"),
-            name: "Sample".into(),
-            quantity: Quantity::parse(2).expect("quantity"),
-            unit_price: Decimal::new(1250, 2),
-        }],
-    }
-}
-
-/// Loads a precompiled artifact written by [`store_artifact`].
-fn load_artifact(engine: &Engine, path: &Path) -> Option<Component> {
-    if !path.exists() {
-        return None;
-    }
-    // SAFETY: deserializing runs native code produced by Cranelift. The
-    // file is only ever one this host wrote itself into its own cache
-    // directory (never an uploaded file), named by the sha256 of the
-    // component it was compiled from and by the engine configuration and
-    // wasmtime version (precompile_compatibility_hash), and written
-    // atomically (temporary file + rename), so it is complete and matches
-    // this engine.
-    #[allow(unsafe_code)]
-    let loaded = unsafe { Component::deserialize_file(engine, path) };
-    match loaded {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::warn!(error = %e, path = %path.display(), "ignoring an unusable cached artifact");
-            None
-        }
-    }
-}
-
-fn store_artifact(path: &Path, component: &Component) -> anyhow::Result<()> {
-    let bytes = component.serialize().map_err(|e| anyhow::anyhow!("{e}"))?;
-    let tmp = path.with_extension(format!("tmp-{}", Uuid::new_v4().simple()));
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 #[async_trait]
