@@ -2,10 +2,13 @@
 //! SQLite database (the default) and PostgreSQL (production), and Redis
 //! for carts when it is configured.
 //!
-//! The two live side by side, query next to query, so that a reader sees
-//! the difference at a glance; `tests/store_contract.rs` runs one suite
-//! against both. Nothing here decides business rules: it stores, loads and
-//! reports conflicts.
+//! What the two share is written once in `shared` (row types, the event
+//! store, the plugin registry, generic over a `Backend`); each backend
+//! keeps its SQL text and what truly differs (PostgreSQL's group commit and
+//! read coalescing, SQLite's reader and writer pools). Sagas, inventory and
+//! carts are still written per backend. `tests/store_contract.rs` runs one
+//! suite against both. Nothing here decides business rules: it stores,
+//! loads and reports conflicts.
 
 mod shared;
 
