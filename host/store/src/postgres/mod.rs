@@ -142,7 +142,7 @@ async fn append_one(pool: &PgPool, append: &Append) -> Result<(), StoreError> {
     events::insert_events::<Postgres>(&mut tx, append).await?;
     events::upsert_view::<Postgres>(&mut tx, &append.view).await?;
     if let Some(saga) = &append.saga {
-        saga::apply(&mut tx, saga).await?;
+        crate::shared::saga::apply::<Postgres>(&mut tx, saga).await?;
     }
     // Stock last: a hot product's row is then locked for the shortest time.
     if let Some(change) = &append.inventory {

@@ -12,6 +12,7 @@ pub(crate) mod columns;
 pub(crate) mod events;
 pub(crate) mod plugins;
 pub(crate) mod rows;
+pub(crate) mod saga;
 
 use chrono::{DateTime, Utc};
 use sqlx::query::Query;

@@ -126,7 +126,7 @@ impl EventStore for SqliteStore {
         events::insert_events::<Sqlite>(&mut tx, &append).await?;
         events::upsert_view::<Sqlite>(&mut tx, &append.view).await?;
         if let Some(saga) = &append.saga {
-            saga::apply(&mut tx, saga).await?;
+            crate::shared::saga::apply::<Sqlite>(&mut tx, saga).await?;
         }
         // Stock last: a hot product's row is then locked for the shortest time.
         if let Some(change) = &append.inventory {
