@@ -279,7 +279,7 @@ async fn insert_sagas(tx: &mut PgConnection, new: &[&&SagaWrite]) -> Result<(), 
          $6::int4[], $7::timestamptz[], $8::text[], $9::timestamptz[], $10::timestamptz[], \
          $11::text[], $12::uuid[], $13::timestamptz[])",
         ),
-        &new,
+        new,
     )
     .bind(
         new.iter()
@@ -316,7 +316,7 @@ async fn update_sagas(tx: &mut PgConnection, moved: &[&&SagaWrite]) -> Result<()
          next_attempt_at, lease_owner, lease_until, updated_at, expected) \
          WHERE s.saga_id = ANY($1) AND s.saga_id = v.saga_id AND s.revision = v.expected",
         ),
-        &moved,
+        moved,
     )
     .bind(
         moved
