@@ -7,6 +7,8 @@
 # what else the machine is doing than the wall clock does.
 #
 #   scripts/first-build.sh [REV]
+#   KEEP=DIR scripts/first-build.sh [REV]   # keep the clone, its target/
+#                                           # and CARGO_HOME in DIR
 #
 # Needs network access to crates.io (the registry is downloaded afresh)
 # and the toolchain of rust-toolchain.toml (rustup keeps it outside
@@ -16,7 +18,15 @@ set -euo pipefail
 rev=${1:-HEAD}
 repo=$(cd "$(dirname "$0")/.." && pwd)
 work=$(mktemp -d /tmp/commerce-first-build.XXXXXX)
-trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
+cleanup() {
+  kill "${pid:-0}" 2>/dev/null || true
+  if [ -n "${KEEP:-}" ]; then
+    rm -rf "$KEEP" && mv "$work" "$KEEP"
+  else
+    rm -rf "$work"
+  fi
+}
+trap cleanup EXIT
 
 git clone -q "$repo" "$work/src"
 git -C "$work/src" checkout -q "$rev"

@@ -85,6 +85,7 @@ fn append_with(order_id: Uuid, expected: u64, inventory: InventoryChange) -> App
             subtotal: Decimal::ZERO,
             adjustments: vec![],
             total: Decimal::ZERO,
+            refunded: Decimal::ZERO,
             status_reason: None,
             version: expected + 1,
             created_at: at,

@@ -14,6 +14,8 @@ mod cart;
 mod containment;
 mod helpers;
 mod inventory;
+mod lifecycle;
+mod money;
 mod ops;
 mod outbox;
 mod payment;

@@ -53,6 +53,7 @@ fn view(id: Uuid, customer: Uuid, status: OrderStatus, version: u64) -> OrderVie
         subtotal: Decimal::new(1050, 2),
         adjustments: vec![],
         total: Decimal::new(1050, 2),
+        refunded: Decimal::ZERO,
         status_reason: None,
         version,
         created_at: at,
@@ -416,6 +417,7 @@ async fn replay_equals_the_inline_projection(backend: Backend) {
                     placed.order.id,
                     None,
                     Some("changed my mind".into()),
+                    std::time::Duration::from_secs(5),
                 )
                 .await
                 .unwrap();

@@ -111,6 +111,13 @@ impl From<AppError> for ApiError {
             AppError::CurrencyMismatch { .. } => {
                 ApiError::new(S::UNPROCESSABLE_ENTITY, "currency-mismatch", e.to_string())
             }
+            AppError::UnpaidLimit {
+                max_orders,
+                max_units,
+                ..
+            } => ApiError::new(S::CONFLICT, "unpaid-limit", e.to_string())
+                .with("max_unpaid_orders", max_orders)
+                .with("max_unpaid_units", max_units),
             AppError::IdempotencyKeyReused => ApiError::new(
                 S::UNPROCESSABLE_ENTITY,
                 "idempotency-key-reused",
@@ -167,6 +174,13 @@ fn order_problem(order: &OrderError, message: String) -> ApiError {
     match order {
         OrderError::NotPlaced => ApiError::new(S::NOT_FOUND, "not-found", "order not found"),
         OrderError::AlreadyPlaced => ApiError::new(S::CONFLICT, "conflict", message),
+        OrderError::RefundInProgress | OrderError::PaymentStarted => {
+            ApiError::new(S::CONFLICT, "conflict", message)
+        }
+        OrderError::RefundTooLarge { refundable } => {
+            ApiError::new(S::UNPROCESSABLE_ENTITY, "refund-too-large", message)
+                .with("refundable", refundable.to_string())
+        }
         OrderError::IllegalTransition { action, from } => {
             ApiError::new(S::CONFLICT, "illegal-transition", message)
                 .with("order_status", from.as_str())

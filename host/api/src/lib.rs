@@ -59,7 +59,7 @@ pub struct AppState {
         health::healthz, health::readyz,
         orders::create_order, orders::get_order, orders::list_orders, orders::update_order,
         orders::cancel_order, orders::order_events, orders::ship_order, orders::deliver_order,
-        orders::refund_order,
+        orders::refund_order, orders::pay_order,
         products::put_product, products::get_product, products::adjust_stock,
         cart::get_cart, cart::put_cart_item, cart::delete_cart_item, cart::clear_cart,
         cart::checkout,

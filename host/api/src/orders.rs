@@ -15,10 +15,13 @@ use super::extract::{
     Admin, ApiJson, ApiPath, ApiQuery, Auth, etag, idempotency_key, parse_if_match,
 };
 use commerce_app::Caller;
-use commerce_app::orders::{AdminTransition, ListOrders, PlaceOrderRequest, Placed, RequestedLine};
+use commerce_app::orders::{
+    AdminTransition, ListOrders, PlaceOrderRequest, Placed, RefundOutcome, RefundRequest,
+    RequestedLine,
+};
 use commerce_app::ports::StoredEvent;
 use commerce_app::views::{OrderPage, OrderView};
-use commerce_domain::{Currency, OrderStatus, Quantity, Sku};
+use commerce_domain::{Currency, OrderStatus, Quantity, RefundLine, Sku};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,6 +34,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/orders/{id}/ship", post(ship_order))
         .route("/v1/orders/{id}/deliver", post(deliver_order))
         .route("/v1/orders/{id}/refund", post(refund_order))
+        .route("/v1/orders/{id}/pay", post(pay_order))
 }
 
 /// One requested line: what and how many. Prices come from the catalog.
@@ -61,6 +65,42 @@ pub struct CreateOrderRequest {
     #[schema(value_type = String, example = "EUR")]
     pub currency: Currency,
     pub payment: Option<PaymentRequest>,
+}
+
+/// Body of `POST /v1/orders/{id}/pay`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PayOrderRequest {
+    pub payment: PaymentRequest,
+}
+
+/// A line of a refund: units of one SKU of the order, and whether they
+/// come back on the shelf (a return).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundLineRequest {
+    #[schema(value_type = String, example = "MUG-RED")]
+    pub sku: Sku,
+    #[schema(value_type = u32, minimum = 1, maximum = 10000, example = 1)]
+    pub quantity: Quantity,
+    /// The units come back on hand (default false).
+    #[serde(default)]
+    pub restock: bool,
+}
+
+/// Body of `POST /v1/orders/{id}/refund` (optional: no body refunds all
+/// that is left).
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundOrderRequest {
+    /// Decimal string at the currency's scale; absent: all that is left.
+    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[schema(value_type = Option<String>, example = "5.00")]
+    pub amount: Option<rust_decimal::Decimal>,
+    #[serde(default)]
+    pub lines: Vec<RefundLineRequest>,
+    /// At most 500 characters.
+    pub reason: Option<String>,
 }
 
 /// Body of `PATCH /v1/orders/{id}`: the new set of lines.
@@ -178,15 +218,15 @@ pub(crate) async fn placed_answer(
             .await_outcome(caller, placed.order, settlement, wait)
             .await?;
     }
-    Ok(placed_response(placed))
+    Ok(placed_response(placed, StatusCode::CREATED))
 }
 
-/// 201 with the order, its Location and ETag, and `Idempotent-Replayed`
-/// when an earlier request placed it.
-fn placed_response(placed: Placed) -> Response {
+/// `status` (201 for a placement) with the order, its Location and ETag,
+/// and `Idempotent-Replayed` when an earlier request placed (or paid) it.
+fn placed_response(placed: Placed, status: StatusCode) -> Response {
     let location = format!("/v1/orders/{}", placed.order.id);
     let replayed = placed.replayed;
-    let mut response = order_response(StatusCode::CREATED, placed.order);
+    let mut response = order_response(status, placed.order);
     let h = response.headers_mut();
     h.insert(
         header::LOCATION,
@@ -284,10 +324,61 @@ pub async fn update_order(
     Ok(order_response(StatusCode::OK, order))
 }
 
-/// Cancel an order (before it ships). `If-Match` is optional.
+/// Pay an order placed without payment.
+///
+/// Starts the order's payment (its fulfilment saga) with the token. The
+/// order must be `reserved` and its hold alive; paying an order whose
+/// payment already started answers with it again
+/// (`Idempotent-Replayed: true`).
+#[utoipa::path(post, path = "/v1/orders/{id}/pay", tag = "orders",
+    request_body = PayOrderRequest,
+    params(("id" = Uuid, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): answer once the saga confirmed or ended the order, or after N seconds")),
+    responses(
+        (status = 200, body = OrderView, description = "Payment started (or already started)"),
+        (status = 404, description = "No such order for this caller"),
+        (status = 409, description = "`illegal-transition`: not reserved (cancelled, expired, paid); `conflict`: the hold expired"),
+        (status = 422, description = "`invalid-request`: bad token; `idempotency-key-reused`"),
+        (status = 503, description = "No payment gateway configured"),
+    ),
+    security(("bearer" = [])))]
+pub async fn pay_order(
+    State(state): State<AppState>,
+    Auth(caller): Auth,
+    ApiPath(id): ApiPath<Uuid>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PayOrderRequest>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let wait = prefer_wait(&headers)?;
+    let mut placed = state
+        .app
+        .orders()
+        .pay_order(caller, id, body.payment.token, key)
+        .await?;
+    if let Some(wait) = wait {
+        let settlement = placed.settlement.take();
+        placed.order = state
+            .app
+            .outcomes()
+            .await_outcome(caller, placed.order, settlement, wait)
+            .await?;
+    }
+    Ok(placed_response(placed, StatusCode::OK))
+}
+
+/// How long a refund (or a cancel that refunds) waits for the gateway
+/// when the request does not say (`Prefer: wait=N`).
+const DEFAULT_REFUND_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Cancel an order (before it ships). `If-Match` is optional. A confirmed
+/// order's units go back on the shelf and its payment is refunded (the
+/// answer waits for the refund up to `Prefer: wait`, default 10 s).
 #[utoipa::path(delete, path = "/v1/orders/{id}", tag = "orders",
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = OrderView), (status = 409, description = "Too late to cancel")),
+    params(("id" = Uuid, Path),
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: how long to wait for the refund of a confirmed order")),
+    responses((status = 200, body = OrderView), (status = 409, description = "Too late to cancel, or a refund of the order is in progress")),
     security(("bearer" = [])))]
 pub async fn cancel_order(
     State(state): State<AppState>,
@@ -301,10 +392,11 @@ pub async fn cancel_order(
     } else {
         "cancelled by the customer"
     };
+    let wait = prefer_wait(&headers)?.unwrap_or(DEFAULT_REFUND_WAIT);
     let order = state
         .app
         .orders()
-        .cancel_order(caller, id, if_match, Some(reason.to_owned()))
+        .cancel_order(caller, id, if_match, Some(reason.to_owned()), wait)
         .await?;
     Ok(order_response(StatusCode::OK, order))
 }
@@ -363,17 +455,78 @@ pub async fn deliver_order(
     admin_transition(state, caller, id, AdminTransition::Deliver).await
 }
 
-/// Refund a paid order (admin).
+/// Refund an order, in full or in part, taking units back (admin).
+///
+/// The refund is recorded on the order first (`OrderRefundRequested`),
+/// then asked of the gateway by a refund saga with its own idempotency
+/// key; its outcome is `OrderRefunded` (with the units restocked) or, if
+/// an operator gives it up, `OrderRefundFailed`. Without a body, all that
+/// is left is refunded. One refund runs at a time; together they never
+/// pass what was captured. A full refund of an order that has not shipped
+/// puts every unit back; otherwise only lines marked `restock` come back.
 #[utoipa::path(post, path = "/v1/orders/{id}/refund", tag = "orders",
-    params(("id" = Uuid, Path)),
-    responses((status = 200, body = OrderView), (status = 409, description = "Not paid")),
+    request_body(content = Option<RefundOrderRequest>, description = "Optional"),
+    params(("id" = Uuid, Path),
+        ("Prefer" = Option<String>, Header, description = "`wait=N`: how long to wait for the gateway (default 10 s)")),
+    responses(
+        (status = 200, body = OrderView, description = "Refunded (the view shows `refunded`)"),
+        (status = 202, body = OrderView, description = "Recorded; the gateway has not answered yet"),
+        (status = 409, description = "`illegal-transition`: never paid; `conflict`: a refund is in progress; `refund-failed`: the gateway would not refund (the saga needs an operator)"),
+        (status = 422, description = "`refund-too-large`, `invalid-order` (lines not on the order, too many units), `invalid-request`"),
+    ),
     security(("bearer" = [])))]
 pub async fn refund_order(
     State(state): State<AppState>,
     Admin(caller): Admin,
     ApiPath(id): ApiPath<Uuid>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    admin_transition(state, caller, id, AdminTransition::Refund).await
+    let body: RefundOrderRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RefundOrderRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-request",
+                format!("invalid refund: {e}"),
+            )
+        })?
+    };
+    let request = RefundRequest {
+        amount: body.amount,
+        lines: body
+            .lines
+            .into_iter()
+            .map(|l| RefundLine {
+                sku: l.sku,
+                quantity: l.quantity,
+                restock: l.restock,
+            })
+            .collect(),
+        reason: body.reason,
+    };
+    let wait = prefer_wait(&headers)?.unwrap_or(DEFAULT_REFUND_WAIT);
+    let outcome = state
+        .app
+        .orders()
+        .refund_order(caller, id, request, wait)
+        .await?;
+    Ok(match outcome {
+        RefundOutcome::Done(order) => order_response(StatusCode::OK, order),
+        RefundOutcome::Pending(order) => order_response(StatusCode::ACCEPTED, order),
+        RefundOutcome::NeedsAttention {
+            saga_id, reason, ..
+        } => ApiError::new(
+            StatusCode::CONFLICT,
+            "refund-failed",
+            format!(
+                "the refund was not made ({reason}); its saga needs an operator (retry or abort it)"
+            ),
+        )
+        .with("saga_id", saga_id.to_string())
+        .into_response(),
+    })
 }
 
 #[cfg(test)]

@@ -27,6 +27,16 @@ pub enum AppError {
     /// Not enough free stock for every line: nothing was reserved.
     #[error("out of stock: {}", .0.iter().map(|s| format!("{} (requested {}, available {})", s.sku, s.requested, s.available)).collect::<Vec<_>>().join(", "))]
     OutOfStock(Vec<commerce_domain::Shortage>),
+    /// The customer already holds as much unpaid as allowed.
+    #[error(
+        "you hold {held_orders} unpaid orders with {held_units} units; at most {max_orders} orders and {max_units} units may be held unpaid: pay or cancel one first"
+    )]
+    UnpaidLimit {
+        held_orders: i64,
+        held_units: i64,
+        max_orders: i64,
+        max_units: i64,
+    },
     #[error("this Idempotency-Key was already used for a different request")]
     IdempotencyKeyReused,
     /// `If-Match` names a version the order has moved past.

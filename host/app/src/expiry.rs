@@ -21,7 +21,17 @@ impl Orders<'_> {
     /// order's version lock lets one failure through, and a release only
     /// touches reservations still held.
     pub async fn sweep_expired_holds(&self, limit: u32) -> Result<usize, AppError> {
-        let expired = self.store.expired_holds(now(), limit).await?;
+        self.sweep_expired_holds_at(now(), limit).await
+    }
+
+    /// [`sweep_expired_holds`](Self::sweep_expired_holds) as if the time
+    /// were `at`: the sweeper's clock, which a test moves forward.
+    pub async fn sweep_expired_holds_at(
+        &self,
+        at: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<usize, AppError> {
+        let expired = self.store.expired_holds(at, limit).await?;
         let mut swept = 0;
         for order_id in expired {
             // An order whose saga still runs is the saga's to settle: it

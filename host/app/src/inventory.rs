@@ -50,6 +50,10 @@ pub struct InventorySettings {
     pub backoff_base: Duration,
     /// Longest pause between attempts.
     pub backoff_cap: Duration,
+    /// Most orders a customer holds unpaid at once.
+    pub max_unpaid_orders: i64,
+    /// Most units a customer holds across unpaid orders.
+    pub max_unpaid_units: i64,
 }
 
 impl Default for InventorySettings {
@@ -59,6 +63,8 @@ impl Default for InventorySettings {
             max_attempts: 50,
             backoff_base: Duration::from_millis(1),
             backoff_cap: Duration::from_millis(20),
+            max_unpaid_orders: 10,
+            max_unpaid_units: 1000,
         }
     }
 }

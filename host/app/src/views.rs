@@ -50,6 +50,11 @@ pub struct OrderView {
     #[serde(with = "rust_decimal::serde::str")]
     #[schema(value_type = String, example = "22.50")]
     pub total: Decimal,
+    /// What has been refunded so far (partial refunds add up; the status
+    /// becomes `refunded` once it reaches what was paid).
+    #[serde(with = "rust_decimal::serde::str")]
+    #[schema(value_type = String, example = "0.00")]
+    pub refunded: Decimal,
     /// Why the order is cancelled, rejected, failed or refunded.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
@@ -89,6 +94,11 @@ impl OrderView {
             subtotal: order.subtotal().expect("a placed order has a subtotal"),
             adjustments: order.adjustments.clone(),
             total: order.total,
+            refunded: {
+                let mut refunded = order.refunded;
+                refunded.rescale(currency.minor_digits());
+                refunded
+            },
             status_reason: order.status_reason.clone(),
             version: order.version(),
             created_at: order.created_at.expect("placed"),

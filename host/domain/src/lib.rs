@@ -29,7 +29,7 @@ pub use inventory::{Shortage, Stock, StockClaim};
 pub use money::{Currency, MoneyError};
 pub use order::{
     Order, OrderAction, OrderCommand, OrderError, OrderEvent, OrderLine, OrderStatus, PlaceOrder,
-    PluginRef,
+    PluginRef, RefundLine, Restock, bounded_reason,
 };
 pub use pricing::{Adjustment, AdjustmentKind};
 pub use product::{Quantity, Sku};

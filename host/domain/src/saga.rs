@@ -39,6 +39,10 @@ pub enum Step {
     CapturePayment,
     /// Tell the customer (an outbox event).
     Notify,
+    /// Record a refund's intent on the order (done when it is asked).
+    RecordRefund,
+    /// Give the money back at the gateway and take the units back.
+    RefundPayment,
 }
 
 impl Step {
@@ -48,6 +52,8 @@ impl Step {
             Step::AuthorizePayment => "authorize-payment",
             Step::CapturePayment => "capture-payment",
             Step::Notify => "notify",
+            Step::RecordRefund => "record-refund",
+            Step::RefundPayment => "refund-payment",
         }
     }
 }
@@ -156,6 +162,29 @@ pub const FULFILMENT: SagaDefinition = SagaDefinition {
         StepDef::local(Step::Notify),
     ],
 };
+
+/// The refund saga: a refund of a captured payment, asked by an operator
+/// or by a cancel of a confirmed order. Its intent is recorded on the
+/// order when it is asked (the first step, the pivot: a refund is never
+/// taken back), then the gateway is asked; a refund that keeps failing
+/// goes to an operator, who retries it or gives it up.
+pub const REFUND: SagaDefinition = SagaDefinition {
+    saga_type: "order-refund",
+    steps: &[
+        StepDef::local(Step::RecordRefund).pivot(),
+        StepDef::remote(Step::RefundPayment),
+    ],
+};
+
+/// The definition a stored saga of `saga_type` follows (an unknown type
+/// is read as the fulfilment saga, the only type older versions wrote).
+pub fn definition(saga_type: &str) -> &'static SagaDefinition {
+    if saga_type == REFUND.saga_type {
+        &REFUND
+    } else {
+        &FULFILMENT
+    }
+}
 
 /// Where a saga is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -520,6 +549,21 @@ mod tests {
             .undone_by(Compensation::VoidPayment)
             .pivot();
         assert_eq!(def.compensation, None);
+    }
+
+    #[test]
+    fn a_refund_that_fails_goes_to_an_operator_and_is_never_turned_back() {
+        const R: &SagaDefinition = &REFUND;
+        assert_eq!(definition("order-refund"), R);
+        assert_eq!(definition("order-fulfilment"), F);
+        let started = SagaProgress::started(1);
+        assert_eq!(started.next(R), Next::Act(Step::RefundPayment));
+        assert_eq!(started.clone().acted(R).status, SagaStatus::Completed);
+        let failed = started.failed(R, "gateway refused");
+        assert_eq!(failed.status, SagaStatus::NeedsAttention);
+        let retried = failed.resume(R);
+        assert_eq!(retried.status, SagaStatus::Running);
+        assert_eq!(retried.next(R), Next::Act(Step::RefundPayment));
     }
 
     #[test]

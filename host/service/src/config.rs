@@ -115,6 +115,14 @@ pub struct InventoryArgs {
     /// database (drift is repaired and counted), in seconds.
     #[arg(long, env = "COMMERCE_STOCK_RECONCILE_SECS", default_value_t = 30)]
     pub stock_reconcile_secs: u64,
+    /// Most orders one customer may hold unpaid (placed without payment
+    /// and not yet paid) at once; placing one more is refused (409
+    /// `unpaid-limit`) until one is paid, cancelled or expires.
+    #[arg(long, env = "COMMERCE_MAX_UNPAID_ORDERS", default_value_t = 10)]
+    pub max_unpaid_orders: i64,
+    /// Most units one customer may hold across unpaid orders.
+    #[arg(long, env = "COMMERCE_MAX_UNPAID_UNITS", default_value_t = 1000)]
+    pub max_unpaid_units: i64,
 }
 
 impl InventoryArgs {
@@ -122,6 +130,8 @@ impl InventoryArgs {
         commerce_app::inventory::InventorySettings {
             reservation_ttl: std::time::Duration::from_secs(self.reservation_ttl_secs.max(1)),
             max_attempts: self.stock_max_attempts.max(1),
+            max_unpaid_orders: self.max_unpaid_orders.max(0),
+            max_unpaid_units: self.max_unpaid_units.max(0),
             ..Default::default()
         }
     }

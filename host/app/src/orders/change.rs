@@ -31,6 +31,21 @@ impl Orders<'_> {
         if_match: Option<u64>,
         intent: Intent,
     ) -> Result<OrderView, AppError> {
+        let (view, _run) = self
+            .execute_driving(caller, order_id, if_match, intent)
+            .await?;
+        Ok(view)
+    }
+
+    /// [`execute`](Self::execute), and the run of the saga the write
+    /// started or turned back, if this process drives it.
+    pub(crate) async fn execute_driving(
+        &self,
+        caller: Caller,
+        order_id: Uuid,
+        if_match: Option<u64>,
+        intent: Intent,
+    ) -> Result<(OrderView, Option<tokio::task::JoinHandle<()>>), AppError> {
         let mut attempt = 0;
         let mut stock_attempt = 0;
         loop {
@@ -43,39 +58,41 @@ impl Orders<'_> {
                     current: order.version(),
                 });
             }
-            let (command, inventory) = match &intent {
-                Intent::Command(command) => {
+            let plan = match &intent {
+                Intent::Command(OrderCommand::Cancel { reason }) => {
+                    self.plan_cancel(&order, reason.clone()).await?
+                }
+                Intent::Command(command @ OrderCommand::Fail { .. }) => {
+                    // An order whose saga runs is the saga's to end.
+                    if let Some(saga) = self.store.saga_of(order_id).await?
+                        && !saga.status().is_terminal()
+                    {
+                        return Err(AppError::Conflict(
+                            "the order's payment is in progress".into(),
+                        ));
+                    }
                     // Leaving the order's life early gives its stock back.
-                    let inventory = matches!(
-                        command,
-                        OrderCommand::Cancel { .. } | OrderCommand::Fail { .. }
-                    )
-                    .then_some(InventoryChange::Release { order_id });
-                    (command.clone(), inventory)
+                    Plan::of(command.clone(), Some(InventoryChange::Release { order_id }))
                 }
-                Intent::ChangeItems(items) => self.change_items(&order, items).await?,
-            };
-            let (saga_write, to_drive) = match &command {
-                OrderCommand::Cancel { reason } => {
-                    order.check(OrderAction::Cancel)?;
-                    self.sagas()
-                        .cancel_saga(order_id, reason.as_deref())
-                        .await?
+                Intent::Command(command) => Plan::of(command.clone(), None),
+                Intent::ChangeItems(items) => {
+                    let (command, inventory) = self.change_items(&order, items).await?;
+                    Plan::of(command, inventory)
                 }
-                _ => (None, None),
+                Intent::Refund(ask) => self.plan_refund(&order, ask).await?,
             };
-            let events = order.handle(command)?;
-            let skus = touched_skus(&order, inventory.as_ref());
+            let events = handle_all(&order, plan.commands)?;
+            let skus = touched_skus(&order, plan.inventory.as_ref());
             let lost = match self
-                .commit_all(order, events, Vec::new(), inventory, saga_write)
+                .commit_all(order, events, Vec::new(), plan.inventory, plan.saga)
                 .await
             {
                 Ok(order) => {
                     self.inventory().stock_changed(&skus).await;
-                    if let Some(saga) = to_drive {
-                        self.sagas().spawn_saga(saga, None);
-                    }
-                    return Ok(OrderView::project(&order));
+                    let run = plan
+                        .drive
+                        .and_then(|saga| self.sagas().spawn_saga(saga, Some(order.clone())));
+                    return Ok((OrderView::project(&order), run));
                 }
                 Err(e) => e,
             };
@@ -214,16 +231,19 @@ impl Orders<'_> {
         Ok(view)
     }
 
-    /// Cancels an order (before it ships).
+    /// Cancels an order (before it ships). A confirmed order's units go
+    /// back on the shelf and its payment is refunded: the answer waits up
+    /// to `wait` for the refund.
     pub async fn cancel_order(
         &self,
         caller: Caller,
         order_id: Uuid,
         if_match: Option<u64>,
         reason: Option<String>,
+        wait: std::time::Duration,
     ) -> Result<OrderView, AppError> {
-        let view = self
-            .execute(
+        let (view, run) = self
+            .execute_driving(
                 caller,
                 order_id,
                 if_match,
@@ -231,10 +251,17 @@ impl Orders<'_> {
             )
             .await?;
         tracing::info!(order_id = %view.id, "order cancelled");
+        if view.refunded.is_zero() && run.is_some() {
+            return Ok(match self.refund_outcome(caller, view, run, wait).await? {
+                super::RefundOutcome::Done(v)
+                | super::RefundOutcome::Pending(v)
+                | super::RefundOutcome::NeedsAttention { order: v, .. } => v,
+            });
+        }
         Ok(view)
     }
 
-    /// Ships, delivers or refunds an order (admin).
+    /// Ships or delivers an order (admin).
     pub async fn transition_order(
         &self,
         caller: Caller,
@@ -247,12 +274,6 @@ impl Orders<'_> {
         let command = match transition {
             AdminTransition::Ship => OrderCommand::Ship,
             AdminTransition::Deliver => OrderCommand::Deliver,
-            AdminTransition::Refund => {
-                let order = self.load_order(caller, order_id).await?;
-                order.check(OrderAction::Refund)?;
-                self.sagas().refund_payment(order_id).await?;
-                OrderCommand::Refund { reason: None }
-            }
         };
         let view = self
             .execute(caller, order_id, None, Intent::Command(command))
@@ -290,11 +311,14 @@ pub(super) fn held_by(lines: &[OrderLine]) -> BTreeMap<Sku, i64> {
 }
 
 /// The SKUs whose stock `inventory` changes on `order`: the claimed ones
-/// of a hold, every line's on a release or commit.
+/// of a hold, the restocked ones, every line's on a release or commit.
 fn touched_skus(order: &Order, inventory: Option<&InventoryChange>) -> Vec<Sku> {
     match inventory {
         Some(InventoryChange::Hold { claims, .. }) => {
             claims.iter().map(|c| c.sku.clone()).collect()
+        }
+        Some(InventoryChange::Restock { units, .. }) => {
+            units.iter().map(|(sku, _)| sku.clone()).collect()
         }
         Some(_) => order.lines.iter().map(|l| l.sku.clone()).collect(),
         None => Vec::new(),

@@ -14,10 +14,13 @@
 
 mod change;
 mod commit;
+mod pay;
 mod place;
+mod refund;
 
 pub use commit::{decode_event, encode_event};
 pub(crate) use place::check_idempotency_key;
+pub use refund::RefundOutcome;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -123,6 +126,18 @@ pub(crate) enum Intent {
     Command(OrderCommand),
     /// Replace the lines, pricing new SKUs from the catalog.
     ChangeItems(Vec<RequestedLine>),
+    /// Give money back (and take units back) through a refund saga.
+    Refund(RefundRequest),
+}
+
+/// `POST /v1/orders/{id}/refund`, parsed: nothing asked is a refund of
+/// everything still refundable.
+#[derive(Debug, Clone, Default)]
+pub struct RefundRequest {
+    /// `None`: all that is left.
+    pub amount: Option<rust_decimal::Decimal>,
+    pub lines: Vec<commerce_domain::RefundLine>,
+    pub reason: Option<String>,
 }
 
 /// The admin-only transitions exposed over HTTP.
@@ -130,7 +145,27 @@ pub(crate) enum Intent {
 pub enum AdminTransition {
     Ship,
     Deliver,
-    Refund,
+}
+
+/// What a write to an existing order carries: the commands, decided
+/// together, and what goes with them in the same transaction.
+pub(crate) struct Plan {
+    pub(crate) commands: Vec<OrderCommand>,
+    pub(crate) inventory: Option<crate::ports::InventoryChange>,
+    pub(crate) saga: Option<crate::ports::SagaWrite>,
+    /// A saga this process drives once the write is made.
+    pub(crate) drive: Option<crate::ports::SagaInstance>,
+}
+
+impl Plan {
+    fn of(command: OrderCommand, inventory: Option<crate::ports::InventoryChange>) -> Plan {
+        Plan {
+            commands: vec![command],
+            inventory,
+            saga: None,
+            drive: None,
+        }
+    }
 }
 
 impl Orders<'_> {

@@ -54,6 +54,9 @@ impl Orders<'_> {
         keys: Vec<IdempotencyKey>,
     ) -> Result<Placed, AppError> {
         check_payment_token(&request)?;
+        if request.payment_token.is_none() {
+            self.check_unpaid_limit(caller, &request.items).await?;
+        }
         // Keys are looked up only when placing fails: a repeat finds its
         // key taken at the write (or, if the stock or the plugins now say
         // no, is answered with what the first request placed). A first
@@ -240,6 +243,31 @@ impl Orders<'_> {
         }))
     }
 
+    /// Refuses an order placed without payment when the customer already
+    /// holds the most unpaid orders or units allowed. (Two placements at
+    /// the same instant may both pass: the limit bounds hoarding, it is
+    /// not a ledger.)
+    async fn check_unpaid_limit(
+        &self,
+        caller: Caller,
+        items: &[RequestedLine],
+    ) -> Result<(), AppError> {
+        let settings = &self.inventory_settings;
+        let held = self.store.unpaid_holds(caller.subject).await?;
+        let units: i64 = items.iter().map(|i| i64::from(i.quantity.get())).sum();
+        if held.orders + 1 > settings.max_unpaid_orders
+            || held.units + units > settings.max_unpaid_units
+        {
+            return Err(AppError::UnpaidLimit {
+                held_orders: held.orders,
+                held_units: held.units,
+                max_orders: settings.max_unpaid_orders,
+                max_units: settings.max_unpaid_units,
+            });
+        }
+        Ok(())
+    }
+
     /// Runs the pricing and validation plugins; any violation refuses.
     pub(super) async fn evaluate(&self, quote: Quote) -> Result<Evaluation, AppError> {
         let evaluation = self.plugins.evaluate(quote).await?;
@@ -327,7 +355,7 @@ fn request_hash(request: &PlaceOrderRequest) -> String {
 
 /// The saga write that starts `saga` with its first step done: the stock
 /// was reserved with the order.
-fn reserved_with_the_order(saga: &SagaInstance) -> SagaWrite {
+pub(super) fn reserved_with_the_order(saga: &SagaInstance) -> SagaWrite {
     SagaWrite {
         instance: saga.clone(),
         expected_revision: None,

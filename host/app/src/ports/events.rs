@@ -184,4 +184,14 @@ pub trait OrderViews: Send + Sync {
     async fn list_views(&self, query: &OrderQuery) -> Result<Vec<OrderView>, StoreError>;
     /// Replaces the whole read model in one transaction (replay).
     async fn replace_views(&self, views: Vec<OrderView>) -> Result<(), StoreError>;
+    /// What a customer holds unpaid: orders `reserved` with no payment
+    /// started (no saga), and the units they hold.
+    async fn unpaid_holds(&self, customer_id: Uuid) -> Result<UnpaidHolds, StoreError>;
+}
+
+/// Orders a customer holds without paying, and their units.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UnpaidHolds {
+    pub orders: i64,
+    pub units: i64,
 }

@@ -32,16 +32,37 @@ pub enum InventoryChange {
     /// What the order holds leaves the shelf: `on_hand` and `reserved`
     /// both go down by it (on payment).
     Commit { order_id: Uuid },
+    /// Units of a confirmed order come back on the shelf (a cancel after
+    /// payment, a return): `on_hand` goes up by each. Its idempotency
+    /// comes from the order event it is written with, at the order's
+    /// version.
+    Restock {
+        order_id: Uuid,
+        units: Vec<(Sku, i64)>,
+    },
 }
 
 impl InventoryChange {
-    /// Its name, as a metric label: `hold`, `release` or `commit`.
+    /// Its name, as a metric label: `hold`, `release`, `commit` or
+    /// `restock`.
     pub fn operation(&self) -> &'static str {
         match self {
             InventoryChange::Hold { .. } => "hold",
             InventoryChange::Release { .. } => "release",
             InventoryChange::Commit { .. } => "commit",
+            InventoryChange::Restock { .. } => "restock",
         }
+    }
+
+    /// The restock of `restocked`, if it puts anything back.
+    pub fn restock(order_id: Uuid, restocked: &[commerce_domain::Restock]) -> Option<Self> {
+        (!restocked.is_empty()).then(|| InventoryChange::Restock {
+            order_id,
+            units: restocked
+                .iter()
+                .map(|r| (r.sku.clone(), i64::from(r.quantity.get())))
+                .collect(),
+        })
     }
 }
 

@@ -12,7 +12,10 @@ use uuid::Uuid;
 
 use super::{InventoryChange, StoreError};
 use commerce_domain::Currency;
-use commerce_domain::saga::{FULFILMENT, Outcome, Phase, SagaProgress, SagaStatus, StepName};
+use commerce_domain::saga::{
+    FULFILMENT, Outcome, Phase, REFUND, SagaDefinition, SagaProgress, SagaStatus, StepName,
+    definition,
+};
 
 /// What the saga needs to pay for the order, copied from the order when
 /// the saga starts (the order's lines cannot change while it runs).
@@ -34,6 +37,20 @@ pub struct SagaData {
     pub captured: bool,
     /// The last failure of the current step or compensation, for operators.
     pub last_error: Option<String>,
+    /// A refund saga's current refund.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<RefundIntent>,
+}
+
+/// The refund a refund saga makes: the order's pending refund, as the
+/// gateway is asked for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefundIntent {
+    pub refund_id: Uuid,
+    pub amount: Decimal,
+    /// Units that go back on the shelf with the refund.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub restock: Vec<commerce_domain::Restock>,
 }
 
 /// A saga as stored.
@@ -75,6 +92,7 @@ impl SagaInstance {
                 authorization_id: None,
                 captured: false,
                 last_error: None,
+                refund: None,
             },
             revision: 1,
             attempts: 0,
@@ -86,13 +104,45 @@ impl SagaInstance {
         }
     }
 
+    /// A refund saga for `order_id`, over `previous` (the order's refund
+    /// saga that made its earlier refunds, which must be finished): the
+    /// refund is recorded on the order with its first write, so it starts
+    /// at the gateway's step, leased to `owner`.
+    pub fn start_refund(
+        order_id: Uuid,
+        previous: Option<&SagaInstance>,
+        payment: PaymentIntent,
+        authorization_id: Option<String>,
+        refund: RefundIntent,
+        owner: &str,
+        lease: Duration,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let mut saga = SagaInstance::start(order_id, payment, owner, lease, at);
+        saga.saga_type = REFUND.saga_type.to_owned();
+        saga.data.authorization_id = authorization_id;
+        saga.data.captured = true;
+        saga.data.refund = Some(refund);
+        if let Some(previous) = previous {
+            saga.saga_id = previous.saga_id;
+            saga.revision = previous.revision + 1;
+            saga.created_at = previous.created_at;
+        }
+        saga
+    }
+
     pub fn status(&self) -> SagaStatus {
         self.data.progress.status
     }
 
+    /// The definition this saga follows.
+    pub fn definition(&self) -> &'static SagaDefinition {
+        definition(&self.saga_type)
+    }
+
     /// What the saga does next.
     pub fn current(&self) -> StepName {
-        self.data.progress.next(&FULFILMENT).into()
+        self.data.progress.next(self.definition()).into()
     }
 
     /// What the saga does next, by name (`-` when it does nothing).
@@ -205,8 +255,17 @@ pub trait SagaStore: Send + Sync {
         inventory: Option<InventoryChange>,
     ) -> Result<(), StoreError>;
     async fn get_saga(&self, saga_id: Uuid) -> Result<Option<SagaInstance>, StoreError>;
-    /// The saga of an order, if it has one.
-    async fn saga_of(&self, correlation_id: Uuid) -> Result<Option<SagaInstance>, StoreError>;
+    /// The fulfilment saga of an order, if it has one.
+    async fn saga_of(&self, correlation_id: Uuid) -> Result<Option<SagaInstance>, StoreError> {
+        self.saga_of_type(FULFILMENT.saga_type, correlation_id)
+            .await
+    }
+    /// The saga of type `saga_type` of an order, if it has one.
+    async fn saga_of_type(
+        &self,
+        saga_type: &str,
+        correlation_id: Uuid,
+    ) -> Result<Option<SagaInstance>, StoreError>;
     /// A saga's history, oldest first.
     async fn saga_history(&self, saga_id: Uuid) -> Result<Vec<SagaStepRecord>, StoreError>;
     /// Up to `limit` sagas (in one status, or all) with ids after `after`,

@@ -29,6 +29,9 @@ pub(super) struct Turn<'a> {
     pub(super) out: &'a mut Round,
 }
 
+/// The payment id an order with nothing to pay records.
+pub const ZERO_TOTAL: &str = "zero-total";
+
 /// An action's own failure: the reason the step (or compensation) failed.
 pub(super) type Failure = String;
 
@@ -76,6 +79,8 @@ impl Sagas<'_> {
             Step::AuthorizePayment => self.authorize_payment(turn).await,
             Step::CapturePayment => self.capture_payment(turn).await,
             Step::Notify => notify(turn),
+            Step::RecordRefund => record_refund(turn),
+            Step::RefundPayment => self.refund_payment(turn).await,
         }
     }
 
@@ -146,6 +151,23 @@ impl Sagas<'_> {
     /// Authorizes the payment: the order records it.
     async fn authorize_payment(&self, turn: &mut Turn<'_>) -> Result<(), Failure> {
         let step = Step::AuthorizePayment;
+        if turn.saga.data.payment.amount.is_zero() {
+            // Nothing to pay: the gateway is not asked (it refuses zero).
+            let out = &mut *turn.out;
+            out.record(
+                step,
+                Phase::Action,
+                Outcome::Ok,
+                Some("nothing to authorize: the total is zero".into()),
+            );
+            out.orders.push((
+                OrderCommand::RecordPayment {
+                    payment_id: ZERO_TOTAL.into(),
+                },
+                true,
+            ));
+            return Ok(());
+        }
         let request = authorize_request(turn.saga);
         let key = idempotency_key(turn.saga, step.as_str());
         let gateway = turn.gateway;
@@ -177,30 +199,66 @@ impl Sagas<'_> {
     /// and its stock leaves the shelf.
     async fn capture_payment(&self, turn: &mut Turn<'_>) -> Result<(), Failure> {
         let step = Step::CapturePayment;
-        let Some(auth) = turn.saga.data.authorization_id.clone() else {
-            return Err("no authorization to capture".into());
-        };
         let amount = turn.saga.data.payment.amount;
-        let key = idempotency_key(turn.saga, step.as_str());
-        let gateway = turn.gateway;
-        self.with_retries(turn.out, step.into(), "capture", || {
-            gateway.capture(&auth, amount, &key)
-        })
-        .await
-        .map_err(|failed| failed.reason)?;
-        turn.learned.captured = true;
+        let detail = if amount.is_zero() {
+            "nothing to capture: the total is zero".to_owned()
+        } else {
+            let Some(auth) = turn.saga.data.authorization_id.clone() else {
+                return Err("no authorization to capture".into());
+            };
+            let key = idempotency_key(turn.saga, step.as_str());
+            let gateway = turn.gateway;
+            self.with_retries(turn.out, step.into(), "capture", || {
+                gateway.capture(&auth, amount, &key)
+            })
+            .await
+            .map_err(|failed| failed.reason)?;
+            turn.learned.captured = true;
+            turn.out.saga.data.captured = true;
+            format!("captured {amount}")
+        };
         let out = &mut *turn.out;
-        out.saga.data.captured = true;
-        out.record(
-            step,
-            Phase::Action,
-            Outcome::Ok,
-            Some(format!("captured {amount}")),
-        );
+        out.record(step, Phase::Action, Outcome::Ok, Some(detail));
         out.orders.push((OrderCommand::Confirm, true));
         out.inventory = Some(InventoryChange::Commit {
             order_id: turn.saga.correlation_id,
         });
+        Ok(())
+    }
+
+    /// Gives the refund's money back at the gateway (with a key of its
+    /// own, the same on every attempt), then records it on the order with
+    /// the units that come back on the shelf, in one write.
+    async fn refund_payment(&self, turn: &mut Turn<'_>) -> Result<(), Failure> {
+        let step = Step::RefundPayment;
+        let Some(refund) = turn.saga.data.refund.clone() else {
+            return Err("the saga has no refund to make".into());
+        };
+        let detail = if refund.amount.is_zero() {
+            "no money to give back: units only".to_owned()
+        } else {
+            let Some(auth) = turn.saga.data.authorization_id.clone() else {
+                return Err("no captured payment to refund".into());
+            };
+            let key = idempotency_key(turn.saga, &format!("refund:{}", refund.refund_id));
+            let gateway = turn.gateway;
+            self.with_retries(turn.out, step.into(), "refund", || {
+                gateway.refund(&auth, refund.amount, &key)
+            })
+            .await
+            .map_err(|failed| failed.reason)?;
+            format!("refunded {}", refund.amount)
+        };
+        let order_id = turn.saga.correlation_id;
+        let out = &mut *turn.out;
+        out.record(step, Phase::Action, Outcome::Ok, Some(detail));
+        out.orders.push((
+            OrderCommand::RecordRefund {
+                refund_id: refund.refund_id,
+            },
+            true,
+        ));
+        out.inventory = InventoryChange::restock(order_id, &refund.restock);
         Ok(())
     }
 
@@ -270,6 +328,14 @@ impl Sagas<'_> {
 fn reserve_inventory(turn: &mut Turn<'_>) -> Result<(), Failure> {
     turn.out
         .record(Step::ReserveInventory, Phase::Action, Outcome::Ok, None);
+    Ok(())
+}
+
+/// A refund's intent is recorded on the order when it is asked, with the
+/// saga's first write; a saga found right before this step only records it.
+fn record_refund(turn: &mut Turn<'_>) -> Result<(), Failure> {
+    turn.out
+        .record(Step::RecordRefund, Phase::Action, Outcome::Ok, None);
     Ok(())
 }
 

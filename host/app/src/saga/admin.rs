@@ -9,8 +9,8 @@ use uuid::Uuid;
 use super::{SagaInstance, SagaStepRecord, SagaWrite, chrono_duration, status_str};
 use crate::ports::InventoryChange;
 use crate::{App, AppError, Caller, now};
-use commerce_domain::saga::{FULFILMENT, Outcome, Phase, SagaStatus};
-use commerce_domain::{Aggregate, OrderAction, OrderCommand};
+use commerce_domain::saga::{FULFILMENT, Outcome, Phase, REFUND, SagaStatus};
+use commerce_domain::{Aggregate, OrderCommand};
 
 /// Most sagas in one page of the admin list.
 pub const MAX_SAGA_PAGE: u32 = 500;
@@ -130,7 +130,7 @@ impl Sagas<'_> {
             }
             let at = now();
             let mut next = saga.successor(at);
-            next.data.progress = next.data.progress.clone().resume(&FULFILMENT);
+            next.data.progress = next.data.progress.clone().resume(saga.definition());
             next.attempts = 0;
             next.next_attempt_at = at;
             next.lease_owner = Some(app.saga.owner.clone());
@@ -149,10 +149,10 @@ impl Sagas<'_> {
         saga_id: Uuid,
         reason: Option<String>,
     ) -> Result<SagaView, AppError> {
-        let reason = format!(
+        let reason = commerce_domain::bounded_reason(format!(
             "aborted by an operator: {}",
             reason.as_deref().unwrap_or("no reason given")
-        );
+        ));
         self.operate(caller, saga_id, Outcome::Abort, move |saga, _| {
             if saga.status().is_terminal() {
                 return Err(AppError::Conflict(format!(
@@ -205,24 +205,7 @@ impl Sagas<'_> {
                 )],
             };
             let result = match fail_order {
-                Some(reason) => {
-                    let order = self
-                        .orders()
-                        .load_order(Caller::system(), saga.correlation_id)
-                        .await?;
-                    let release = InventoryChange::Release {
-                        order_id: saga.correlation_id,
-                    };
-                    if order.check(OrderAction::Fail).is_ok() {
-                        let events = order.handle(OrderCommand::Fail { reason })?;
-                        self.orders()
-                            .commit_all(order, events, Vec::new(), Some(release), Some(write))
-                            .await
-                            .map(|_| ())
-                    } else {
-                        self.store.save_saga(write, Some(release)).await
-                    }
-                }
+                Some(reason) => self.give_up(&saga, reason, write).await?,
                 None => self.store.save_saga(write, None).await,
             };
             match result {
@@ -241,10 +224,48 @@ impl Sagas<'_> {
         Err(AppError::Conflict("the saga keeps changing; retry".into()))
     }
 
+    /// Writes an operator's abort of `saga` with what it means for the
+    /// order: a fulfilment saga fails the order (where it still can) and
+    /// releases its stock; a refund saga records the refund as failed.
+    async fn give_up(
+        &self,
+        saga: &SagaInstance,
+        reason: String,
+        write: SagaWrite,
+    ) -> Result<Result<(), crate::ports::StoreError>, AppError> {
+        let order = self
+            .orders()
+            .load_order(Caller::system(), saga.correlation_id)
+            .await?;
+        let (command, inventory) = match &saga.data.refund {
+            Some(refund) if saga.saga_type == REFUND.saga_type => (
+                OrderCommand::AbandonRefund {
+                    refund_id: refund.refund_id,
+                    reason,
+                },
+                None,
+            ),
+            _ => (
+                OrderCommand::Fail { reason },
+                Some(InventoryChange::Release {
+                    order_id: saga.correlation_id,
+                }),
+            ),
+        };
+        Ok(match order.handle(command) {
+            Ok(events) => self
+                .orders()
+                .commit_all(order, events, Vec::new(), inventory, Some(write))
+                .await
+                .map(|_| ()),
+            Err(_) => self.store.save_saga(write, inventory).await,
+        })
+    }
+
     /// What a cancel does to the order's saga, written with the cancel:
     /// a running saga turns back (void, release) and, if nobody drives it,
-    /// this process will; a completed one had its payment captured, which
-    /// is refunded at the gateway first.
+    /// this process will. (A confirmed order's cancel refunds through a
+    /// refund saga: see `orders::refund`.)
     pub(crate) async fn cancel_saga(
         &self,
         order_id: Uuid,
@@ -288,37 +309,7 @@ impl Sagas<'_> {
                 let drive = (orphaned && self.payments.is_some()).then_some(next);
                 Ok((Some(write), drive))
             }
-            SagaStatus::Completed => {
-                self.refund_payment(order_id).await?;
-                Ok((None, None))
-            }
             _ => Ok((None, None)),
         }
-    }
-
-    /// Gives a captured payment of the order back at the gateway (once:
-    /// the key is the saga's refund key, the same a compensation uses).
-    pub(crate) async fn refund_payment(&self, order_id: Uuid) -> Result<(), AppError> {
-        let Some(saga) = self.store.saga_of(order_id).await? else {
-            return Ok(());
-        };
-        let (Some(auth), true) = (&saga.data.authorization_id, saga.data.captured) else {
-            return Ok(());
-        };
-        let Some(gateway) = &self.payments else {
-            return Err(AppError::Unavailable(anyhow::anyhow!(
-                "no payment gateway configured to refund through"
-            )));
-        };
-        let key = format!("{}:refund", saga.saga_id);
-        gateway
-            .refund(auth, saga.data.payment.amount, &key)
-            .await
-            .map_err(|e| match e {
-                crate::ports::PaymentError::Transient(e) => AppError::Unavailable(e),
-                other => AppError::Conflict(format!("the refund was refused: {other}")),
-            })?;
-        tracing::info!(%order_id, saga_id = %saga.saga_id, authorization_id = %auth, amount = %saga.data.payment.amount, "payment refunded");
-        Ok(())
     }
 }

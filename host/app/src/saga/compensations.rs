@@ -127,6 +127,11 @@ impl Sagas<'_> {
     async fn void_payment(&self, turn: &mut Turn<'_>) -> Result<Undone, Failure> {
         let name = Compensation::VoidPayment;
         let saga = turn.saga;
+        if saga.data.payment.amount.is_zero() {
+            // Nothing was asked of the gateway for a zero total.
+            skip_void(turn.out);
+            return Ok(Undone::Nothing);
+        }
         let known = saga
             .data
             .authorization_id

@@ -83,8 +83,9 @@ impl Round {
         if !self.advanced || self.saga.lease_owner.is_none() || self.inventory.is_some() {
             return None;
         }
-        match self.saga.data.progress.next(&FULFILMENT) {
-            Next::Act(step) if FULFILMENT.step(step).is_some_and(|s| s.pivot) => Some(step),
+        let def = self.saga.definition();
+        match self.saga.data.progress.next(def) {
+            Next::Act(step) if def.step(step).is_some_and(|s| s.pivot) => Some(step),
             _ => None,
         }
     }
@@ -105,7 +106,8 @@ impl Round {
 
     /// The current step acted (its effect stands, whatever follows).
     pub(super) fn step_done(&mut self) {
-        self.saga.data.progress = self.saga.data.progress.clone().acted(&FULFILMENT);
+        let def = self.saga.definition();
+        self.saga.data.progress = self.saga.data.progress.clone().acted(def);
     }
 
     /// The current step acted and its hooks agreed: the saga goes on.
@@ -117,7 +119,8 @@ impl Round {
 
     /// The current compensation is done (or had nothing to undo).
     pub(super) fn compensation_done(&mut self) {
-        self.saga.data.progress = self.saga.data.progress.clone().compensated(&FULFILMENT);
+        let def = self.saga.definition();
+        self.saga.data.progress = self.saga.data.progress.clone().compensated(def);
     }
 
     /// The current step failed for good: the saga turns back (or, past the
@@ -125,7 +128,8 @@ impl Round {
     pub(super) fn fail(mut self, step: Step, reason: String) -> Round {
         self.record(step, Phase::Action, Outcome::Failed, Some(reason.clone()));
         self.saga.data.last_error = Some(reason.clone());
-        self.saga.data.progress = self.saga.data.progress.clone().failed(&FULFILMENT, reason);
+        let def = self.saga.definition();
+        self.saga.data.progress = self.saga.data.progress.clone().failed(def, reason);
         self.saga.attempts = 0;
         self.advanced = false;
         self
@@ -151,6 +155,22 @@ impl Sagas<'_> {
             out.saga.lease_until = None;
         } else if out.saga.lease_owner.is_some() {
             out.saga.lease_until = Some(at + chrono_duration(self.saga.lease));
+        }
+        // A fulfilment saga that ends leaves no order in processing: if
+        // nothing in this round ended the order, it fails here (a no-op
+        // for an order already confirmed or ended).
+        if status.is_terminal() && out.saga.saga_type == FULFILMENT.saga_type {
+            let reason = out
+                .saga
+                .data
+                .progress
+                .failure
+                .clone()
+                .unwrap_or_else(|| "the order's saga ended".into());
+            out.orders.push((OrderCommand::Fail { reason }, false));
+            if out.inventory.is_none() && order.check(commerce_domain::OrderAction::Fail).is_ok() {
+                out.inventory = Some(InventoryChange::Release { order_id: order.id });
+            }
         }
         let write = SagaWrite {
             instance: out.saga.clone(),
@@ -294,7 +314,7 @@ fn merge_learned(fresh: &SagaInstance, learned: &Learned) -> (SagaInstance, bool
             .data
             .progress
             .clone()
-            .acted_late(&FULFILMENT, Step::AuthorizePayment);
+            .acted_late(fresh.definition(), Step::AuthorizePayment);
     }
     (merged, changed)
 }

@@ -37,7 +37,7 @@ use super::status_str;
 use crate::ports::{PaymentGateway, StoreError};
 use crate::{AppError, Caller, now};
 use commerce_domain::Order;
-use commerce_domain::saga::{FULFILMENT, Next, SagaStatus};
+use commerce_domain::saga::{Next, SagaStatus};
 
 /// Sagas finished, by type and outcome.
 pub const SAGAS_FINISHED: &str = "commerce_sagas_finished_total";
@@ -81,9 +81,13 @@ impl Sagas<'_> {
     /// carry that `request_id` too; resumed by the worker, it is a root.
     /// `order`: the saga's order as just written, if the caller has it (it
     /// is read from the store otherwise).
-    pub fn spawn_saga(&self, saga: SagaInstance, order: Option<Order>) {
+    pub fn spawn_saga(
+        &self,
+        saga: SagaInstance,
+        order: Option<Order>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         if self.is_draining() {
-            return;
+            return None;
         }
         let span = tracing::info_span!(
             "commerce.saga",
@@ -91,13 +95,13 @@ impl Sagas<'_> {
             order_id = %saga.correlation_id
         );
         let app = self.app.clone();
-        tokio::spawn(
+        Some(tokio::spawn(
             async move {
                 let _permit = app.saga_slots.clone().acquire_owned().await;
                 app.sagas().drive_saga(saga, order).await;
             }
             .instrument(span),
-        );
+        ))
     }
 
     /// Drives `saga` until it is terminal, waits for a later retry, needs
@@ -178,7 +182,7 @@ impl Sagas<'_> {
         gateway: &Arc<dyn PaymentGateway>,
         learned: &mut Learned,
     ) -> Result<Option<Round>, AppError> {
-        let out = match saga.data.progress.next(&FULFILMENT) {
+        let out = match saga.data.progress.next(saga.definition()) {
             Next::Stop => return Ok(None),
             Next::Compensate(c) => self.undo(saga, c, gateway, learned).await?,
             Next::Act(step) => self.act(saga, order, step, gateway, learned).await?,
@@ -204,10 +208,9 @@ impl Sagas<'_> {
         learned: &mut Learned,
     ) -> Result<Round, AppError> {
         while out.saga.lease_owner.is_some() {
-            match out.saga.data.progress.next(&FULFILMENT) {
-                Next::Act(step)
-                    if out.advanced && FULFILMENT.step(step).is_some_and(|s| s.local) =>
-                {
+            let def = out.saga.definition();
+            match out.saga.data.progress.next(def) {
+                Next::Act(step) if out.advanced && def.step(step).is_some_and(|s| s.local) => {
                     out = self.fold_step(out, order, step, gateway, learned).await?;
                 }
                 Next::Compensate(c) if compensate_here(c, &mut out) => {}

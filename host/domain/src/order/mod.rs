@@ -3,30 +3,55 @@
 //! ```text
 //! pending -> reserved -> paid -> confirmed -> shipped -> delivered
 //!    |          |          |         |            \         /
-//!    |          |          |         |             refunded (after paid)
-//!    +----------+----------+---------+--> cancelled (before shipped)
-//!    +----------+----------+-----------> failed (payment failed / vetoed)
+//!    |          |          |         |             refunded (fully)
+//!    +----------+----------+---------+--> cancelled (before shipped;
+//!    |          |          |                a confirmed one is refunded
+//!    |          |          |                and restocked)
+//!    +----------+----------+-----------> failed (payment failed / vetoed
+//!    |                                     / unpaid hold expired)
 //!    +--> rejected (validation)
 //! ```
 //!
 //! Every transition is decided by [`OrderStatus::after`]; a command that the
 //! current status does not allow is an [`OrderError::IllegalTransition`],
-//! never a silent no-op.
+//! never a silent no-op. Refunds (partial or full, with units taken back)
+//! are decided in [`refund`].
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::aggregate::{Aggregate, DomainEvent};
+use super::aggregate::Aggregate;
 use super::money::{Currency, MoneyError};
 use super::pricing::{Adjustment, AdjustmentError, apply_adjustments, check_adjustment};
-use super::product::{Quantity, Sku};
+use super::product::Sku;
+
+mod messages;
+pub mod refund;
+
+pub use messages::{OrderCommand, OrderEvent, OrderLine, PlaceOrder, PluginRef};
+pub use refund::{PendingRefund, RefundLine, Restock};
 
 /// Most lines in one order.
 pub const MAX_LINES: usize = 100;
 /// Longest free-text reason kept on an event.
 pub const MAX_REASON_LEN: usize = 500;
+
+/// A reason the service composes (a failure, a veto, an operator's note
+/// behind a prefix), cut to [`MAX_REASON_LEN`] characters with an
+/// ellipsis: such a reason never blocks the transition it explains.
+pub fn bounded_reason(reason: impl Into<String>) -> String {
+    let reason = reason.into();
+    if reason.chars().count() <= MAX_REASON_LEN {
+        return reason;
+    }
+    let mut cut: String = reason.chars().take(MAX_REASON_LEN - 1).collect();
+    cut.push('…');
+    cut
+}
 
 /// Where an order is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
@@ -83,7 +108,8 @@ impl OrderStatus {
         self == OrderStatus::Confirmed || self.is_terminal()
     }
 
-    /// No further transition is possible.
+    /// The order's own life is over (a refund, or taking units back, may
+    /// still follow a delivery or a cancel of a confirmed order).
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -110,7 +136,13 @@ impl OrderStatus {
             (S::Shipped, A::Deliver) => Some(S::Delivered),
             (S::Pending | S::Reserved | S::Paid | S::Confirmed, A::Cancel) => Some(S::Cancelled),
             (S::Pending | S::Reserved | S::Paid, A::Fail) => Some(S::Failed),
-            (S::Paid | S::Confirmed | S::Shipped | S::Delivered, A::Refund) => Some(S::Refunded),
+            (S::Reserved, A::StartPayment) => Some(S::Reserved),
+            // A refund is asked first and settled later; the status moves
+            // (to refunded) only when the last of the money is given back.
+            (S::Confirmed | S::Shipped | S::Delivered | S::Cancelled, A::Refund) => Some(self),
+            (S::Confirmed | S::Shipped | S::Delivered | S::Cancelled, A::SettleRefund) => {
+                Some(self)
+            }
             _ => None,
         }
     }
@@ -136,11 +168,13 @@ pub enum OrderAction {
     Deliver,
     Cancel,
     Fail,
+    StartPayment,
     Refund,
+    SettleRefund,
 }
 
 impl OrderAction {
-    pub const ALL: [OrderAction; 10] = [
+    pub const ALL: [OrderAction; 12] = [
         OrderAction::ChangeItems,
         OrderAction::MarkReserved,
         OrderAction::Reject,
@@ -150,7 +184,9 @@ impl OrderAction {
         OrderAction::Deliver,
         OrderAction::Cancel,
         OrderAction::Fail,
+        OrderAction::StartPayment,
         OrderAction::Refund,
+        OrderAction::SettleRefund,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -164,160 +200,9 @@ impl OrderAction {
             OrderAction::Deliver => "deliver",
             OrderAction::Cancel => "cancel",
             OrderAction::Fail => "fail",
+            OrderAction::StartPayment => "pay",
             OrderAction::Refund => "refund",
-        }
-    }
-}
-
-/// One line of an order, priced by the server when it was placed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderLine {
-    pub sku: Sku,
-    pub name: String,
-    pub quantity: Quantity,
-    /// Price of one unit, at the order currency's scale.
-    #[serde(with = "rust_decimal::serde::str")]
-    pub unit_price: Decimal,
-}
-
-/// A plugin version that took part in pricing or validating an order, kept
-/// so that a historic quote can be reproduced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PluginRef {
-    pub name: String,
-    /// Registry version (it also pins the configuration).
-    #[serde(default)]
-    pub version: i64,
-    pub sha256: String,
-}
-
-/// Place a new order. Lines must already carry server-side prices.
-#[derive(Debug, Clone)]
-pub struct PlaceOrder {
-    pub order_id: Uuid,
-    pub customer_id: Uuid,
-    pub currency: Currency,
-    pub lines: Vec<OrderLine>,
-    pub payment_token: Option<String>,
-    /// Adjustments from pricing plugins, in the order they apply.
-    pub adjustments: Vec<Adjustment>,
-    /// Plugin versions that priced and validated the order.
-    pub plugins: Vec<PluginRef>,
-}
-
-/// Commands, imperative: what somebody asks of an order.
-#[derive(Debug, Clone)]
-pub enum OrderCommand {
-    Place(PlaceOrder),
-    ChangeItems {
-        lines: Vec<OrderLine>,
-        adjustments: Vec<Adjustment>,
-        plugins: Vec<PluginRef>,
-    },
-    MarkReserved,
-    Reject {
-        reason: String,
-    },
-    RecordPayment {
-        payment_id: String,
-    },
-    Confirm,
-    Ship,
-    Deliver,
-    Cancel {
-        reason: Option<String>,
-    },
-    Fail {
-        reason: String,
-    },
-    Refund {
-        reason: Option<String>,
-    },
-}
-
-impl OrderCommand {
-    /// The transition this command asks for; `None` for `Place`.
-    pub fn action(&self) -> Option<OrderAction> {
-        Some(match self {
-            OrderCommand::Place(_) => return None,
-            OrderCommand::ChangeItems { .. } => OrderAction::ChangeItems,
-            OrderCommand::MarkReserved => OrderAction::MarkReserved,
-            OrderCommand::Reject { .. } => OrderAction::Reject,
-            OrderCommand::RecordPayment { .. } => OrderAction::RecordPayment,
-            OrderCommand::Confirm => OrderAction::Confirm,
-            OrderCommand::Ship => OrderAction::Ship,
-            OrderCommand::Deliver => OrderAction::Deliver,
-            OrderCommand::Cancel { .. } => OrderAction::Cancel,
-            OrderCommand::Fail { .. } => OrderAction::Fail,
-            OrderCommand::Refund { .. } => OrderAction::Refund,
-        })
-    }
-}
-
-/// Events, past tense: what happened to an order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data")]
-pub enum OrderEvent {
-    OrderPlaced {
-        customer_id: Uuid,
-        currency: Currency,
-        lines: Vec<OrderLine>,
-        #[serde(default)]
-        adjustments: Vec<Adjustment>,
-        #[serde(with = "rust_decimal::serde::str")]
-        total: Decimal,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        payment_token: Option<String>,
-        /// Plugin versions that priced and validated the order.
-        #[serde(default)]
-        plugins: Vec<PluginRef>,
-    },
-    OrderItemsChanged {
-        lines: Vec<OrderLine>,
-        #[serde(default)]
-        adjustments: Vec<Adjustment>,
-        #[serde(with = "rust_decimal::serde::str")]
-        total: Decimal,
-        #[serde(default)]
-        plugins: Vec<PluginRef>,
-    },
-    OrderReserved,
-    OrderRejected {
-        reason: String,
-    },
-    OrderPaid {
-        payment_id: String,
-    },
-    OrderConfirmed,
-    OrderShipped,
-    OrderDelivered,
-    OrderCancelled {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    },
-    OrderFailed {
-        reason: String,
-    },
-    OrderRefunded {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        reason: Option<String>,
-    },
-}
-
-impl DomainEvent for OrderEvent {
-    fn event_type(&self) -> &'static str {
-        match self {
-            OrderEvent::OrderPlaced { .. } => "OrderPlaced",
-            OrderEvent::OrderItemsChanged { .. } => "OrderItemsChanged",
-            OrderEvent::OrderReserved => "OrderReserved",
-            OrderEvent::OrderRejected { .. } => "OrderRejected",
-            OrderEvent::OrderPaid { .. } => "OrderPaid",
-            OrderEvent::OrderConfirmed => "OrderConfirmed",
-            OrderEvent::OrderShipped => "OrderShipped",
-            OrderEvent::OrderDelivered => "OrderDelivered",
-            OrderEvent::OrderCancelled { .. } => "OrderCancelled",
-            OrderEvent::OrderFailed { .. } => "OrderFailed",
-            OrderEvent::OrderRefunded { .. } => "OrderRefunded",
+            OrderAction::SettleRefund => "settle a refund of",
         }
     }
 }
@@ -348,6 +233,20 @@ pub enum OrderError {
     Adjustment(#[from] AdjustmentError),
     #[error("reason is longer than {MAX_REASON_LEN} characters")]
     ReasonTooLong,
+    #[error("a refund of this order is in progress; wait for it to finish")]
+    RefundInProgress,
+    #[error("at most {refundable} can still be refunded")]
+    RefundTooLarge { refundable: Decimal },
+    #[error("the refund gives back neither money nor units")]
+    NothingToRefund,
+    #[error("SKU {0} is not on the order")]
+    NotOnOrder(Sku),
+    #[error("at most {most} units of {sku} can be refunded or taken back")]
+    TooManyUnits { sku: Sku, most: u32 },
+    #[error("the order has no pending refund {0}")]
+    NoSuchRefund(Uuid),
+    #[error("the order's payment has already started")]
+    PaymentStarted,
 }
 
 /// The state of one order: the fold of its events.
@@ -366,6 +265,17 @@ pub struct Order {
     pub plugins: Vec<PluginRef>,
     /// Why the order is cancelled, rejected, failed or refunded.
     pub status_reason: Option<String>,
+    /// What the gateway captured: the total, once confirmed.
+    pub captured: Decimal,
+    /// The order's stock left the shelf (it was confirmed).
+    pub stock_committed: bool,
+    /// Sum of the refunds made.
+    pub refunded: Decimal,
+    pub pending_refund: Option<PendingRefund>,
+    /// Units put back on hand, by SKU.
+    pub restocked: BTreeMap<Sku, u32>,
+    /// A payment was started after placement (pay later).
+    pub payment_started: bool,
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     version: u64,
@@ -419,13 +329,6 @@ impl Order {
         }
         Ok(currency.total(lines.iter().map(|l| (l.unit_price, l.quantity.get())))?)
     }
-
-    fn check_reason(reason: &str) -> Result<(), OrderError> {
-        if reason.chars().count() > MAX_REASON_LEN {
-            return Err(OrderError::ReasonTooLong);
-        }
-        Ok(())
-    }
 }
 
 impl Aggregate for Order {
@@ -476,29 +379,60 @@ impl Aggregate for Order {
                 }
             }
             OrderCommand::MarkReserved => OrderEvent::OrderReserved,
-            OrderCommand::Reject { reason } => {
-                Self::check_reason(&reason)?;
-                OrderEvent::OrderRejected { reason }
-            }
+            OrderCommand::Reject { reason } => OrderEvent::OrderRejected {
+                reason: bounded_reason(reason),
+            },
             OrderCommand::RecordPayment { payment_id } => OrderEvent::OrderPaid { payment_id },
             OrderCommand::Confirm => OrderEvent::OrderConfirmed,
+            OrderCommand::Ship if self.pending_refund.is_some() => {
+                return Err(OrderError::RefundInProgress);
+            }
             OrderCommand::Ship => OrderEvent::OrderShipped,
             OrderCommand::Deliver => OrderEvent::OrderDelivered,
-            OrderCommand::Cancel { reason } => {
-                if let Some(r) = &reason {
-                    Self::check_reason(r)?;
-                }
-                OrderEvent::OrderCancelled { reason }
+            OrderCommand::Cancel { .. } if self.pending_refund.is_some() => {
+                return Err(OrderError::RefundInProgress);
             }
-            OrderCommand::Fail { reason } => {
-                Self::check_reason(&reason)?;
-                OrderEvent::OrderFailed { reason }
+            OrderCommand::Cancel { reason } => OrderEvent::OrderCancelled {
+                reason: reason.map(bounded_reason),
+                restocked: self.everything_out(),
+            },
+            OrderCommand::Fail { reason } => OrderEvent::OrderFailed {
+                reason: bounded_reason(reason),
+            },
+            OrderCommand::StartPayment if self.payment_started => {
+                return Err(OrderError::PaymentStarted);
             }
-            OrderCommand::Refund { reason } => {
-                if let Some(r) = &reason {
-                    Self::check_reason(r)?;
+            OrderCommand::StartPayment => OrderEvent::OrderPaymentStarted,
+            OrderCommand::RequestRefund {
+                refund_id,
+                amount,
+                lines,
+                reason,
+            } => {
+                let planned = self.plan_refund(amount, &lines, reason.as_deref())?;
+                OrderEvent::OrderRefundRequested {
+                    refund_id,
+                    amount: planned.amount,
+                    lines,
+                    restock: planned.restock,
+                    reason,
                 }
-                OrderEvent::OrderRefunded { reason }
+            }
+            OrderCommand::RecordRefund { refund_id } => {
+                let pending = self.pending(refund_id)?;
+                OrderEvent::OrderRefunded {
+                    reason: pending.reason.clone(),
+                    refund_id: Some(refund_id),
+                    amount: Some(pending.amount),
+                    restocked: pending.restock.clone(),
+                }
+            }
+            OrderCommand::AbandonRefund { refund_id, reason } => {
+                self.pending(refund_id)?;
+                OrderEvent::OrderRefundFailed {
+                    refund_id,
+                    reason: bounded_reason(reason),
+                }
             }
         };
         Ok(vec![event])
@@ -548,20 +482,63 @@ impl Aggregate for Order {
                 self.payment_id = Some(payment_id.clone());
                 OrderStatus::Paid
             }
-            OrderEvent::OrderConfirmed => OrderStatus::Confirmed,
+            OrderEvent::OrderConfirmed => {
+                self.captured = self.total;
+                self.stock_committed = true;
+                OrderStatus::Confirmed
+            }
             OrderEvent::OrderShipped => OrderStatus::Shipped,
             OrderEvent::OrderDelivered => OrderStatus::Delivered,
-            OrderEvent::OrderCancelled { reason } => {
+            OrderEvent::OrderCancelled { reason, restocked } => {
                 self.status_reason = reason.clone();
+                self.restock(restocked);
                 OrderStatus::Cancelled
             }
             OrderEvent::OrderFailed { reason } => {
                 self.status_reason = Some(reason.clone());
                 OrderStatus::Failed
             }
-            OrderEvent::OrderRefunded { reason } => {
+            OrderEvent::OrderPaymentStarted => {
+                self.payment_started = true;
+                return;
+            }
+            OrderEvent::OrderRefundRequested {
+                refund_id,
+                amount,
+                restock,
+                reason,
+                ..
+            } => {
+                self.pending_refund = Some(PendingRefund {
+                    refund_id: *refund_id,
+                    amount: *amount,
+                    restock: restock.clone(),
+                    reason: reason.clone(),
+                });
+                return;
+            }
+            OrderEvent::OrderRefunded {
+                reason,
+                amount,
+                restocked,
+                ..
+            } => {
+                // An event of an older version refunded a paid order that
+                // was never confirmed: what it paid is what it got back.
+                if amount.is_none() && self.captured.is_zero() {
+                    self.captured = self.total;
+                }
+                self.refund_made(*amount, restocked);
+                let current = self.status.unwrap_or(OrderStatus::Confirmed);
+                if !self.fully_refunded() || current == OrderStatus::Cancelled {
+                    return;
+                }
                 self.status_reason = reason.clone();
                 OrderStatus::Refunded
+            }
+            OrderEvent::OrderRefundFailed { .. } => {
+                self.pending_refund = None;
+                return;
             }
         };
         self.status = Some(status);
@@ -569,6 +546,14 @@ impl Aggregate for Order {
 }
 
 impl Order {
+    /// The pending refund `refund_id`.
+    fn pending(&self, refund_id: Uuid) -> Result<&PendingRefund, OrderError> {
+        self.pending_refund
+            .as_ref()
+            .filter(|p| p.refund_id == refund_id)
+            .ok_or(OrderError::NoSuchRefund(refund_id))
+    }
+
     /// Rebuilds an order with a known id from its events.
     pub fn from_events<'a, I>(id: Uuid, events: I) -> Self
     where

@@ -2,6 +2,8 @@
 //! table: every (status, action) pair, legal or not.
 
 use super::*;
+use crate::aggregate::DomainEvent;
+use crate::product::Quantity;
 use chrono::TimeZone;
 
 fn at(secs: i64) -> DateTime<Utc> {
@@ -86,7 +88,10 @@ fn history(status: OrderStatus) -> Vec<OrderEvent> {
             E::OrderShipped,
             E::OrderDelivered,
         ],
-        OrderStatus::Cancelled => &[E::OrderCancelled { reason: None }],
+        OrderStatus::Cancelled => &[E::OrderCancelled {
+            reason: None,
+            restocked: vec![],
+        }],
         OrderStatus::Rejected => &[E::OrderRejected {
             reason: "no".into(),
         }],
@@ -98,7 +103,12 @@ fn history(status: OrderStatus) -> Vec<OrderEvent> {
             E::OrderPaid {
                 payment_id: "p".into(),
             },
-            E::OrderRefunded { reason: None },
+            E::OrderRefunded {
+                reason: None,
+                refund_id: None,
+                amount: None,
+                restocked: vec![],
+            },
         ],
     };
     h.extend_from_slice(path);
@@ -126,7 +136,16 @@ fn command_for(action: OrderAction) -> OrderCommand {
         OrderAction::Fail => OrderCommand::Fail {
             reason: "declined".into(),
         },
-        OrderAction::Refund => OrderCommand::Refund { reason: None },
+        OrderAction::StartPayment => OrderCommand::StartPayment,
+        OrderAction::Refund => OrderCommand::RequestRefund {
+            refund_id: Uuid::nil(),
+            amount: None,
+            lines: vec![],
+            reason: None,
+        },
+        OrderAction::SettleRefund => OrderCommand::RecordRefund {
+            refund_id: Uuid::nil(),
+        },
     }
 }
 
@@ -151,10 +170,11 @@ const LEGAL: &[(OrderStatus, OrderAction, OrderStatus)] = {
         (S::Pending, A::Fail, S::Failed),
         (S::Reserved, A::Fail, S::Failed),
         (S::Paid, A::Fail, S::Failed),
-        (S::Paid, A::Refund, S::Refunded),
-        (S::Confirmed, A::Refund, S::Refunded),
-        (S::Shipped, A::Refund, S::Refunded),
-        (S::Delivered, A::Refund, S::Refunded),
+        (S::Reserved, A::StartPayment, S::Reserved),
+        // Asking for a refund changes no status; settling it may.
+        (S::Confirmed, A::Refund, S::Confirmed),
+        (S::Shipped, A::Refund, S::Shipped),
+        (S::Delivered, A::Refund, S::Delivered),
     ]
 };
 
@@ -170,6 +190,16 @@ fn every_transition_legal_and_illegal() {
                 .find(|(f, a, _)| *f == from && *a == action)
                 .map(|(_, _, to)| *to);
             let result = order.handle(command_for(action));
+            if action == OrderAction::SettleRefund && from.after(action).is_some() {
+                // Legal in the status, but only for the pending refund.
+                assert_eq!(result, Err(OrderError::NoSuchRefund(Uuid::nil())));
+                continue;
+            }
+            if action == OrderAction::Refund && from == OrderStatus::Cancelled {
+                // Legal only once the cancelled order had been paid for.
+                assert_eq!(result, Err(OrderError::IllegalTransition { action, from }));
+                continue;
+            }
             match expected {
                 Some(to) => {
                     legal_seen += 1;
@@ -193,14 +223,17 @@ fn every_transition_legal_and_illegal() {
 }
 
 #[test]
-fn terminal_statuses_allow_nothing_but_refund_after_delivery() {
+fn terminal_statuses_allow_nothing_but_refunds_after_delivery_or_cancel() {
     for from in OrderStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
         let allowed: Vec<_> = OrderAction::ALL
             .into_iter()
             .filter(|a| from.after(*a).is_some())
             .collect();
-        if from == OrderStatus::Delivered {
-            assert_eq!(allowed, vec![OrderAction::Refund]);
+        if matches!(from, OrderStatus::Delivered | OrderStatus::Cancelled) {
+            assert_eq!(
+                allowed,
+                vec![OrderAction::Refund, OrderAction::SettleRefund]
+            );
         } else {
             assert!(allowed.is_empty(), "{from} allows {allowed:?}");
         }
@@ -363,4 +396,178 @@ fn adjustments_set_the_total_and_are_checked() {
     let order = given(&events).0;
     assert_eq!(order.subtotal().unwrap().to_string(), "30.00");
     assert_eq!(order.total.to_string(), "27.50");
+}
+
+mod refunds {
+    use super::*;
+
+    fn confirmed() -> Order {
+        given(&history(OrderStatus::Confirmed)).0
+    }
+
+    fn after(order: &Order, command: OrderCommand) -> Result<Order, OrderError> {
+        let mut next = order.clone();
+        for e in order.handle(command)? {
+            next.apply(&e, at(50));
+        }
+        Ok(next)
+    }
+
+    fn request(amount: Option<&str>, lines: Vec<RefundLine>) -> OrderCommand {
+        OrderCommand::RequestRefund {
+            refund_id: Uuid::from_u128(7),
+            amount: amount.map(|a| a.parse().unwrap()),
+            lines,
+            reason: Some("damaged".into()),
+        }
+    }
+
+    fn settle() -> OrderCommand {
+        OrderCommand::RecordRefund {
+            refund_id: Uuid::from_u128(7),
+        }
+    }
+
+    fn units(sku: &str, quantity: i64, restock: bool) -> RefundLine {
+        RefundLine {
+            sku: Sku::parse(sku).unwrap(),
+            quantity: Quantity::parse(quantity).unwrap(),
+            restock,
+        }
+    }
+
+    #[test]
+    fn partial_refunds_add_up_to_what_was_captured_and_never_more() {
+        let shipped = given(&history(OrderStatus::Shipped)).0;
+        assert_eq!(shipped.refundable().to_string(), "20.00");
+        let asked = after(&shipped, request(Some("5"), vec![])).unwrap();
+        // One pending at a time, and shipping waits for it.
+        assert_eq!(
+            asked.handle(request(Some("1"), vec![])),
+            Err(OrderError::RefundInProgress)
+        );
+        let first = after(&asked, settle()).unwrap();
+        assert_eq!(first.refunded.to_string(), "5.00");
+        assert_eq!(first.status, Some(OrderStatus::Shipped));
+        assert_eq!(
+            first.handle(request(Some("15.01"), vec![])),
+            Err(OrderError::RefundTooLarge {
+                refundable: "15.00".parse().unwrap()
+            })
+        );
+        assert!(matches!(
+            first.handle(request(Some("0.001"), vec![])),
+            Err(OrderError::Money(_))
+        ));
+        let rest = after(&after(&first, request(None, vec![])).unwrap(), settle()).unwrap();
+        assert_eq!(rest.refunded.to_string(), "20.00");
+        assert_eq!(rest.status, Some(OrderStatus::Refunded));
+        assert_eq!(
+            rest.handle(request(Some("1"), vec![])),
+            Err(OrderError::IllegalTransition {
+                action: OrderAction::Refund,
+                from: OrderStatus::Refunded
+            })
+        );
+    }
+
+    #[test]
+    fn a_return_restocks_only_marked_units_and_never_more_than_sold() {
+        let delivered = given(&history(OrderStatus::Delivered)).0;
+        let events = delivered
+            .handle(request(Some("10"), vec![units("A", 1, true)]))
+            .unwrap();
+        let [OrderEvent::OrderRefundRequested { restock, .. }] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert_eq!(restock.len(), 1);
+        let once = after(
+            &after(&delivered, request(Some("10"), vec![units("A", 1, true)])).unwrap(),
+            settle(),
+        )
+        .unwrap();
+        assert_eq!(once.restockable(&Sku::parse("A").unwrap()), 1);
+        assert_eq!(
+            once.handle(request(Some("0"), vec![units("A", 2, true)])),
+            Err(OrderError::TooManyUnits {
+                sku: Sku::parse("A").unwrap(),
+                most: 1
+            })
+        );
+        assert_eq!(
+            once.handle(request(Some("1"), vec![units("Z", 1, true)])),
+            Err(OrderError::NotOnOrder(Sku::parse("Z").unwrap()))
+        );
+        assert_eq!(
+            once.handle(request(Some("0"), vec![units("A", 1, false)])),
+            Err(OrderError::NothingToRefund)
+        );
+    }
+
+    #[test]
+    fn a_full_refund_before_shipping_and_a_cancel_of_a_confirmed_order_put_every_unit_back() {
+        let full = after(
+            &after(&confirmed(), request(None, vec![])).unwrap(),
+            settle(),
+        )
+        .unwrap();
+        assert_eq!(full.status, Some(OrderStatus::Refunded));
+        assert_eq!(full.restocked.values().sum::<u32>(), 2);
+
+        let cancelled = after(&confirmed(), OrderCommand::Cancel { reason: None }).unwrap();
+        assert_eq!(cancelled.restocked.values().sum::<u32>(), 2);
+        // The money follows, and the order stays cancelled.
+        let refunded = after(&after(&cancelled, request(None, vec![])).unwrap(), settle()).unwrap();
+        assert_eq!(refunded.status, Some(OrderStatus::Cancelled));
+        assert_eq!(refunded.refunded.to_string(), "20.00");
+        assert_eq!(refunded.restocked.values().sum::<u32>(), 2);
+    }
+
+    #[test]
+    fn a_given_up_refund_gives_nothing_back_and_frees_the_order() {
+        let asked = after(&confirmed(), request(Some("5"), vec![])).unwrap();
+        let given_up = after(
+            &asked,
+            OrderCommand::AbandonRefund {
+                refund_id: Uuid::from_u128(7),
+                reason: "x".repeat(2000),
+            },
+        )
+        .unwrap();
+        assert!(given_up.pending_refund.is_none());
+        assert!(given_up.refunded.is_zero());
+        assert!(given_up.handle(OrderCommand::Ship).is_ok());
+        assert_eq!(
+            asked.handle(OrderCommand::Ship),
+            Err(OrderError::RefundInProgress)
+        );
+    }
+
+    #[test]
+    fn reasons_the_service_composes_are_cut_never_refused() {
+        let long = "é".repeat(MAX_REASON_LEN + 40);
+        let order = given(&history(OrderStatus::Paid)).0;
+        let failed = after(
+            &order,
+            OrderCommand::Fail {
+                reason: long.clone(),
+            },
+        )
+        .unwrap();
+        let reason = failed.status_reason.unwrap();
+        assert_eq!(reason.chars().count(), MAX_REASON_LEN);
+        assert!(reason.ends_with('…'));
+        assert_eq!(bounded_reason("short"), "short");
+    }
+
+    #[test]
+    fn a_payment_starts_once() {
+        let reserved = given(&history(OrderStatus::Reserved)).0;
+        let paying = after(&reserved, OrderCommand::StartPayment).unwrap();
+        assert_eq!(paying.status, Some(OrderStatus::Reserved));
+        assert_eq!(
+            paying.handle(OrderCommand::StartPayment),
+            Err(OrderError::PaymentStarted)
+        );
+    }
 }

@@ -111,7 +111,10 @@ async fn run(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
 /// a SKU) goes alone.
 fn batchable(append: &Append) -> bool {
     match &append.inventory {
-        None | Some(InventoryChange::Release { .. }) | Some(InventoryChange::Commit { .. }) => true,
+        None
+        | Some(InventoryChange::Release { .. })
+        | Some(InventoryChange::Commit { .. })
+        | Some(InventoryChange::Restock { .. }) => true,
         Some(InventoryChange::Hold { claims, .. }) => {
             claims.iter().all(|c| c.delta > 0 && c.quantity > 0)
         }
@@ -218,15 +221,17 @@ async fn views(tx: &mut PgConnection, appends: &[&Append]) -> Result<(), Refused
     let v: Vec<_> = appends.iter().map(|a| &a.view).collect();
     sqlx::query(
         "INSERT INTO order_views (order_id, customer_id, status, currency, total_amount, items, \
-         status_reason, version, created_at, updated_at, subtotal_amount, adjustments) \
+         status_reason, version, created_at, updated_at, subtotal_amount, adjustments, \
+         refunded_amount) \
          SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::numeric[], \
          $6::jsonb[], $7::text[], $8::int8[], $9::timestamptz[], $10::timestamptz[], \
-         $11::numeric[], $12::jsonb[]) \
+         $11::numeric[], $12::jsonb[], $13::numeric[]) \
          ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, \
          currency = EXCLUDED.currency, total_amount = EXCLUDED.total_amount, \
          items = EXCLUDED.items, subtotal_amount = EXCLUDED.subtotal_amount, \
          adjustments = EXCLUDED.adjustments, status_reason = EXCLUDED.status_reason, \
-         version = EXCLUDED.version, updated_at = EXCLUDED.updated_at",
+         version = EXCLUDED.version, updated_at = EXCLUDED.updated_at, \
+         refunded_amount = EXCLUDED.refunded_amount",
     )
     .bind(v.iter().map(|v| v.id).collect::<Vec<_>>())
     .bind(v.iter().map(|v| v.customer_id).collect::<Vec<_>>())
@@ -244,6 +249,7 @@ async fn views(tx: &mut PgConnection, appends: &[&Append]) -> Result<(), Refused
     .bind(v.iter().map(|v| v.updated_at).collect::<Vec<_>>())
     .bind(v.iter().map(|v| v.subtotal).collect::<Vec<Decimal>>())
     .bind(v.iter().map(|v| Json(&v.adjustments)).collect::<Vec<_>>())
+    .bind(v.iter().map(|v| v.refunded).collect::<Vec<Decimal>>())
     .execute(&mut *tx)
     .await?;
     Ok(())
@@ -417,6 +423,11 @@ async fn stock(tx: &mut PgConnection, appends: &[&Append]) -> Result<(), Refused
             Some(InventoryChange::Commit { order_id }) => {
                 settle_orders.push(*order_id);
                 settle_states.push("committed");
+            }
+            Some(InventoryChange::Restock { units, .. }) => {
+                for (sku, quantity) in units {
+                    moves.entry(sku.as_str().to_owned()).or_default().on_hand += quantity;
+                }
             }
             Some(InventoryChange::Hold {
                 order_id,

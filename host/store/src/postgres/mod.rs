@@ -14,7 +14,7 @@ use coalesce::Coalescer;
 use commerce_app::Store;
 use commerce_app::ports::{
     Append, Catalog, EventStore, FeedCursor, FeedEvent, IdempotencyRecord, OrderViews, Product,
-    ProductUpsert, StoreError, StoredEvent,
+    ProductUpsert, StoreError, StoredEvent, UnpaidHolds,
 };
 use commerce_app::saga::SagaInstance;
 use commerce_app::views::{OrderQuery, OrderView};
@@ -83,13 +83,13 @@ impl EventSql for Postgres {
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
     const UPSERT_VIEW: &'static str = "INSERT INTO order_views (order_id, customer_id, status, \
          currency, total_amount, items, status_reason, version, created_at, updated_at, \
-         subtotal_amount, adjustments) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+         subtotal_amount, adjustments, refunded_amount) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
          ON CONFLICT (order_id) DO UPDATE SET status = EXCLUDED.status, currency = EXCLUDED.currency, \
          total_amount = EXCLUDED.total_amount, items = EXCLUDED.items, \
          subtotal_amount = EXCLUDED.subtotal_amount, adjustments = EXCLUDED.adjustments, \
          status_reason = EXCLUDED.status_reason, version = EXCLUDED.version, \
-         updated_at = EXCLUDED.updated_at";
+         updated_at = EXCLUDED.updated_at, refunded_amount = EXCLUDED.refunded_amount";
     const LOAD_STREAM: &'static str =
         "SELECT * FROM events WHERE aggregate_id = $1 ORDER BY version";
     const READ_AFTER: &'static str =
@@ -186,6 +186,10 @@ impl OrderViews for PgStore {
 
     async fn list_views(&self, query: &OrderQuery) -> Result<Vec<OrderView>, StoreError> {
         events::list_views(&self.pool, query).await
+    }
+
+    async fn unpaid_holds(&self, customer_id: Uuid) -> Result<UnpaidHolds, StoreError> {
+        events::unpaid_holds(&self.pool, customer_id).await
     }
 
     async fn replace_views(&self, views: Vec<OrderView>) -> Result<(), StoreError> {

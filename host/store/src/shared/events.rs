@@ -12,17 +12,18 @@ use uuid::Uuid;
 
 use super::columns::Amount;
 use super::rows::{EventRow, FeedRow, IdempotencyRow, ProductRow, ViewRow};
-use super::{Arg, Backend, execute, fetch_all, fetch_optional};
+use super::{Arg, Backend, execute, fetch_all, fetch_one, fetch_optional};
 use crate::{classify, is_unique_violation};
 use commerce_app::ports::{
     Append, FeedCursor, FeedEvent, IdempotencyRecord, Product, ProductUpsert, StoreError,
-    StoredEvent,
+    StoredEvent, UnpaidHolds,
 };
 use commerce_app::views::{OrderQuery, OrderView};
 
 /// The columns of `order_views` that [`ViewRow`] reads.
 pub(crate) const VIEW_COLUMNS: &str = "order_id, customer_id, status, currency, subtotal_amount, \
-     adjustments, total_amount, items, status_reason, version, created_at, updated_at";
+     adjustments, total_amount, items, status_reason, version, created_at, updated_at, \
+     refunded_amount";
 
 /// The statements of the event store, in the backend's SQL.
 pub(crate) trait EventSql {
@@ -31,7 +32,7 @@ pub(crate) trait EventSql {
     const INSERT_EVENT: &'static str;
     /// Upsert of a view: order_id $1, customer_id $2, status $3, currency
     /// $4, total $5, items $6, status_reason $7, version $8, created_at $9,
-    /// updated_at $10, subtotal $11, adjustments $12.
+    /// updated_at $10, subtotal $11, adjustments $12, refunded $13.
     const UPSERT_VIEW: &'static str;
     const LOAD_STREAM: &'static str;
     const READ_AFTER: &'static str;
@@ -98,7 +99,8 @@ pub(crate) async fn upsert_view<DB: Backend + EventSql>(
         .arg(view.created_at)
         .arg(view.updated_at)
         .arg(Amount(view.subtotal))
-        .arg(Json(&view.adjustments));
+        .arg(Json(&view.adjustments))
+        .arg(Amount(view.refunded));
     execute(statement, DB::on(conn)).await?;
     Ok(())
 }
@@ -208,6 +210,28 @@ pub(crate) async fn list_views<DB: Backend + EventSql>(
     }
     let statement = statement.arg(query.limit as i64);
     fetch_all::<DB, ViewRow, _>(statement, DB::pool(reader)).await
+}
+
+/// `OrderViews::unpaid_holds`: reserved orders of the customer with no
+/// saga (no payment started), and the units they hold.
+pub(crate) async fn unpaid_holds<DB: Backend + EventSql>(
+    reader: &Pool<DB>,
+    customer_id: Uuid,
+) -> Result<UnpaidHolds, StoreError> {
+    let sql = format!(
+        "SELECT CAST(count(DISTINCT v.order_id) AS BIGINT), CAST(sum(r.quantity) AS BIGINT) \
+         FROM order_views v JOIN reservations r ON r.order_id = v.order_id AND r.state = 'held' \
+         WHERE v.customer_id = {} AND v.status = 'reserved' \
+         AND NOT EXISTS (SELECT 1 FROM saga_instances s WHERE s.correlation_id = v.order_id)",
+        DB::param(1)
+    );
+    let statement = sqlx::query(AssertSqlSafe(sql)).arg(customer_id);
+    let (orders, units) =
+        fetch_one::<DB, (Option<i64>, Option<i64>)>(statement, DB::pool(reader)).await?;
+    Ok(UnpaidHolds {
+        orders: orders.unwrap_or(0),
+        units: units.unwrap_or(0),
+    })
 }
 
 /// `OrderViews::replace_views`.

@@ -33,21 +33,29 @@ pub(crate) struct ViewRow {
     version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    refunded_amount: Amount,
 }
 
 impl TryFrom<ViewRow> for OrderView {
     type Error = StoreError;
 
     fn try_from(row: ViewRow) -> Result<Self, StoreError> {
+        let currency = parse_currency(&row.currency)?;
         Ok(OrderView {
             id: row.order_id,
             customer_id: row.customer_id,
             status: parse_status(&row.status)?,
-            currency: parse_currency(&row.currency)?.code().to_owned(),
+            currency: currency.code().to_owned(),
             items: row.items.0,
             subtotal: row.subtotal_amount.0,
             adjustments: row.adjustments.0,
             total: row.total_amount.0,
+            refunded: {
+                // Zero reads back without its scale on PostgreSQL.
+                let mut refunded = row.refunded_amount.0;
+                refunded.rescale(currency.minor_digits());
+                refunded
+            },
             status_reason: row.status_reason,
             version: row.version as u64,
             created_at: row.created_at,

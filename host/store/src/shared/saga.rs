@@ -103,9 +103,12 @@ pub(crate) async fn apply<DB: Backend + SagaSql>(
 /// `SagaStore::saga_of`.
 pub(crate) async fn saga_of<DB: Backend + SagaSql>(
     reader: &Pool<DB>,
+    saga_type: &str,
     correlation_id: Uuid,
 ) -> Result<Option<SagaInstance>, StoreError> {
-    let statement = sqlx::query(DB::BY_CORRELATION).arg(correlation_id);
+    let statement = sqlx::query(DB::BY_CORRELATION)
+        .arg(correlation_id)
+        .arg(saga_type.to_owned());
     fetch_optional::<DB, SagaRow, _>(statement, DB::pool(reader)).await
 }
 

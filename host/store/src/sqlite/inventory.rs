@@ -100,6 +100,23 @@ pub(super) async fn apply(
             }
             Ok(())
         }
+        InventoryChange::Restock { units, .. } => {
+            let mut units: Vec<_> = units.iter().collect();
+            units.sort_by(|a, b| a.0.cmp(&b.0));
+            for (sku, quantity) in units {
+                sqlx::query(
+                    "UPDATE products SET on_hand = on_hand + ?2, version = version + 1, \
+                     updated_at = ?3 WHERE sku = ?1",
+                )
+                .bind(sku.as_str())
+                .bind(*quantity)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(classify)?;
+            }
+            Ok(())
+        }
     }
 }
 

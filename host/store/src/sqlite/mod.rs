@@ -20,7 +20,7 @@ use crate::shared::{fetch_all, fetch_optional};
 use commerce_app::Store;
 use commerce_app::ports::{
     Append, Catalog, EventStore, FeedCursor, FeedEvent, IdempotencyRecord, OrderViews, Product,
-    ProductUpsert, StoreError, StoredEvent,
+    ProductUpsert, StoreError, StoredEvent, UnpaidHolds,
 };
 use commerce_app::views::{OrderQuery, OrderView};
 use commerce_domain::Sku;
@@ -70,13 +70,13 @@ impl EventSql for Sqlite {
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
     const UPSERT_VIEW: &'static str = "INSERT INTO order_views (order_id, customer_id, status, \
          currency, total_amount, items, status_reason, version, created_at, updated_at, \
-         subtotal_amount, adjustments) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+         subtotal_amount, adjustments, refunded_amount) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
          ON CONFLICT (order_id) DO UPDATE SET status = excluded.status, currency = excluded.currency, \
          total_amount = excluded.total_amount, items = excluded.items, \
          subtotal_amount = excluded.subtotal_amount, adjustments = excluded.adjustments, \
          status_reason = excluded.status_reason, version = excluded.version, \
-         updated_at = excluded.updated_at";
+         updated_at = excluded.updated_at, refunded_amount = excluded.refunded_amount";
     const LOAD_STREAM: &'static str =
         "SELECT * FROM events WHERE aggregate_id = ?1 ORDER BY version";
     const READ_AFTER: &'static str =
@@ -164,6 +164,10 @@ impl OrderViews for SqliteStore {
 
     async fn list_views(&self, query: &OrderQuery) -> Result<Vec<OrderView>, StoreError> {
         events::list_views(&self.reader, query).await
+    }
+
+    async fn unpaid_holds(&self, customer_id: Uuid) -> Result<UnpaidHolds, StoreError> {
+        events::unpaid_holds(&self.reader, customer_id).await
     }
 
     async fn replace_views(&self, views: Vec<OrderView>) -> Result<(), StoreError> {

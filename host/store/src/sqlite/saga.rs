@@ -39,7 +39,7 @@ impl SagaSql for Sqlite {
     const BY_CORRELATION: &'static str = concat!(
         "SELECT ",
         saga_columns!(),
-        " FROM saga_instances WHERE correlation_id = ?1"
+        " FROM saga_instances WHERE correlation_id = ?1 AND saga_type = ?2"
     );
     const HISTORY: &'static str = "SELECT record_id, saga_id, step, phase, outcome, detail, \
          attempt, at FROM saga_steps WHERE saga_id = ?1 ORDER BY record_id";
@@ -91,8 +91,12 @@ impl SagaStore for SqliteStore {
         fetch_optional::<Sqlite, SagaRow, _>(statement, &self.reader).await
     }
 
-    async fn saga_of(&self, correlation_id: Uuid) -> Result<Option<SagaInstance>, StoreError> {
-        saga::saga_of(&self.reader, correlation_id).await
+    async fn saga_of_type(
+        &self,
+        saga_type: &str,
+        correlation_id: Uuid,
+    ) -> Result<Option<SagaInstance>, StoreError> {
+        saga::saga_of(&self.reader, saga_type, correlation_id).await
     }
 
     async fn saga_history(&self, saga_id: Uuid) -> Result<Vec<SagaStepRecord>, StoreError> {
