@@ -160,6 +160,19 @@ struct World {
     orders: Vec<Uuid>,
     /// Stock adjustments that applied, per SKU.
     adjusted: BTreeMap<String, i64>,
+    /// Replicas that were stopped, whose background work ends with the case.
+    retired: Vec<App>,
+}
+
+impl Drop for World {
+    /// Stops every replica's background work (worker, sweepers, plugin
+    /// poller), so the case's connections close with it.
+    fn drop(&mut self) {
+        self.app.background.stop();
+        for app in &self.retired {
+            app.background.stop();
+        }
+    }
 }
 
 fn admin() -> Caller {
@@ -227,6 +240,7 @@ impl World {
             customers,
             orders: Vec::new(),
             adjusted: BTreeMap::new(),
+            retired: Vec::new(),
         }
     }
 
@@ -409,7 +423,9 @@ impl World {
             } => self.checkout(customer, sku, qty, token).await,
             Op::Handover => {
                 self.app.sagas().release_saga_leases().await;
-                self.app = replica(&self._db, self.store.clone(), &self.sim).await;
+                let next = replica(&self._db, self.store.clone(), &self.sim).await;
+                let stopped = std::mem::replace(&mut self.app, next);
+                self.retired.push(stopped);
             }
             Op::CancelShip { order } => {
                 if let Some(id) = self.order(order) {
@@ -773,6 +789,8 @@ fn run(backend: Backend) {
         failure_persistence: None,
         ..Config::default()
     });
+    // What the cases reached, to show they reach every status.
+    let seen = std::sync::Mutex::new(BTreeMap::<String, usize>::new());
     let result = runner.run(&proptest::collection::vec(op(), 1..14), |ops| {
         rt.block_on(async {
             let mut world = World::new(backend, &sim).await;
@@ -780,9 +798,22 @@ fn run(backend: Backend) {
                 world.apply(op).await;
                 check_always(&world).await?;
             }
-            check_at_rest(&world).await
+            check_at_rest(&world).await?;
+            for &id in &world.orders {
+                let view = world.store.get_view(id).await.unwrap().unwrap();
+                let mut label = view.status.to_string();
+                if !view.refunded.is_zero() {
+                    label.push_str("+refund");
+                }
+                *seen.lock().unwrap().entry(label).or_default() += 1;
+            }
+            Ok(())
         })
     });
+    eprintln!(
+        "{backend:?}: {cases} cases; orders by outcome: {:?}",
+        seen.lock().unwrap()
+    );
     if let Err(e) = result {
         panic!("{backend:?}: {e}");
     }

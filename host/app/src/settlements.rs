@@ -191,6 +191,7 @@ mod tests {
             subtotal: rust_decimal::Decimal::ZERO,
             adjustments: Vec::new(),
             total: rust_decimal::Decimal::ZERO,
+            refunded: rust_decimal::Decimal::ZERO,
             status_reason: None,
             version: 4,
             created_at: now,

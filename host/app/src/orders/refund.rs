@@ -180,24 +180,21 @@ impl Orders<'_> {
             .currency
             .ok_or(commerce_domain::OrderError::NotPlaced)?;
         let at = now();
-        let saga = SagaInstance::start_refund(
-            order.id,
-            previous.as_ref(),
-            PaymentIntent {
-                token: String::new(),
-                amount,
-                currency,
-            },
-            authorization_id,
-            RefundIntent {
-                refund_id,
-                amount,
-                restock,
-            },
-            &self.saga.owner,
-            self.saga.lease,
-            at,
-        );
+        let payment = PaymentIntent {
+            token: String::new(),
+            amount,
+            currency,
+        };
+        let saga = SagaInstance::start(order.id, payment, &self.saga.owner, self.saga.lease, at)
+            .into_refund(
+                previous.as_ref(),
+                authorization_id,
+                RefundIntent {
+                    refund_id,
+                    amount,
+                    restock,
+                },
+            );
         plan.saga = Some(SagaWrite {
             instance: saga.clone(),
             expected_revision: previous.map(|p| p.revision),

@@ -104,21 +104,17 @@ impl SagaInstance {
         }
     }
 
-    /// A refund saga for `order_id`, over `previous` (the order's refund
-    /// saga that made its earlier refunds, which must be finished): the
-    /// refund is recorded on the order with its first write, so it starts
-    /// at the gateway's step, leased to `owner`.
-    pub fn start_refund(
-        order_id: Uuid,
+    /// This new saga made a refund saga of its order, over `previous`
+    /// (the order's refund saga that made its earlier refunds, which must
+    /// be finished): the refund is recorded on the order with its first
+    /// write, so it starts at the gateway's step.
+    pub fn into_refund(
+        self,
         previous: Option<&SagaInstance>,
-        payment: PaymentIntent,
         authorization_id: Option<String>,
         refund: RefundIntent,
-        owner: &str,
-        lease: Duration,
-        at: DateTime<Utc>,
     ) -> Self {
-        let mut saga = SagaInstance::start(order_id, payment, owner, lease, at);
+        let mut saga = self;
         saga.saga_type = REFUND.saga_type.to_owned();
         saga.data.authorization_id = authorization_id;
         saga.data.captured = true;
