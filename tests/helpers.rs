@@ -473,6 +473,10 @@ fn configure(cmd: &mut Command, db: &TestDb) {
         .env("COMMERCE_LOG_FORMAT", "json")
         // Tests stop services at once; the shutdown tests set their delay.
         .env("COMMERCE_SHUTDOWN_DELAY_MS", "0")
+        // Most tests place many unpaid orders as one customer; the tests
+        // of the limit set it with flags, which win over these.
+        .env("COMMERCE_MAX_UNPAID_ORDERS", "1000000")
+        .env("COMMERCE_MAX_UNPAID_UNITS", "100000000")
         .env_remove("DATABASE_URL")
         .env_remove("REDIS_URL")
         .env_remove("PAYMENT_URL")
