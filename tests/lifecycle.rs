@@ -11,7 +11,7 @@
 //! money at the gateway, events against views, the feed, the sagas.
 //!
 //! A failure shrinks to a minimal sequence, printed by proptest. CI runs
-//! `LIFECYCLE_CASES` cases per backend (default 12); set it higher to run
+//! `LIFECYCLE_CASES` cases per backend (default 40); set it higher to run
 //! thousands.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -767,7 +767,7 @@ fn run(backend: Backend) {
     let cases = std::env::var("LIFECYCLE_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
+        .unwrap_or(40);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
