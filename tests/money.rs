@@ -5,6 +5,7 @@
 //! racing a shipment. Each checks the order, the stock and the payment
 //! simulator's ledger agree.
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
@@ -182,13 +183,16 @@ async fn an_unpaid_order_is_paid_later_once(backend: Backend) {
     assert_eq!(problem["type"], "/problems/illegal-transition", "{problem}");
     assert!(ledger_of(&sim.base, cancelled).await.is_empty());
 
-    // A declined payment fails the order and gives the units back.
+    // A declined payment fails the order and gives the units back; the
+    // failed order cannot be paid again.
     let (_, _, placed) = app.place(&token, &[("MUG", 3)], None).await;
     let declined = placed["id"].as_str().unwrap();
     let (status, _, failed) = pay(&app, &token, declined, "tok_decline", None).await;
     assert_eq!(status, StatusCode::OK, "{failed}");
     assert_eq!(failed["status"], "failed", "{failed}");
     assert_eq!(on_hand(&app, "MUG").await, (8, 0));
+    let (status, _, problem) = pay(&app, &token, declined, "tok_ok", None).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{problem}");
 
     // Bad input is a 4xx problem.
     let (status, _, problem) = app
@@ -567,4 +571,128 @@ async fn a_cancel_racing_a_shipment_ends_in_one_story() {
     }
     // Every unit is either out with a shipped order or back on the shelf.
     assert_eq!(on_hand(&app, "MUG").await, (100 - shipped, 0));
+}
+
+/// A gateway that authorizes and captures, and whose first refund never
+/// answers (the service is killed while it waits); later refunds answer,
+/// and every refund's idempotency key is kept.
+async fn gateway_hanging_the_first_refund() -> (String, Arc<Mutex<Vec<String>>>) {
+    use axum::routing::post;
+    let keys: Arc<Mutex<Vec<String>>> = Arc::default();
+    let seen = keys.clone();
+    let app = axum::Router::new()
+        .route(
+            "/v1/authorizations",
+            post(|body: axum::Json<Value>| async move {
+                axum::Json(
+                    json!({"id": "auth_1", "order_id": body["order_id"], "amount": body["amount"],
+                    "currency": body["currency"], "status": "authorized",
+                    "captured_amount": null, "refunded_amount": null}),
+                )
+            }),
+        )
+        .route(
+            "/v1/authorizations/{id}/capture",
+            post(|body: axum::Json<Value>| async move {
+                axum::Json(
+                    json!({"id": "auth_1", "order_id": uuid::Uuid::nil(), "amount": body["amount"],
+                    "currency": "EUR", "status": "captured",
+                    "captured_amount": body["amount"], "refunded_amount": null}),
+                )
+            }),
+        )
+        .route(
+            "/v1/authorizations/{id}/refund",
+            post(
+                move |headers: reqwest::header::HeaderMap, body: axum::Json<Value>| {
+                    let seen = seen.clone();
+                    async move {
+                        let key = headers["idempotency-key"].to_str().unwrap().to_owned();
+                        let first = {
+                            let mut seen = seen.lock().unwrap();
+                            seen.push(key);
+                            seen.len() == 1
+                        };
+                        if first {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                        axum::Json(json!({"id": "auth_1", "order_id": uuid::Uuid::nil(),
+                            "amount": body["amount"], "currency": "EUR", "status": "refunded",
+                            "captured_amount": body["amount"], "refunded_amount": body["amount"]}))
+                    }
+                },
+            ),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), keys)
+}
+
+/// The service dies (kill -9) while the gateway works on a refund: the
+/// refund was recorded first, so the restarted service's saga worker asks
+/// again with the same idempotency key, and the order ends refunded and
+/// restocked, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_interrupted_by_a_crash_is_finished_with_the_same_key() {
+    let (gateway, keys) = gateway_hanging_the_first_refund().await;
+    let mut app = service(
+        Backend::Postgres,
+        &gateway,
+        &[
+            "--saga-lease-secs",
+            "1",
+            "--payment-timeout-ms",
+            "60000",
+            "--saga-step-deadline-ms",
+            "60000",
+        ],
+    )
+    .await;
+    app.put_product("MUG", "12.50", "EUR", 10).await;
+    let (_, token) = app.customer();
+    let id = confirmed_order(&app, &token, "MUG", 2).await;
+    assert_eq!(on_hand(&app, "MUG").await, (8, 0));
+
+    let (status, _, pending) = app
+        .call(
+            Method::POST,
+            &format!("/v1/orders/{id}/refund"),
+            Some(&app.admin()),
+            None,
+            &[("Prefer", "wait=1")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{pending}");
+    assert_eq!(pending["refunded"], "0.00");
+    assert_eq!(
+        keys.lock().unwrap().len(),
+        1,
+        "the gateway is working on it"
+    );
+
+    app.restart();
+    let o = wait_for_status(&app, &id, "refunded").await;
+    assert_eq!(o["refunded"], "25.00", "{o}");
+    assert_eq!(
+        on_hand(&app, "MUG").await,
+        (10, 0),
+        "a full refund before shipping restocks"
+    );
+    let keys = keys.lock().unwrap().clone();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(
+        keys[0], keys[1],
+        "the refund is asked again with the same key"
+    );
+    let (_, _, events) = app
+        .get(&format!("/v1/orders/{id}/events"), &app.admin())
+        .await;
+    let refunded = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"] == "OrderRefunded")
+        .count();
+    assert_eq!(refunded, 1);
 }

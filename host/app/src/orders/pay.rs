@@ -14,7 +14,7 @@ use crate::{AppError, Caller, Orders, now};
 
 use super::place::reserved_with_the_order;
 use super::*;
-use commerce_domain::{Aggregate, Order, OrderError};
+use commerce_domain::{Aggregate, Order, OrderError, OrderStatus};
 
 impl Orders<'_> {
     /// Pays a `reserved` order with `token`: its fulfilment saga starts,
@@ -113,10 +113,23 @@ impl Orders<'_> {
 
     /// The answer to paying an order whose payment already started (or
     /// that was placed with one): the order as it is, watched until its
-    /// saga settles it.
+    /// saga settles it; a conflict if that payment ended it (declined,
+    /// cancelled).
     async fn already_paying(&self, order: &Order) -> Result<Option<Placed>, AppError> {
         if self.store.saga_of(order.id).await?.is_none() {
             return Ok(None);
+        }
+        if let Some(from) = order.status
+            && matches!(
+                from,
+                OrderStatus::Cancelled | OrderStatus::Failed | OrderStatus::Rejected
+            )
+        {
+            return Err(OrderError::IllegalTransition {
+                action: commerce_domain::OrderAction::StartPayment,
+                from,
+            }
+            .into());
         }
         let view = OrderView::project(order);
         let settlement = (!view.status.is_settled()).then(|| self.settlements.watch(order.id));
