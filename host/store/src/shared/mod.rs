@@ -10,6 +10,7 @@
 
 pub(crate) mod columns;
 pub(crate) mod events;
+pub(crate) mod inventory;
 pub(crate) mod plugins;
 pub(crate) mod rows;
 pub(crate) mod saga;
@@ -112,6 +113,9 @@ pub(crate) trait Backend:
     + Reads<(String,)>
     + Reads<(Vec<u8>,)>
     + Reads<(Option<i64>, Option<i64>)>
+    + Reads<(i64, i64)>
+    + Reads<(String, i64)>
+    + Reads<(Uuid,)>
 {
     /// A connection (or an open transaction) as an executor.
     fn on(conn: &mut Self::Connection) -> impl Executor<'_, Database = Self>;

@@ -277,9 +277,3 @@ impl TryFrom<PluginRow> for PluginRecord {
         })
     }
 }
-
-/// A `products` row of backend `DB`, for statements that return one
-/// among other work (`RETURNING *`).
-pub(crate) fn product_from_row<DB: super::Backend>(row: &DB::Row) -> Result<Product, StoreError> {
-    <DB as super::Reads<ProductRow>>::read(row).and_then(Product::try_from)
-}
