@@ -57,19 +57,7 @@ impl Orders<'_> {
             }
             let events = order.handle(OrderCommand::StartPayment)?;
             self.check_hold_is_alive(order_id).await?;
-            let currency = order.currency.ok_or(OrderError::NotPlaced)?;
-            let at = now();
-            let saga = SagaInstance::start(
-                order_id,
-                PaymentIntent {
-                    token: token.clone(),
-                    amount: order.total,
-                    currency,
-                },
-                &self.saga.owner,
-                self.saga.lease,
-                at,
-            );
+            let saga = self.payment_saga(&order, &token)?;
             let records = key
                 .iter()
                 .map(|(key, hash)| IdempotencyRecord {
@@ -109,6 +97,24 @@ impl Orders<'_> {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// The fulfilment saga that pays `order` with `token`, leased to this
+    /// process (its stock is already held).
+    fn payment_saga(&self, order: &Order, token: &str) -> Result<SagaInstance, AppError> {
+        let currency = order.currency.ok_or(OrderError::NotPlaced)?;
+        let payment = PaymentIntent {
+            token: token.to_owned(),
+            amount: order.total,
+            currency,
+        };
+        Ok(SagaInstance::start(
+            order.id,
+            payment,
+            &self.saga.owner,
+            self.saga.lease,
+            now(),
+        ))
     }
 
     /// The answer to paying an order whose payment already started (or

@@ -346,20 +346,7 @@ impl Aggregate for Order {
             let OrderCommand::Place(place) = command else {
                 unreachable!("only Place has no action")
             };
-            if self.status.is_some() {
-                return Err(OrderError::AlreadyPlaced);
-            }
-            let (adjustments, total) =
-                Self::price(place.currency, &place.lines, place.adjustments)?;
-            return Ok(vec![OrderEvent::OrderPlaced {
-                customer_id: place.customer_id,
-                currency: place.currency,
-                lines: place.lines,
-                adjustments,
-                total,
-                payment_token: place.payment_token,
-                plugins: place.plugins,
-            }]);
+            return self.place(place).map(|placed| vec![placed]);
         };
         self.check(action)?;
         let event = match command {
@@ -403,37 +390,9 @@ impl Aggregate for Order {
                 return Err(OrderError::PaymentStarted);
             }
             OrderCommand::StartPayment => OrderEvent::OrderPaymentStarted,
-            OrderCommand::RequestRefund {
-                refund_id,
-                amount,
-                lines,
-                reason,
-            } => {
-                let planned = self.plan_refund(amount, &lines, reason.as_deref())?;
-                OrderEvent::OrderRefundRequested {
-                    refund_id,
-                    amount: planned.amount,
-                    lines,
-                    restock: planned.restock,
-                    reason,
-                }
-            }
-            OrderCommand::RecordRefund { refund_id } => {
-                let pending = self.pending(refund_id)?;
-                OrderEvent::OrderRefunded {
-                    reason: pending.reason.clone(),
-                    refund_id: Some(refund_id),
-                    amount: Some(pending.amount),
-                    restocked: pending.restock.clone(),
-                }
-            }
-            OrderCommand::AbandonRefund { refund_id, reason } => {
-                self.pending(refund_id)?;
-                OrderEvent::OrderRefundFailed {
-                    refund_id,
-                    reason: bounded_reason(reason),
-                }
-            }
+            refund @ (OrderCommand::RequestRefund { .. }
+            | OrderCommand::RecordRefund { .. }
+            | OrderCommand::AbandonRefund { .. }) => self.refund_event(refund)?,
         };
         Ok(vec![event])
     }
@@ -502,52 +461,37 @@ impl Aggregate for Order {
                 self.payment_started = true;
                 return;
             }
-            OrderEvent::OrderRefundRequested {
-                refund_id,
-                amount,
-                restock,
-                reason,
-                ..
-            } => {
-                self.pending_refund = Some(PendingRefund {
-                    refund_id: *refund_id,
-                    amount: *amount,
-                    restock: restock.clone(),
-                    reason: reason.clone(),
-                });
-                return;
-            }
-            OrderEvent::OrderRefunded {
-                reason,
-                amount,
-                restocked,
-                ..
-            } => {
-                // An event of an older version refunded a paid order that
-                // was never confirmed: what it paid is what it got back.
-                if amount.is_none() && self.captured.is_zero() {
-                    self.captured = self.total;
-                }
-                self.refund_made(*amount, restocked);
-                let current = self.status.unwrap_or(OrderStatus::Confirmed);
-                if !self.fully_refunded() || current == OrderStatus::Cancelled {
-                    return;
-                }
-                self.status_reason = reason.clone();
-                OrderStatus::Refunded
-            }
-            OrderEvent::OrderRefundFailed { .. } => {
-                self.pending_refund = None;
-                return;
-            }
+            OrderEvent::OrderRefundRequested { .. }
+            | OrderEvent::OrderRefunded { .. }
+            | OrderEvent::OrderRefundFailed { .. } => match self.apply_refund(event) {
+                Some(status) => status,
+                None => return,
+            },
         };
         self.status = Some(status);
     }
 }
 
 impl Order {
+    /// The event that places this (new) order.
+    fn place(&self, place: PlaceOrder) -> Result<OrderEvent, OrderError> {
+        if self.status.is_some() {
+            return Err(OrderError::AlreadyPlaced);
+        }
+        let (adjustments, total) = Self::price(place.currency, &place.lines, place.adjustments)?;
+        Ok(OrderEvent::OrderPlaced {
+            customer_id: place.customer_id,
+            currency: place.currency,
+            lines: place.lines,
+            adjustments,
+            total,
+            payment_token: place.payment_token,
+            plugins: place.plugins,
+        })
+    }
+
     /// The pending refund `refund_id`.
-    fn pending(&self, refund_id: Uuid) -> Result<&PendingRefund, OrderError> {
+    pub(super) fn pending(&self, refund_id: Uuid) -> Result<&PendingRefund, OrderError> {
         self.pending_refund
             .as_ref()
             .filter(|p| p.refund_id == refund_id)

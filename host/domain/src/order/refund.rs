@@ -13,7 +13,9 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{MAX_REASON_LEN, Order, OrderError, OrderStatus};
+use super::{
+    MAX_REASON_LEN, Order, OrderCommand, OrderError, OrderEvent, OrderStatus, bounded_reason,
+};
 use crate::product::{Quantity, Sku};
 
 /// A line of a refund as an operator asks for it: units of a SKU of the
@@ -49,6 +51,89 @@ pub(super) struct PlannedRefund {
 }
 
 impl Order {
+    /// The event of a refund command: asked, made or given up.
+    pub(super) fn refund_event(&self, command: OrderCommand) -> Result<OrderEvent, OrderError> {
+        Ok(match command {
+            OrderCommand::RequestRefund {
+                refund_id,
+                amount,
+                lines,
+                reason,
+            } => {
+                let planned = self.plan_refund(amount, &lines, reason.as_deref())?;
+                OrderEvent::OrderRefundRequested {
+                    refund_id,
+                    amount: planned.amount,
+                    lines,
+                    restock: planned.restock,
+                    reason,
+                }
+            }
+            OrderCommand::RecordRefund { refund_id } => {
+                let pending = self.pending(refund_id)?;
+                OrderEvent::OrderRefunded {
+                    reason: pending.reason.clone(),
+                    refund_id: Some(refund_id),
+                    amount: Some(pending.amount),
+                    restocked: pending.restock.clone(),
+                }
+            }
+            OrderCommand::AbandonRefund { refund_id, reason } => {
+                self.pending(refund_id)?;
+                OrderEvent::OrderRefundFailed {
+                    refund_id,
+                    reason: bounded_reason(reason),
+                }
+            }
+            other => unreachable!("not a refund command: {other:?}"),
+        })
+    }
+
+    /// Applies a refund event; the status it moves the order to, if any.
+    pub(super) fn apply_refund(&mut self, event: &OrderEvent) -> Option<OrderStatus> {
+        match event {
+            OrderEvent::OrderRefundRequested {
+                refund_id,
+                amount,
+                restock,
+                reason,
+                ..
+            } => {
+                self.pending_refund = Some(PendingRefund {
+                    refund_id: *refund_id,
+                    amount: *amount,
+                    restock: restock.clone(),
+                    reason: reason.clone(),
+                });
+                None
+            }
+            OrderEvent::OrderRefunded {
+                reason,
+                amount,
+                restocked,
+                ..
+            } => {
+                // An event of an older version refunded a paid order that
+                // was never confirmed: what it paid is what it got back.
+                if amount.is_none() && self.captured.is_zero() {
+                    self.captured = self.total;
+                }
+                self.refund_made(*amount, restocked);
+                let current = self.status.unwrap_or(OrderStatus::Confirmed);
+                if !self.fully_refunded() || current == OrderStatus::Cancelled {
+                    return None;
+                }
+                self.status_reason = reason.clone();
+                Some(OrderStatus::Refunded)
+            }
+            OrderEvent::OrderRefundFailed { .. } => {
+                self.pending_refund = None;
+                None
+            }
+            _ => None,
+        }
+    }
+
     /// What may still be refunded: captured minus refunded.
     pub fn refundable(&self) -> Decimal {
         (self.captured - self.refunded).max(Decimal::ZERO)
