@@ -696,3 +696,114 @@ async fn a_refund_interrupted_by_a_crash_is_finished_with_the_same_key() {
         .count();
     assert_eq!(refunded, 1);
 }
+
+/// A gateway whose first capture is made but never answered (the service
+/// is killed while it waits), and which refuses to void a captured
+/// authorization, as a real one does.
+async fn gateway_capturing_silently() -> (String, Arc<Mutex<Vec<String>>>) {
+    use axum::routing::post;
+    let calls: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (on_capture, on_void, on_refund) = (calls.clone(), calls.clone(), calls.clone());
+    let authorization = |status: &str, amount: &Value| {
+        json!({"id": "auth_1", "order_id": uuid::Uuid::nil(), "amount": amount, "currency": "EUR",
+               "status": status, "captured_amount": null, "refunded_amount": null})
+    };
+    let app = axum::Router::new()
+        .route(
+            "/v1/authorizations",
+            post(move |body: axum::Json<Value>| async move {
+                axum::Json(authorization("authorized", &body["amount"]))
+            }),
+        )
+        .route(
+            "/v1/authorizations/{id}/capture",
+            post(move || async move {
+                on_capture.lock().unwrap().push("capture".into());
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                StatusCode::INTERNAL_SERVER_ERROR
+            }),
+        )
+        .route(
+            "/v1/authorizations/{id}/void",
+            post(move || async move {
+                on_void.lock().unwrap().push("void".into());
+                (
+                    StatusCode::CONFLICT,
+                    axum::Json(json!({"type": "/problems/illegal-transition",
+                        "title": "Conflict", "status": 409,
+                        "detail": "cannot void an authorization that is Captured"})),
+                )
+            }),
+        )
+        .route(
+            "/v1/authorizations/{id}/refund",
+            post(move |body: axum::Json<Value>| async move {
+                on_refund.lock().unwrap().push("refund".into());
+                axum::Json(authorization("refunded", &body["amount"]))
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), calls)
+}
+
+/// Found by the model-based test: a replica captured and died before
+/// recording it, then the customer cancelled. The saga turns back; the
+/// gateway refuses to void what it captured, so the saga refunds it
+/// instead of waiting for an operator, and the order ends cancelled with
+/// nothing kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capture_nobody_recorded_is_refunded_when_the_order_is_cancelled() {
+    let (gateway, calls) = gateway_capturing_silently().await;
+    let mut app = service(
+        Backend::Sqlite,
+        &gateway,
+        &[
+            "--saga-lease-secs",
+            "1",
+            "--payment-timeout-ms",
+            "60000",
+            "--saga-step-deadline-ms",
+            "60000",
+        ],
+    )
+    .await;
+    app.put_product("MUG", "12.50", "EUR", 10).await;
+    let (_, token) = app.customer();
+    let (_, _, placed) = app
+        .place_paying(&token, &[("MUG", 1)], None, Some("tok_ok"))
+        .await;
+    let id = placed["id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !calls.lock().unwrap().contains(&"capture".to_owned()) {
+        assert!(Instant::now() < deadline, "the capture was never asked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Killed while the gateway captures; nothing recorded the capture.
+    app.restart();
+    let (status, _, cancelled) = app.delete(&format!("/v1/orders/{id}"), &token).await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, _, page) = app.get("/v1/sagas?limit=10", &app.admin()).await;
+        let saga = &page["items"][0];
+        if saga["status"] == "compensated" {
+            break;
+        }
+        assert_ne!(saga["status"], "needs_attention", "{saga}");
+        assert!(
+            Instant::now() < deadline,
+            "the saga is still {}",
+            saga["status"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let calls = calls.lock().unwrap().clone();
+    assert!(
+        calls.ends_with(&["void".to_owned(), "refund".to_owned()]),
+        "{calls:?}"
+    );
+    assert_eq!(on_hand(&app, "MUG").await, (10, 0));
+}

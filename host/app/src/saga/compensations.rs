@@ -154,19 +154,29 @@ impl Sagas<'_> {
                 }
             },
         };
-        let amount = saga.data.payment.amount;
         let captured = saga.data.captured || turn.learned.captured;
         let gateway = turn.gateway;
         let result = if captured {
-            let key = idempotency_key(saga, "refund");
-            self.with_retries(turn.out, name.into(), "refund", || {
-                gateway.refund(&auth, amount, &key)
-            })
-            .await
+            self.give_back(saga, gateway, &auth, turn.out).await
         } else {
             let key = idempotency_key(saga, name.as_str());
-            self.with_retries(turn.out, name.into(), "void", || gateway.void(&auth, &key))
+            match self
+                .with_retries(turn.out, name.into(), "void", || gateway.void(&auth, &key))
                 .await
+            {
+                // A run that captured and died before recording it (a
+                // replica stopped or killed, a lease lost): the gateway
+                // refuses to void what it captured, so the money goes
+                // back as a refund, with the saga's refund key.
+                Err(void) if void.refused => self
+                    .give_back(saga, gateway, &auth, turn.out)
+                    .await
+                    .map_err(|failed| super::actions::CallFailed {
+                        reason: format!("{}; then {}", void.reason, failed.reason),
+                        refused: failed.refused,
+                    }),
+                other => other,
+            }
         };
         let a = result.map_err(|failed| failed.reason)?;
         turn.out.record(
@@ -176,6 +186,22 @@ impl Sagas<'_> {
             Some(format!("authorization {} {:?}", a.id, a.status).to_lowercase()),
         );
         Ok(Undone::Done)
+    }
+
+    /// Refunds what the saga captured, with its refund key.
+    async fn give_back(
+        &self,
+        saga: &SagaInstance,
+        gateway: &Arc<dyn PaymentGateway>,
+        auth: &str,
+        out: &mut Round,
+    ) -> Result<crate::ports::Authorization, super::actions::CallFailed> {
+        let key = idempotency_key(saga, "refund");
+        let amount = saga.data.payment.amount;
+        self.with_retries(out, Compensation::VoidPayment.into(), "refund", || {
+            gateway.refund(auth, amount, &key)
+        })
+        .await
     }
 
     /// The authorization a run may have made and died before recording,
