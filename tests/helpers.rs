@@ -656,3 +656,23 @@ pub fn metric_sum(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
         })
         .sum()
 }
+
+/// The payment simulator's ledger entries of one order.
+pub async fn ledger_of(sim: &str, order_id: impl std::fmt::Display) -> Vec<Value> {
+    let body: Value = reqwest::get(format!("{sim}/v1/ledger/orders/{order_id}"))
+        .await
+        .expect("ledger")
+        .json()
+        .await
+        .expect("ledger json");
+    body.as_array().cloned().unwrap_or_default()
+}
+
+/// Serves `router` (a fake gateway) on a free port of this process; its
+/// base URL.
+pub async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    format!("http://{addr}")
+}

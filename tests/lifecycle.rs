@@ -24,7 +24,7 @@ use rust_decimal::Decimal;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestDb};
+use crate::helpers::{Backend, TestDb, ledger_of};
 use commerce_app::catalog::PutProduct;
 use commerce_app::inventory::{AdjustStock, InventorySettings};
 use commerce_app::orders::{AdminTransition, PlaceOrderRequest, RefundRequest, RequestedLine};
@@ -536,7 +536,7 @@ async fn check_always(world: &World) -> Result<(), TestCaseError> {
         )?;
     }
     for &id in &world.orders {
-        for entry in ledger(&world.sim, id).await {
+        for entry in ledger_of(&world.sim, id).await {
             let captured = amount(&entry["captured_amount"]);
             let refunded = amount(&entry["refunded_amount"]);
             check(refunded <= captured, || {
@@ -545,16 +545,6 @@ async fn check_always(world: &World) -> Result<(), TestCaseError> {
         }
     }
     Ok(())
-}
-
-async fn ledger(sim: &str, id: Uuid) -> Vec<Value> {
-    let body: Value = reqwest::get(format!("{sim}/v1/ledger/orders/{id}"))
-        .await
-        .expect("ledger")
-        .json()
-        .await
-        .expect("ledger json");
-    body.as_array().cloned().unwrap_or_default()
 }
 
 fn amount(v: &Value) -> Decimal {
@@ -589,7 +579,7 @@ async fn operate(world: &World) -> Result<(), TestCaseError> {
         if saga.status() != SagaStatus::NeedsAttention {
             continue;
         }
-        let entries = ledger(&world.sim, id).await;
+        let entries = ledger_of(&world.sim, id).await;
         check(entries.is_empty(), || {
             format!("the saga of {id} needs attention with {entries:?} at the gateway")
         })?;
@@ -700,7 +690,7 @@ async fn check_stock(world: &World, story: &Story) -> Result<(), TestCaseError> 
 
 async fn check_money(world: &World, story: &Story) -> Result<(), TestCaseError> {
     for (&id, order) in &story.orders {
-        let entries = ledger(&world.sim, id).await;
+        let entries = ledger_of(&world.sim, id).await;
         check(entries.len() <= 1, || {
             format!("{id} authorized twice: {entries:?}")
         })?;

@@ -12,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, PaymentSim, TestApp};
+use crate::helpers::{Backend, PaymentSim, TestApp, ledger_of, serve};
 
 /// A service whose payments go to `sim`, with fast retries; `extra`
 /// holds more flag/value pairs.
@@ -28,16 +28,6 @@ async fn service(backend: Backend, sim: &str, extra: &[&str]) -> TestApp {
     }
     let args: Vec<&str> = flags.iter().flat_map(|(f, v)| [*f, *v]).collect();
     TestApp::spawn_with(backend, &args, &[("PAYMENT_URL", sim)]).await
-}
-
-async fn ledger_of(sim: &str, order_id: &str) -> Vec<Value> {
-    let body: Value = reqwest::get(format!("{sim}/v1/ledger/orders/{order_id}"))
-        .await
-        .expect("ledger")
-        .json()
-        .await
-        .expect("ledger json");
-    body.as_array().cloned().unwrap_or_default()
 }
 
 async fn on_hand(app: &TestApp, sku: &str) -> (i64, i64) {
@@ -449,10 +439,7 @@ async fn gateway_refusing_refunds() -> String {
                 )
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    format!("http://{addr}")
+    serve(app).await
 }
 
 /// A refund the gateway refuses leaves the order as it was, the refund
@@ -623,10 +610,7 @@ async fn gateway_hanging_the_first_refund() -> (String, Arc<Mutex<Vec<String>>>)
                 },
             ),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), keys)
+    (serve(app).await, keys)
 }
 
 /// The service dies (kill -9) while the gateway works on a refund: the
@@ -742,10 +726,7 @@ async fn gateway_capturing_silently() -> (String, Arc<Mutex<Vec<String>>>) {
                 axum::Json(authorization("refunded", &body["amount"]))
             }),
         );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), calls)
+    (serve(app).await, calls)
 }
 
 /// Found by the model-based test: a replica captured and died before

@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::helpers::{Backend, PaymentSim, TestApp, component};
+use crate::helpers::{Backend, PaymentSim, TestApp, component, ledger_of};
 
 /// A service whose payments go to `sim`, with fast retries; `extra` holds
 /// flag/value pairs that override the defaults here.
@@ -79,16 +79,6 @@ async fn wait_for_saga(app: &TestApp, order_id: &str, status: &str, within: Dura
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-async fn ledger_of(sim: &str, order_id: &str) -> Vec<Value> {
-    let body: Value = reqwest::get(format!("{sim}/v1/ledger/orders/{order_id}"))
-        .await
-        .expect("ledger")
-        .json()
-        .await
-        .expect("ledger json");
-    body.as_array().cloned().unwrap_or_default()
 }
 
 async fn product(app: &TestApp, sku: &str) -> Value {

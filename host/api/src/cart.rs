@@ -151,5 +151,5 @@ pub async fn checkout(
         .cart()
         .checkout_cart(caller, key, body.payment.map(|p| p.token))
         .await?;
-    placed_answer(&state, caller, placed, wait).await
+    placed_answer(&state, caller, placed, wait, StatusCode::CREATED).await
 }

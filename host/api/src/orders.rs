@@ -173,7 +173,7 @@ pub async fn create_order(
     };
     let wait = prefer_wait(&headers)?;
     let placed = state.app.orders().place_order(caller, request, key).await?;
-    placed_answer(&state, caller, placed, wait).await
+    placed_answer(&state, caller, placed, wait, StatusCode::CREATED).await
 }
 
 /// Longest `Prefer: wait=N` honoured.
@@ -202,13 +202,15 @@ pub(crate) fn prefer_wait(headers: &HeaderMap) -> Result<Option<std::time::Durat
     Ok(None)
 }
 
-/// The answer to a placement (an order or a cart checkout): with
-/// `Prefer: wait`, once the saga settled the order or the wait ran out.
+/// The answer to a placement (an order or a cart checkout: 201) or a
+/// payment (200): with `Prefer: wait`, once the saga settled the order or
+/// the wait ran out.
 pub(crate) async fn placed_answer(
     state: &AppState,
     caller: Caller,
     mut placed: Placed,
     wait: Option<std::time::Duration>,
+    status: StatusCode,
 ) -> Result<Response, ApiError> {
     if let Some(wait) = wait {
         let settlement = placed.settlement.take();
@@ -218,7 +220,7 @@ pub(crate) async fn placed_answer(
             .await_outcome(caller, placed.order, settlement, wait)
             .await?;
     }
-    Ok(placed_response(placed, StatusCode::CREATED))
+    Ok(placed_response(placed, status))
 }
 
 /// `status` (201 for a placement) with the order, its Location and ETag,
@@ -352,20 +354,12 @@ pub async fn pay_order(
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
     let wait = prefer_wait(&headers)?;
-    let mut placed = state
+    let placed = state
         .app
         .orders()
         .pay_order(caller, id, body.payment.token, key)
         .await?;
-    if let Some(wait) = wait {
-        let settlement = placed.settlement.take();
-        placed.order = state
-            .app
-            .outcomes()
-            .await_outcome(caller, placed.order, settlement, wait)
-            .await?;
-    }
-    Ok(placed_response(placed, StatusCode::OK))
+    placed_answer(&state, caller, placed, wait, StatusCode::OK).await
 }
 
 /// How long a refund (or a cancel that refunds) waits for the gateway

@@ -243,13 +243,7 @@ impl Sagas<'_> {
 /// Releases the order's stock and fails the order with the saga's
 /// failure (where it can still fail): the last compensation.
 fn release_inventory(out: &mut Round) {
-    let reason = out
-        .saga
-        .data
-        .progress
-        .failure
-        .clone()
-        .unwrap_or_else(|| "saga compensated".into());
+    let reason = out.failure_or("saga compensated");
     out.record(
         Compensation::ReleaseInventory,
         Phase::Compensation,

@@ -68,6 +68,16 @@ impl Round {
         ));
     }
 
+    /// Why the saga turned back, or `otherwise` if it did not say.
+    pub(super) fn failure_or(&self, otherwise: &str) -> String {
+        self.saga
+            .data
+            .progress
+            .failure
+            .clone()
+            .unwrap_or_else(|| otherwise.into())
+    }
+
     /// Whether this round confirms the order.
     pub(super) fn confirms(&self) -> bool {
         self.orders
@@ -160,13 +170,7 @@ impl Sagas<'_> {
         // nothing in this round ended the order, it fails here (a no-op
         // for an order already confirmed or ended).
         if status.is_terminal() && out.saga.saga_type == FULFILMENT.saga_type {
-            let reason = out
-                .saga
-                .data
-                .progress
-                .failure
-                .clone()
-                .unwrap_or_else(|| "the order's saga ended".into());
+            let reason = out.failure_or("the order's saga ended");
             out.orders.push((OrderCommand::Fail { reason }, false));
             if out.inventory.is_none() && order.check(commerce_domain::OrderAction::Fail).is_ok() {
                 out.inventory = Some(InventoryChange::Release { order_id: order.id });
