@@ -2,14 +2,15 @@
 //! SQLite database (the default) and PostgreSQL (production), and Redis
 //! for carts when it is configured.
 //!
-//! What the two share is written once in `shared` (row types, the event
-//! store, the plugin registry, generic over a `Backend`); each backend
+//! What the two share is written once in `shared`, generic over a
+//! `Backend`: row types, events and views, inventory, sagas, plugins,
+//! carts, and the port impls themselves (`shared::ports`). Each backend
 //! keeps its SQL text and what truly differs (PostgreSQL's group commit and
-//! read coalescing, SQLite's reader and writer pools). Sagas, inventory and
-//! carts are still written per backend. `tests/store_contract.rs` runs one
-//! suite against both. Nothing here decides business rules: it stores,
-//! loads and reports conflicts.
+//! read coalescing, SQLite's reader and writer pools).
+//! `tests/store_contract.rs` runs one suite against both. Nothing here
+//! decides business rules: it stores, loads and reports conflicts.
 
+mod migrations;
 mod shared;
 
 pub mod postgres;

@@ -99,7 +99,7 @@ async fn run(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
         // as if no other had come at the same time; each caller learns
         // its own append's conflict.
         for job in one_by_one {
-            let result = super::append_one(&pool, &job.append).await;
+            let result = crate::shared::ports::append_one(&pool, &job.append).await;
             let _ = job.reply.send(result);
         }
     }

@@ -2,17 +2,9 @@
 //! (`shared/inventory.rs`, where the claims and their retries live).
 //! Concurrent claims on one product wait on its row lock in SKU order.
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, Postgres};
-use uuid::Uuid;
+use sqlx::Postgres;
 
-use super::PgStore;
-use crate::shared::inventory::{self, InventorySql};
-use commerce_app::ports::{
-    Inventory, InventoryChange, Product, Reservation, StockAdjustment, StoreError,
-};
-use commerce_domain::Sku;
+use crate::shared::inventory::InventorySql;
 
 impl InventorySql for Postgres {
     const TAKE: &'static str = "UPDATE products SET reserved = reserved + $2, \
@@ -49,40 +41,4 @@ impl InventorySql for Postgres {
          (sku, delta, reason, on_hand_after, actor, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6)";
     const STOCK_PAGE: &'static str = "SELECT * FROM products WHERE sku > $1 ORDER BY sku LIMIT $2";
-}
-
-/// Applies `change` inside the caller's transaction.
-pub(super) async fn apply(
-    tx: &mut PgConnection,
-    change: &InventoryChange,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    inventory::apply::<Postgres>(tx, change, at).await
-}
-
-#[async_trait]
-impl Inventory for PgStore {
-    async fn reservations(&self, order_id: Uuid) -> Result<Vec<Reservation>, StoreError> {
-        inventory::reservations(&self.pool, order_id).await
-    }
-
-    async fn expired_holds(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>, StoreError> {
-        inventory::expired_holds(&self.pool, now, limit).await
-    }
-
-    async fn release_holds(&self, order_id: Uuid, at: DateTime<Utc>) -> Result<i64, StoreError> {
-        inventory::release_holds(&self.pool, order_id, at).await
-    }
-
-    async fn adjust_stock(&self, a: StockAdjustment) -> Result<Option<Product>, StoreError> {
-        inventory::adjust_stock(&self.pool, a).await
-    }
-
-    async fn stock_page(
-        &self,
-        after: Option<&Sku>,
-        limit: u32,
-    ) -> Result<Vec<Product>, StoreError> {
-        inventory::stock_page(&self.pool, after, limit).await
-    }
 }

@@ -1,27 +1,21 @@
 //! PostgreSQL adapter. Writes that must be atomic run in one transaction;
 //! the optimistic lock is the `events_aggregate_version` unique constraint.
+//! Appends go through the group commit (`batch`), products and sagas by
+//! key through the read coalescer (`coalesce`); every port is the shared
+//! one (`shared::ports`) over one pool.
 
-use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::{PgPool, Pool, Postgres};
 use uuid::Uuid;
 
-use super::classify;
-use crate::shared::events::{self, EventSql};
+use crate::shared::events::EventSql;
 use crate::shared::fetch_all;
+use crate::shared::ports::{SqlStore, sql_store_ports};
 use crate::shared::rows::ProductRow;
 use coalesce::Coalescer;
-use commerce_app::Store;
-use commerce_app::ports::{
-    Append, Catalog, EventStore, FeedCursor, FeedEvent, IdempotencyRecord, OrderViews, Product,
-    ProductUpsert, StoreError, StoredEvent, UnpaidHolds,
-};
+use commerce_app::ports::{Append, Product, StoreError};
 use commerce_app::saga::SagaInstance;
-use commerce_app::views::{OrderQuery, OrderView};
 use commerce_domain::Sku;
-
-/// Migrations for PostgreSQL, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 #[derive(Clone)]
 pub struct PgStore {
@@ -42,7 +36,7 @@ impl PgStore {
             .acquire_timeout(std::time::Duration::from_secs(5))
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
+        crate::migrations::postgres().run(&pool).await?;
         let batcher = batch::Batcher::start(pool.clone());
         let products = {
             let pool = pool.clone();
@@ -113,6 +107,9 @@ impl EventSql for Postgres {
          version = products.version + 1, updated_at = EXCLUDED.updated_at \
          WHERE products.reserved <= EXCLUDED.on_hand \
          RETURNING *";
+    const INSERT_KEY: &'static str = "INSERT INTO idempotency_keys \
+         (customer_id, idem_key, request_hash, order_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING";
     const ALWAYS: &'static str = "true";
 
     fn param(n: usize) -> String {
@@ -120,112 +117,32 @@ impl EventSql for Postgres {
     }
 }
 
-/// One append in its own transaction (see `batch` for many at once).
-async fn append_one(pool: &PgPool, append: &Append) -> Result<(), StoreError> {
-    let mut tx = pool.begin().await.map_err(classify)?;
-    for key in &append.idempotency {
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (customer_id, idem_key, request_hash, order_id, created_at) \
-             VALUES ($1, $2, $3, $4, now()) ON CONFLICT DO NOTHING",
-        )
-        .bind(key.customer_id)
-        .bind(&key.key)
-        .bind(&key.request_hash)
-        .bind(key.order_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(classify)?;
-        if inserted.rows_affected() == 0 {
-            return Err(StoreError::IdempotencyKeyTaken);
-        }
-    }
-    events::insert_events::<Postgres>(&mut tx, append).await?;
-    events::upsert_view::<Postgres>(&mut tx, &append.view).await?;
-    if let Some(saga) = &append.saga {
-        crate::shared::saga::apply::<Postgres>(&mut tx, saga).await?;
-    }
-    // Stock last: a hot product's row is then locked for the shortest time.
-    if let Some(change) = &append.inventory {
-        inventory::apply(&mut tx, change, append.view.updated_at).await?;
-    }
-    tx.commit().await.map_err(classify)
-}
+impl SqlStore for PgStore {
+    type DB = Postgres;
+    const NAME: &'static str = "postgres";
 
-#[async_trait]
-impl EventStore for PgStore {
-    async fn append(&self, append: Append) -> Result<(), StoreError> {
+    fn reads(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    fn writes(&self) -> &Pool<Postgres> {
+        &self.pool
+    }
+
+    async fn write_append(&self, append: Append) -> Result<(), StoreError> {
         self.batcher.append(append).await
     }
 
-    async fn load_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        events::load_stream(&self.pool, aggregate_id).await
+    async fn products_by_sku(&self, skus: Vec<Sku>) -> Result<Vec<Product>, StoreError> {
+        self.products.get(skus).await
     }
 
-    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        events::read_after(&self.pool, after, limit).await
-    }
-
-    async fn read_feed(&self, after: FeedCursor, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {
-        events::read_feed(&self.pool, after, limit).await
-    }
-
-    async fn find_idempotency(
-        &self,
-        customer_id: Uuid,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        events::find_idempotency(&self.pool, customer_id, key).await
+    async fn saga_by_id(&self, saga_id: Uuid) -> Result<Option<SagaInstance>, StoreError> {
+        Ok(self.sagas.get(vec![saga_id]).await?.pop())
     }
 }
 
-#[async_trait]
-impl OrderViews for PgStore {
-    async fn get_view(&self, order_id: Uuid) -> Result<Option<OrderView>, StoreError> {
-        events::get_view(&self.pool, order_id).await
-    }
-
-    async fn list_views(&self, query: &OrderQuery) -> Result<Vec<OrderView>, StoreError> {
-        events::list_views(&self.pool, query).await
-    }
-
-    async fn unpaid_holds(&self, customer_id: Uuid) -> Result<UnpaidHolds, StoreError> {
-        events::unpaid_holds(&self.pool, customer_id).await
-    }
-
-    async fn replace_views(&self, views: Vec<OrderView>) -> Result<(), StoreError> {
-        events::replace_views(&self.pool, views).await
-    }
-}
-
-#[async_trait]
-impl Catalog for PgStore {
-    async fn upsert_product(&self, p: ProductUpsert) -> Result<Option<Product>, StoreError> {
-        events::upsert_product(&self.pool, p).await
-    }
-
-    async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
-        Ok(self.products.get(vec![sku.clone()]).await?.pop())
-    }
-
-    async fn get_products(&self, skus: &[Sku]) -> Result<Vec<Product>, StoreError> {
-        self.products.get(skus.to_vec()).await
-    }
-}
-
-#[async_trait]
-impl Store for PgStore {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(classify)
-    }
-}
+sql_store_ports!(PgStore);
 
 mod batch;
 mod cart;

@@ -2,12 +2,9 @@
 //! Changes of the active set take a row lock on the plugin's head
 //! (`FOR UPDATE`) and bump `plugin_generation` in the same transaction.
 
-use async_trait::async_trait;
 use sqlx::Postgres;
 
-use super::PgStore;
-use crate::shared::plugins::{self, PluginSql};
-use commerce_app::ports::{NewPluginVersion, PluginRecord, PluginRegistry, StoreError};
+use crate::shared::plugins::PluginSql;
 
 macro_rules! select_records {
     ($($rest:literal),*) => {
@@ -45,46 +42,4 @@ impl PluginSql for Postgres {
     const DELETE_VERSIONS: &'static str = "DELETE FROM plugin_versions WHERE name = $1";
     const BYTES: &'static str =
         "SELECT bytes FROM plugin_versions WHERE name = $1 AND version = $2";
-}
-
-#[async_trait]
-impl PluginRegistry for PgStore {
-    async fn insert_plugin_version(
-        &self,
-        new: NewPluginVersion,
-    ) -> Result<Option<PluginRecord>, StoreError> {
-        plugins::insert_version(&self.pool, new).await
-    }
-
-    async fn list_plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
-        plugins::list(&self.pool).await
-    }
-
-    async fn activate_plugin(
-        &self,
-        name: &str,
-        version: Option<i64>,
-    ) -> Result<Option<PluginRecord>, StoreError> {
-        plugins::activate(&self.pool, name, version).await
-    }
-
-    async fn rollback_plugin(&self, name: &str) -> Result<Option<PluginRecord>, StoreError> {
-        plugins::rollback(&self.pool, name).await
-    }
-
-    async fn remove_plugin(&self, name: &str) -> Result<bool, StoreError> {
-        plugins::remove(&self.pool, name).await
-    }
-
-    async fn active_plugins(&self) -> Result<(i64, Vec<PluginRecord>), StoreError> {
-        plugins::active(&self.pool).await
-    }
-
-    async fn plugin_generation(&self) -> Result<i64, StoreError> {
-        plugins::generation(&self.pool).await
-    }
-
-    async fn plugin_bytes(&self, name: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        plugins::bytes(&self.pool, name, version).await
-    }
 }

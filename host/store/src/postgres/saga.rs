@@ -3,19 +3,14 @@
 //! so replicas never claim the same saga and never wait for each other;
 //! sagas by id are read through the coalescer.
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::Postgres;
 use uuid::Uuid;
 
-use super::PgStore;
-use crate::classify;
 use crate::shared::fetch_all;
 use crate::shared::rows::SagaRow;
-use crate::shared::saga::{self, SagaSql};
-use commerce_app::ports::{InventoryChange, SagaStore, StoreError};
-use commerce_app::saga::{SagaInstance, SagaStepRecord, SagaWrite};
-use commerce_domain::saga::SagaStatus;
+use crate::shared::saga::SagaSql;
+use commerce_app::ports::StoreError;
+use commerce_app::saga::SagaInstance;
 
 macro_rules! saga_columns {
     () => {
@@ -77,64 +72,4 @@ pub(super) async fn fetch_sagas(
         " FROM saga_instances WHERE saga_id = ANY($1)"
     );
     fetch_all::<Postgres, SagaRow, _>(sqlx::query(sql).bind(&ids), &pool).await
-}
-
-#[async_trait]
-impl SagaStore for PgStore {
-    async fn save_saga(
-        &self,
-        write: SagaWrite,
-        inventory: Option<InventoryChange>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(classify)?;
-        saga::apply::<Postgres>(&mut tx, &write).await?;
-        if let Some(change) = &inventory {
-            super::inventory::apply(&mut tx, change, write.instance.updated_at).await?;
-        }
-        tx.commit().await.map_err(classify)
-    }
-
-    async fn get_saga(&self, saga_id: Uuid) -> Result<Option<SagaInstance>, StoreError> {
-        // Coalesced with other point reads (see `coalesce`).
-        Ok(self.sagas.get(vec![saga_id]).await?.pop())
-    }
-
-    async fn saga_of_type(
-        &self,
-        saga_type: &str,
-        correlation_id: Uuid,
-    ) -> Result<Option<SagaInstance>, StoreError> {
-        saga::saga_of(&self.pool, saga_type, correlation_id).await
-    }
-
-    async fn saga_history(&self, saga_id: Uuid) -> Result<Vec<SagaStepRecord>, StoreError> {
-        saga::history(&self.pool, saga_id).await
-    }
-
-    async fn list_sagas(
-        &self,
-        status: Option<SagaStatus>,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<SagaInstance>, StoreError> {
-        saga::list(&self.pool, status, after, limit).await
-    }
-
-    async fn claim_sagas(
-        &self,
-        owner: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<SagaInstance>, StoreError> {
-        saga::claim(&self.pool, owner, now, lease_until, limit).await
-    }
-
-    async fn release_saga_leases(&self, owner: &str) -> Result<u64, StoreError> {
-        saga::release(&self.pool, owner).await
-    }
-
-    async fn count_sagas(&self, status: SagaStatus) -> Result<i64, StoreError> {
-        saga::count(&self.pool, status).await
-    }
 }

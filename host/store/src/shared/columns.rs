@@ -6,6 +6,8 @@
 //! - [`Micros`]: an instant the workers compare. PostgreSQL `TIMESTAMPTZ`;
 //!   SQLite an `INTEGER` of Unix microseconds, so that comparisons and
 //!   `ORDER BY` are numeric.
+//! - [`Millis`]: a cart's expiry. PostgreSQL `TIMESTAMPTZ`; SQLite an
+//!   `INTEGER` of Unix milliseconds (the carts table's encoding).
 
 use std::str::FromStr;
 
@@ -22,6 +24,10 @@ pub(crate) struct Amount(pub Decimal);
 /// An instant stored as Unix microseconds where the backend needs it.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Micros(pub DateTime<Utc>);
+
+/// An instant stored as Unix milliseconds where the backend needs it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Millis(pub DateTime<Utc>);
 
 type Buffer<DB> = <DB as Database>::ArgumentBuffer;
 
@@ -116,5 +122,37 @@ impl Encode<'_, Postgres> for Micros {
 impl<'r> Decode<'r, Postgres> for Micros {
     fn decode(value: <Postgres as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
         <DateTime<Utc> as Decode<Postgres>>::decode(value).map(Micros)
+    }
+}
+
+impl Type<Sqlite> for Millis {
+    fn type_info() -> <Sqlite as Database>::TypeInfo {
+        <i64 as Type<Sqlite>>::type_info()
+    }
+
+    fn compatible(ty: &<Sqlite as Database>::TypeInfo) -> bool {
+        <i64 as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl Encode<'_, Sqlite> for Millis {
+    fn encode_by_ref(&self, buf: &mut Buffer<Sqlite>) -> Result<IsNull, BoxDynError> {
+        <i64 as Encode<Sqlite>>::encode(self.0.timestamp_millis(), buf)
+    }
+}
+
+impl Type<Postgres> for Millis {
+    fn type_info() -> <Postgres as Database>::TypeInfo {
+        <DateTime<Utc> as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &<Postgres as Database>::TypeInfo) -> bool {
+        <DateTime<Utc> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl Encode<'_, Postgres> for Millis {
+    fn encode_by_ref(&self, buf: &mut Buffer<Postgres>) -> Result<IsNull, BoxDynError> {
+        <DateTime<Utc> as Encode<Postgres>>::encode_by_ref(&self.0, buf)
     }
 }

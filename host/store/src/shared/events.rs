@@ -39,6 +39,9 @@ pub(crate) trait EventSql {
     /// Events after cursor ($1, $2) that can no longer be preceded, limit $3.
     const READ_FEED: &'static str;
     const FIND_IDEMPOTENCY: &'static str;
+    /// Idempotency key (customer_id $1, idem_key $2, request_hash $3,
+    /// order_id $4, created_at $5), unless it exists.
+    const INSERT_KEY: &'static str;
     /// Product upsert (sku $1, name $2, unit_price $3, currency $4,
     /// on_hand $5, at $6) unless it would put on hand below reserved.
     const UPSERT_PRODUCT: &'static str;
@@ -260,4 +263,11 @@ pub(crate) async fn upsert_product<DB: Backend + EventSql>(
         .arg(p.on_hand)
         .arg(p.at);
     fetch_optional::<DB, ProductRow, _>(statement, DB::pool(writer)).await
+}
+
+/// `Store::ping`: one round trip.
+pub(crate) async fn ping<DB: Backend>(reader: &Pool<DB>) -> Result<(), StoreError> {
+    execute(sqlx::query("SELECT 1"), DB::pool(reader))
+        .await
+        .map(|_| ())
 }

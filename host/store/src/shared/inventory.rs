@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::columns::Micros;
 use super::rows::{ProductRow, ReservationRow};
-use super::{Arg, Backend, execute, fetch_all, fetch_optional};
+use super::{Arg, Backend, execute, fetch_all, fetch_optional, fetch_optional_row, fetch_rows};
 use crate::classify;
 use commerce_app::ports::{
     InventoryChange, Product, Reservation, ReservationState, StockAdjustment, StoreError,
@@ -170,12 +170,7 @@ async fn take<DB: Backend + InventorySql>(
             return Ok(());
         }
         let statement = sqlx::query(DB::AVAILABLE).arg(claim.sku.as_str().to_owned());
-        let current = statement
-            .fetch_optional(DB::on(&mut *conn))
-            .await
-            .map_err(classify)?
-            .map(|row| <DB as super::Reads<(i64, i64)>>::read(&row))
-            .transpose()?;
+        let current = fetch_optional_row::<DB, (i64, i64)>(statement, DB::on(&mut *conn)).await?;
         match current {
             Some((available, current)) if available >= claim.delta => {
                 metrics::counter!(commerce_app::inventory::CLAIM_REREADS).increment(1);
@@ -197,17 +192,11 @@ async fn settle<DB: Backend + InventorySql>(
     state: ReservationState,
     at: DateTime<Utc>,
 ) -> Result<Vec<(String, i64)>, StoreError> {
-    let rows = sqlx::query(DB::SETTLE)
+    let statement = sqlx::query(DB::SETTLE)
         .arg(order_id)
         .arg(state.as_str())
-        .arg(at)
-        .fetch_all(DB::on(conn))
-        .await
-        .map_err(classify)?;
-    let mut held = rows
-        .iter()
-        .map(<DB as super::Reads<(String, i64)>>::read)
-        .collect::<Result<Vec<_>, _>>()?;
+        .arg(at);
+    let mut held: Vec<(String, i64)> = fetch_rows(statement, DB::on(conn)).await?;
     held.sort();
     Ok(held)
 }
@@ -242,15 +231,9 @@ pub(crate) async fn expired_holds<DB: Backend + InventorySql>(
     now: DateTime<Utc>,
     limit: u32,
 ) -> Result<Vec<Uuid>, StoreError> {
-    let rows = sqlx::query(DB::EXPIRED)
-        .arg(Micros(now))
-        .arg(limit as i64)
-        .fetch_all(DB::pool(reader))
-        .await
-        .map_err(classify)?;
-    rows.iter()
-        .map(|row| <DB as super::Reads<(Uuid,)>>::read(row).map(|(id,)| id))
-        .collect()
+    let statement = sqlx::query(DB::EXPIRED).arg(Micros(now)).arg(limit as i64);
+    let rows: Vec<(Uuid,)> = fetch_rows(statement, DB::pool(reader)).await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// `Inventory::release_holds`.

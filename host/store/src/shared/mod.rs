@@ -8,10 +8,12 @@
 //! Layout: [`columns`] (encodings that differ), [`rows`] (one row type
 //! and one mapping per table), then one module per port family.
 
+pub(crate) mod cart;
 pub(crate) mod columns;
 pub(crate) mod events;
 pub(crate) mod inventory;
 pub(crate) mod plugins;
+pub(crate) mod ports;
 pub(crate) mod rows;
 pub(crate) mod saga;
 
@@ -22,7 +24,7 @@ use sqlx::{Database, Encode, Executor, FromRow, IntoArguments, Pool, Type};
 use uuid::Uuid;
 
 use crate::classify;
-use columns::{Amount, Micros};
+use columns::{Amount, Micros, Millis};
 use commerce_app::ports::StoreError;
 use commerce_app::saga::SagaData;
 use commerce_app::views::OrderLineView;
@@ -90,6 +92,8 @@ pub(crate) trait Backend:
     + Bind<DateTime<Utc>>
     + Bind<Amount>
     + Bind<Micros>
+    + Bind<Millis>
+    + Bind<Option<&'static str>>
     + Bind<&'static str>
     + Bind<String>
     + Bind<Option<String>>
@@ -116,6 +120,8 @@ pub(crate) trait Backend:
     + Reads<(i64, i64)>
     + Reads<(String, i64)>
     + Reads<(Uuid,)>
+    + Reads<(Uuid, String)>
+    + Reads<(String, i64, i64)>
 {
     /// A connection (or an open transaction) as an executor.
     fn on(conn: &mut Self::Connection) -> impl Executor<'_, Database = Self>;
@@ -189,6 +195,31 @@ where
         .as_ref()
         .map(|row| DB::read(row).and_then(T::try_from))
         .transpose()
+}
+
+/// Runs `statement` and reads every row it returns as `O` (a tuple of
+/// columns).
+pub(crate) async fn fetch_rows<'c, DB, O>(
+    statement: Stmt<'_, DB>,
+    executor: impl Executor<'c, Database = DB>,
+) -> Result<Vec<O>, StoreError>
+where
+    DB: Backend + Reads<O>,
+{
+    let rows = statement.fetch_all(executor).await.map_err(classify)?;
+    rows.iter().map(DB::read).collect()
+}
+
+/// Runs `statement` and reads the row it may return as `O`.
+pub(crate) async fn fetch_optional_row<'c, DB, O>(
+    statement: Stmt<'_, DB>,
+    executor: impl Executor<'c, Database = DB>,
+) -> Result<Option<O>, StoreError>
+where
+    DB: Backend + Reads<O>,
+{
+    let row = statement.fetch_optional(executor).await.map_err(classify)?;
+    row.as_ref().map(DB::read).transpose()
 }
 
 /// Runs `statement` and reads the one row it returns as `O`.

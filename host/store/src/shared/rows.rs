@@ -1,10 +1,11 @@
-//! One row type per table or result the adapters read, derived with
-//! `sqlx::FromRow` (generic over the backend's row), and one conversion
+//! One row type per table or result the adapters read, decoded by
+//! column name from either backend's row (`rows!`), and one conversion
 //! into the application's type. A stored value that does not parse back
 //! is corruption: `StoreError::Unexpected`.
 
 use chrono::{DateTime, Utc};
 use sqlx::types::Json;
+use sqlx::{ColumnIndex, Decode, FromRow, Row, Type};
 use uuid::Uuid;
 
 use super::columns::{Amount, Micros};
@@ -18,22 +19,45 @@ use commerce_app::saga::{SagaData, SagaInstance, SagaStepRecord};
 use commerce_app::views::{OrderLineView, OrderView};
 use commerce_domain::Adjustment;
 
-/// A row of `order_views`.
-#[derive(sqlx::FromRow)]
-pub(crate) struct ViewRow {
-    order_id: Uuid,
-    customer_id: Uuid,
-    status: String,
-    currency: String,
-    subtotal_amount: Amount,
-    adjustments: Json<Vec<Adjustment>>,
-    total_amount: Amount,
-    items: Json<Vec<OrderLineView>>,
-    status_reason: Option<String>,
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    refunded_amount: Amount,
+/// Declares row structs and their `FromRow` for any backend: each field
+/// is read from the column of its name.
+macro_rules! rows {
+    ($(
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident { $($fvis:vis $field:ident: $ty:ty),* $(,)? }
+    )*) => {$(
+        $(#[$meta])*
+        $vis struct $name { $($fvis $field: $ty),* }
+
+        impl<'r, R: Row> FromRow<'r, R> for $name
+        where
+            &'r str: ColumnIndex<R>,
+            $($ty: Decode<'r, R::Database> + Type<R::Database>,)*
+        {
+            fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+                Ok($name { $($field: row.try_get(stringify!($field))?),* })
+            }
+        }
+    )*};
+}
+
+rows! {
+    /// A row of `order_views`.
+    pub(crate) struct ViewRow {
+        order_id: Uuid,
+        customer_id: Uuid,
+        status: String,
+        currency: String,
+        subtotal_amount: Amount,
+        adjustments: Json<Vec<Adjustment>>,
+        total_amount: Amount,
+        items: Json<Vec<OrderLineView>>,
+        status_reason: Option<String>,
+        version: i64,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+        refunded_amount: Amount,
+    }
 }
 
 impl TryFrom<ViewRow> for OrderView {
@@ -64,18 +88,19 @@ impl TryFrom<ViewRow> for OrderView {
     }
 }
 
-/// A row of `events`.
-#[derive(sqlx::FromRow)]
-pub(crate) struct EventRow {
-    position: i64,
-    event_id: Uuid,
-    aggregate_id: Uuid,
-    aggregate_type: String,
-    version: i64,
-    event_type: String,
-    schema_version: i32,
-    event_data: Json<serde_json::Value>,
-    created_at: DateTime<Utc>,
+rows! {
+    /// A row of `events`.
+    pub(crate) struct EventRow {
+        position: i64,
+        event_id: Uuid,
+        aggregate_id: Uuid,
+        aggregate_type: String,
+        version: i64,
+        event_type: String,
+        schema_version: i32,
+        event_data: Json<serde_json::Value>,
+        created_at: DateTime<Utc>,
+    }
 }
 
 impl TryFrom<EventRow> for StoredEvent {
@@ -97,11 +122,23 @@ impl TryFrom<EventRow> for StoredEvent {
 }
 
 /// A row of `events` read with its transaction, for the feed.
-#[derive(sqlx::FromRow)]
 pub(crate) struct FeedRow {
     tx_id: i64,
-    #[sqlx(flatten)]
     event: EventRow,
+}
+
+impl<'r, R: Row> FromRow<'r, R> for FeedRow
+where
+    &'r str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    EventRow: FromRow<'r, R>,
+{
+    fn from_row(row: &'r R) -> Result<Self, sqlx::Error> {
+        Ok(FeedRow {
+            tx_id: row.try_get("tx_id")?,
+            event: EventRow::from_row(row)?,
+        })
+    }
 }
 
 impl TryFrom<FeedRow> for FeedEvent {
@@ -118,24 +155,26 @@ impl TryFrom<FeedRow> for FeedEvent {
     }
 }
 
-/// A row of `idempotency_keys`, without the key it was found by.
-#[derive(sqlx::FromRow)]
-pub(crate) struct IdempotencyRow {
-    pub request_hash: String,
-    pub order_id: Uuid,
+rows! {
+    /// A row of `idempotency_keys`, without the key it was found by.
+    pub(crate) struct IdempotencyRow {
+        pub request_hash: String,
+        pub order_id: Uuid,
+    }
 }
 
-/// A row of `products`.
-#[derive(sqlx::FromRow)]
-pub(crate) struct ProductRow {
-    sku: String,
-    name: String,
-    unit_price: Amount,
-    currency: String,
-    on_hand: i64,
-    reserved: i64,
-    version: i64,
-    updated_at: DateTime<Utc>,
+rows! {
+    /// A row of `products`.
+    pub(crate) struct ProductRow {
+        sku: String,
+        name: String,
+        unit_price: Amount,
+        currency: String,
+        on_hand: i64,
+        reserved: i64,
+        version: i64,
+        updated_at: DateTime<Utc>,
+    }
 }
 
 impl TryFrom<ProductRow> for Product {
@@ -155,14 +194,15 @@ impl TryFrom<ProductRow> for Product {
     }
 }
 
-/// A row of `reservations`.
-#[derive(sqlx::FromRow)]
-pub(crate) struct ReservationRow {
-    order_id: Uuid,
-    sku: String,
-    quantity: i64,
-    state: String,
-    expires_at: Micros,
+rows! {
+    /// A row of `reservations`.
+    pub(crate) struct ReservationRow {
+        order_id: Uuid,
+        sku: String,
+        quantity: i64,
+        state: String,
+        expires_at: Micros,
+    }
 }
 
 impl TryFrom<ReservationRow> for Reservation {
@@ -180,20 +220,21 @@ impl TryFrom<ReservationRow> for Reservation {
     }
 }
 
-/// A row of `saga_instances` (the columns each backend's saga SQL selects).
-#[derive(sqlx::FromRow)]
-pub(crate) struct SagaRow {
-    saga_id: Uuid,
-    saga_type: String,
-    correlation_id: Uuid,
-    saga_data: Json<SagaData>,
-    revision: i64,
-    attempts: i32,
-    next_attempt_at: Micros,
-    lease_owner: Option<String>,
-    lease_until: Option<Micros>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
+rows! {
+    /// A row of `saga_instances` (the columns each backend's saga SQL selects).
+    pub(crate) struct SagaRow {
+        saga_id: Uuid,
+        saga_type: String,
+        correlation_id: Uuid,
+        saga_data: Json<SagaData>,
+        revision: i64,
+        attempts: i32,
+        next_attempt_at: Micros,
+        lease_owner: Option<String>,
+        lease_until: Option<Micros>,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    }
 }
 
 impl TryFrom<SagaRow> for SagaInstance {
@@ -216,17 +257,18 @@ impl TryFrom<SagaRow> for SagaInstance {
     }
 }
 
-/// A row of `saga_steps`.
-#[derive(sqlx::FromRow)]
-pub(crate) struct StepRow {
-    record_id: Uuid,
-    saga_id: Uuid,
-    step: String,
-    phase: String,
-    outcome: String,
-    detail: Option<String>,
-    attempt: i32,
-    at: DateTime<Utc>,
+rows! {
+    /// A row of `saga_steps`.
+    pub(crate) struct StepRow {
+        record_id: Uuid,
+        saga_id: Uuid,
+        step: String,
+        phase: String,
+        outcome: String,
+        detail: Option<String>,
+        attempt: i32,
+        at: DateTime<Utc>,
+    }
 }
 
 impl TryFrom<StepRow> for SagaStepRecord {
@@ -246,18 +288,19 @@ impl TryFrom<StepRow> for SagaStepRecord {
     }
 }
 
-/// A plugin version with its head (the columns each backend's registry SQL selects).
-#[derive(sqlx::FromRow)]
-pub(crate) struct PluginRow {
-    name: String,
-    version: i64,
-    kind: String,
-    sha256: String,
-    config: String,
-    priority: i32,
-    size: i64,
-    active: bool,
-    created_at: DateTime<Utc>,
+rows! {
+    /// A plugin version with its head (the columns each backend's registry SQL selects).
+    pub(crate) struct PluginRow {
+        name: String,
+        version: i64,
+        kind: String,
+        sha256: String,
+        config: String,
+        priority: i32,
+        size: i64,
+        active: bool,
+        created_at: DateTime<Utc>,
+    }
 }
 
 impl TryFrom<PluginRow> for PluginRecord {

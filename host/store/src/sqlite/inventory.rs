@@ -3,17 +3,9 @@
 //! connection, so claims never wait on each other here; the version check
 //! still refuses a claim planned on stock that changed since it was read.
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
-use sqlx::{Sqlite, SqliteConnection};
-use uuid::Uuid;
+use sqlx::Sqlite;
 
-use super::SqliteStore;
-use crate::shared::inventory::{self, InventorySql};
-use commerce_app::ports::{
-    Inventory, InventoryChange, Product, Reservation, StockAdjustment, StoreError,
-};
-use commerce_domain::Sku;
+use crate::shared::inventory::InventorySql;
 
 impl InventorySql for Sqlite {
     const TAKE: &'static str = "UPDATE products SET reserved = reserved + ?2, \
@@ -50,40 +42,4 @@ impl InventorySql for Sqlite {
          (sku, delta, reason, on_hand_after, actor, created_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
     const STOCK_PAGE: &'static str = "SELECT * FROM products WHERE sku > ?1 ORDER BY sku LIMIT ?2";
-}
-
-/// Applies `change` inside the caller's transaction.
-pub(super) async fn apply(
-    tx: &mut SqliteConnection,
-    change: &InventoryChange,
-    at: DateTime<Utc>,
-) -> Result<(), StoreError> {
-    inventory::apply::<Sqlite>(tx, change, at).await
-}
-
-#[async_trait]
-impl Inventory for SqliteStore {
-    async fn reservations(&self, order_id: Uuid) -> Result<Vec<Reservation>, StoreError> {
-        inventory::reservations(&self.reader, order_id).await
-    }
-
-    async fn expired_holds(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Uuid>, StoreError> {
-        inventory::expired_holds(&self.reader, now, limit).await
-    }
-
-    async fn release_holds(&self, order_id: Uuid, at: DateTime<Utc>) -> Result<i64, StoreError> {
-        inventory::release_holds(&self.writer, order_id, at).await
-    }
-
-    async fn adjust_stock(&self, a: StockAdjustment) -> Result<Option<Product>, StoreError> {
-        inventory::adjust_stock(&self.writer, a).await
-    }
-
-    async fn stock_page(
-        &self,
-        after: Option<&Sku>,
-        limit: u32,
-    ) -> Result<Vec<Product>, StoreError> {
-        inventory::stock_page(&self.reader, after, limit).await
-    }
 }

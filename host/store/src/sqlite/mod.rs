@@ -7,26 +7,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use chrono::Utc;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{QueryBuilder, Sqlite, SqlitePool};
+use sqlx::{Pool, QueryBuilder, Sqlite, SqlitePool};
 use uuid::Uuid;
 
-use super::classify;
-use crate::shared::events::{self, EventSql};
-use crate::shared::rows::ProductRow;
-use crate::shared::{fetch_all, fetch_optional};
-use commerce_app::Store;
-use commerce_app::ports::{
-    Append, Catalog, EventStore, FeedCursor, FeedEvent, IdempotencyRecord, OrderViews, Product,
-    ProductUpsert, StoreError, StoredEvent, UnpaidHolds,
-};
-use commerce_app::views::{OrderQuery, OrderView};
+use crate::shared::events::EventSql;
+use crate::shared::ports::{SqlStore, append_one, sql_store_ports};
+use crate::shared::rows::{ProductRow, SagaRow};
+use crate::shared::{Arg, fetch_all, fetch_optional};
+use commerce_app::ports::{Append, Product, StoreError};
+use commerce_app::saga::SagaInstance;
 use commerce_domain::Sku;
-
-/// Migrations for SQLite, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
 /// Connections that serve reads concurrently.
 const READERS: u32 = 4;
@@ -54,7 +45,7 @@ impl SqliteStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await?;
-        MIGRATOR.run(&writer).await?;
+        crate::migrations::sqlite().run(&writer).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .acquire_timeout(Duration::from_secs(10))
@@ -95,6 +86,9 @@ impl EventSql for Sqlite {
          version = products.version + 1, updated_at = excluded.updated_at \
          WHERE products.reserved <= excluded.on_hand \
          RETURNING *";
+    const INSERT_KEY: &'static str = "INSERT INTO idempotency_keys \
+         (customer_id, idem_key, request_hash, order_id, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING";
     const ALWAYS: &'static str = "1";
 
     fn param(n: usize) -> String {
@@ -102,94 +96,23 @@ impl EventSql for Sqlite {
     }
 }
 
-#[async_trait]
-impl EventStore for SqliteStore {
-    async fn append(&self, append: Append) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(classify)?;
-        for key in &append.idempotency {
-            let inserted = sqlx::query(
-                "INSERT INTO idempotency_keys (customer_id, idem_key, request_hash, order_id, created_at) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-            )
-            .bind(key.customer_id)
-            .bind(&key.key)
-            .bind(&key.request_hash)
-            .bind(key.order_id)
-            .bind(Utc::now())
-            .execute(&mut *tx)
-            .await
-            .map_err(classify)?;
-            if inserted.rows_affected() == 0 {
-                return Err(StoreError::IdempotencyKeyTaken);
-            }
-        }
-        events::insert_events::<Sqlite>(&mut tx, &append).await?;
-        events::upsert_view::<Sqlite>(&mut tx, &append.view).await?;
-        if let Some(saga) = &append.saga {
-            crate::shared::saga::apply::<Sqlite>(&mut tx, saga).await?;
-        }
-        // Stock last: a hot product's row is then locked for the shortest time.
-        if let Some(change) = &append.inventory {
-            inventory::apply(&mut tx, change, append.view.updated_at).await?;
-        }
-        tx.commit().await.map_err(classify)
+impl SqlStore for SqliteStore {
+    type DB = Sqlite;
+    const NAME: &'static str = "sqlite";
+
+    fn reads(&self) -> &Pool<Sqlite> {
+        &self.reader
     }
 
-    async fn load_stream(&self, aggregate_id: Uuid) -> Result<Vec<StoredEvent>, StoreError> {
-        events::load_stream(&self.reader, aggregate_id).await
+    fn writes(&self) -> &Pool<Sqlite> {
+        &self.writer
     }
 
-    async fn read_after(&self, after: i64, limit: u32) -> Result<Vec<StoredEvent>, StoreError> {
-        events::read_after(&self.reader, after, limit).await
+    async fn write_append(&self, append: Append) -> Result<(), StoreError> {
+        append_one(&self.writer, &append).await
     }
 
-    async fn read_feed(&self, after: FeedCursor, limit: u32) -> Result<Vec<FeedEvent>, StoreError> {
-        events::read_feed(&self.reader, after, limit).await
-    }
-
-    async fn find_idempotency(
-        &self,
-        customer_id: Uuid,
-        key: &str,
-    ) -> Result<Option<IdempotencyRecord>, StoreError> {
-        events::find_idempotency(&self.reader, customer_id, key).await
-    }
-}
-
-#[async_trait]
-impl OrderViews for SqliteStore {
-    async fn get_view(&self, order_id: Uuid) -> Result<Option<OrderView>, StoreError> {
-        events::get_view(&self.reader, order_id).await
-    }
-
-    async fn list_views(&self, query: &OrderQuery) -> Result<Vec<OrderView>, StoreError> {
-        events::list_views(&self.reader, query).await
-    }
-
-    async fn unpaid_holds(&self, customer_id: Uuid) -> Result<UnpaidHolds, StoreError> {
-        events::unpaid_holds(&self.reader, customer_id).await
-    }
-
-    async fn replace_views(&self, views: Vec<OrderView>) -> Result<(), StoreError> {
-        events::replace_views(&self.writer, views).await
-    }
-}
-
-#[async_trait]
-impl Catalog for SqliteStore {
-    async fn upsert_product(&self, p: ProductUpsert) -> Result<Option<Product>, StoreError> {
-        events::upsert_product(&self.writer, p).await
-    }
-
-    async fn get_product(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
-        let statement = sqlx::query("SELECT * FROM products WHERE sku = ?1").bind(sku.as_str());
-        fetch_optional::<Sqlite, ProductRow, _>(statement, &self.reader).await
-    }
-
-    async fn get_products(&self, skus: &[Sku]) -> Result<Vec<Product>, StoreError> {
-        if skus.is_empty() {
-            return Ok(vec![]);
-        }
+    async fn products_by_sku(&self, skus: Vec<Sku>) -> Result<Vec<Product>, StoreError> {
         let mut q = QueryBuilder::new("SELECT * FROM products WHERE sku IN (");
         let mut list = q.separated(", ");
         for sku in skus {
@@ -198,22 +121,14 @@ impl Catalog for SqliteStore {
         q.push(")");
         fetch_all::<Sqlite, ProductRow, _>(q.build(), &self.reader).await
     }
-}
 
-#[async_trait]
-impl Store for SqliteStore {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
-    async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .map(|_| ())
-            .map_err(classify)
+    async fn saga_by_id(&self, saga_id: Uuid) -> Result<Option<SagaInstance>, StoreError> {
+        let statement = sqlx::query(saga::BY_ID).arg(saga_id);
+        fetch_optional::<Sqlite, SagaRow, _>(statement, &self.reader).await
     }
 }
+
+sql_store_ports!(SqliteStore);
 
 mod cart;
 mod inventory;

@@ -1,12 +1,9 @@
 //! The plugin registry on SQLite: the SQL of `shared::plugins`. The
 //! single writer connection serializes changes, so no row locks are needed.
 
-use async_trait::async_trait;
 use sqlx::Sqlite;
 
-use super::SqliteStore;
-use crate::shared::plugins::{self, PluginSql};
-use commerce_app::ports::{NewPluginVersion, PluginRecord, PluginRegistry, StoreError};
+use crate::shared::plugins::PluginSql;
 
 macro_rules! select_records {
     ($($rest:literal),*) => {
@@ -43,46 +40,4 @@ impl PluginSql for Sqlite {
     const DELETE_VERSIONS: &'static str = "DELETE FROM plugin_versions WHERE name = ?1";
     const BYTES: &'static str =
         "SELECT bytes FROM plugin_versions WHERE name = ?1 AND version = ?2";
-}
-
-#[async_trait]
-impl PluginRegistry for SqliteStore {
-    async fn insert_plugin_version(
-        &self,
-        new: NewPluginVersion,
-    ) -> Result<Option<PluginRecord>, StoreError> {
-        plugins::insert_version(&self.writer, new).await
-    }
-
-    async fn list_plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
-        plugins::list(&self.reader).await
-    }
-
-    async fn activate_plugin(
-        &self,
-        name: &str,
-        version: Option<i64>,
-    ) -> Result<Option<PluginRecord>, StoreError> {
-        plugins::activate(&self.writer, name, version).await
-    }
-
-    async fn rollback_plugin(&self, name: &str) -> Result<Option<PluginRecord>, StoreError> {
-        plugins::rollback(&self.writer, name).await
-    }
-
-    async fn remove_plugin(&self, name: &str) -> Result<bool, StoreError> {
-        plugins::remove(&self.writer, name).await
-    }
-
-    async fn active_plugins(&self) -> Result<(i64, Vec<PluginRecord>), StoreError> {
-        plugins::active(&self.reader).await
-    }
-
-    async fn plugin_generation(&self) -> Result<i64, StoreError> {
-        plugins::generation(&self.reader).await
-    }
-
-    async fn plugin_bytes(&self, name: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError> {
-        plugins::bytes(&self.reader, name, version).await
-    }
 }

@@ -3,19 +3,9 @@
 //! needed; the revision check still fences a former lease holder. Times
 //! the worker compares are Unix microseconds.
 
-use async_trait::async_trait;
-use chrono::{DateTime, Utc};
 use sqlx::Sqlite;
-use uuid::Uuid;
 
-use super::SqliteStore;
-use crate::classify;
-use crate::shared::rows::SagaRow;
-use crate::shared::saga::{self, SagaSql};
-use crate::shared::{Arg, fetch_optional};
-use commerce_app::ports::{InventoryChange, SagaStore, StoreError};
-use commerce_app::saga::{SagaInstance, SagaStepRecord, SagaWrite};
-use commerce_domain::saga::SagaStatus;
+use crate::shared::saga::SagaSql;
 
 macro_rules! saga_columns {
     () => {
@@ -66,67 +56,9 @@ impl SagaSql for Sqlite {
     const COUNT: &'static str = "SELECT count(*) FROM saga_instances WHERE status = ?1";
 }
 
-#[async_trait]
-impl SagaStore for SqliteStore {
-    async fn save_saga(
-        &self,
-        write: SagaWrite,
-        inventory: Option<InventoryChange>,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.writer.begin().await.map_err(classify)?;
-        saga::apply::<Sqlite>(&mut tx, &write).await?;
-        if let Some(change) = &inventory {
-            super::inventory::apply(&mut tx, change, write.instance.updated_at).await?;
-        }
-        tx.commit().await.map_err(classify)
-    }
-
-    async fn get_saga(&self, saga_id: Uuid) -> Result<Option<SagaInstance>, StoreError> {
-        let sql = concat!(
-            "SELECT ",
-            saga_columns!(),
-            " FROM saga_instances WHERE saga_id = ?1"
-        );
-        let statement = sqlx::query(sql).arg(saga_id);
-        fetch_optional::<Sqlite, SagaRow, _>(statement, &self.reader).await
-    }
-
-    async fn saga_of_type(
-        &self,
-        saga_type: &str,
-        correlation_id: Uuid,
-    ) -> Result<Option<SagaInstance>, StoreError> {
-        saga::saga_of(&self.reader, saga_type, correlation_id).await
-    }
-
-    async fn saga_history(&self, saga_id: Uuid) -> Result<Vec<SagaStepRecord>, StoreError> {
-        saga::history(&self.reader, saga_id).await
-    }
-
-    async fn list_sagas(
-        &self,
-        status: Option<SagaStatus>,
-        after: Option<Uuid>,
-        limit: u32,
-    ) -> Result<Vec<SagaInstance>, StoreError> {
-        saga::list(&self.reader, status, after, limit).await
-    }
-
-    async fn claim_sagas(
-        &self,
-        owner: &str,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-        limit: u32,
-    ) -> Result<Vec<SagaInstance>, StoreError> {
-        saga::claim(&self.writer, owner, now, lease_until, limit).await
-    }
-
-    async fn release_saga_leases(&self, owner: &str) -> Result<u64, StoreError> {
-        saga::release(&self.writer, owner).await
-    }
-
-    async fn count_sagas(&self, status: SagaStatus) -> Result<i64, StoreError> {
-        saga::count(&self.reader, status).await
-    }
-}
+/// A saga by id ($1).
+pub(super) const BY_ID: &str = concat!(
+    "SELECT ",
+    saga_columns!(),
+    " FROM saga_instances WHERE saga_id = ?1"
+);
