@@ -4,7 +4,7 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .
-# host/commerce/build.rs builds the plugins of plugins/ for wasm32-wasip2.
+# host/bundled/build.rs builds the plugins of plugins/ for wasm32-wasip2.
 RUN rustup target add wasm32-wasip2
 RUN cargo build --release --locked --bin commerce
 

@@ -10,6 +10,9 @@
 #   KEEP=DIR scripts/first-build.sh [REV]   # keep the clone, its target/
 #                                           # and CARGO_HOME in DIR
 #
+# Cargo's timing report (which crate took how long) is written to
+# target/cargo-timings/ of the clone: keep it with KEEP.
+#
 # Needs network access to crates.io (the registry is downloaded afresh)
 # and the toolchain of rust-toolchain.toml (rustup keeps it outside
 # CARGO_HOME). Leaves nothing behind but its temporary directory, which it
@@ -37,7 +40,7 @@ cd "$work/src"
 start=$(date +%s.%N)
 CARGO_HOME="$work/cargo-home" PATH="$HOME/.cargo/bin:$PATH" \
   COMMERCE_LISTEN="127.0.0.1:$port" COMMERCE_DATA_DIR="$work/data" \
-  bash -c 'exec cargo run -q -- serve --example-plugins' >"$work/log" 2>&1 &
+  bash -c 'exec cargo run -q --timings -- serve --example-plugins' >"$work/log" 2>&1 &
 pid=$!
 until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do
   if ! kill -0 "$pid" 2>/dev/null; then

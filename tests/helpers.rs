@@ -178,9 +178,10 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// The bytes of a component built by host/build.rs (`bulk_discount`, ...).
+/// The bytes of a component built by host/bundled/build.rs
+/// (`bulk_discount`, ...).
 pub fn component(name: &str) -> Vec<u8> {
-    let path = format!("{}/{name}.wasm", env!("COMMERCE_PLUGIN_DIR"));
+    let path = format!("{}/{name}.wasm", commerce_bundled::PLUGIN_DIR);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

@@ -13,6 +13,8 @@
 //! ```
 //! Redis is reached at TEST_REDIS_URL (default redis://127.0.0.1:6379).
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -109,7 +111,7 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    seed(&client, &base, &keys, args.skus).await?;
+    common::seed(&client, &base, &keys, args.skus).await?;
 
     let (mut put, mut get) = load(&args, &client, &base, &keys).await?;
     println!(
@@ -171,30 +173,6 @@ async fn start_service(
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
     Ok((base, with_redis))
-}
-
-/// Creates `SKU-0` .. `SKU-<skus - 1>`, a million units each.
-async fn seed(
-    client: &reqwest::Client,
-    base: &str,
-    keys: &JwtKeys,
-    skus: usize,
-) -> anyhow::Result<()> {
-    let admin = keys.mint(Uuid::nil(), Role::Admin, Duration::from_secs(3600))?;
-    for i in 0..skus {
-        let resp = client
-            .put(format!("{base}/v1/products/SKU-{i}"))
-            .bearer_auth(&admin)
-            .json(&json!({"name": format!("Product {i}"), "unit_price": "9.99", "currency": "EUR", "stock": 1_000_000}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "seeding failed: {}",
-            resp.status()
-        );
-    }
-    Ok(())
 }
 
 /// `--concurrency` customers working their carts for 1 s of warm-up and

@@ -20,10 +20,7 @@
 //! PostgreSQL is reached at TEST_DATABASE_URL (default
 //! postgres://postgres@127.0.0.1:5432/test).
 
-// The binary's embedded example plugins: an example cannot reach the
-// binary's modules, so it includes the same file.
-#[path = "../src/examples.rs"]
-mod examples;
+mod common;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -80,7 +77,7 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    seed(&client, &base, &keys, args.skus).await?;
+    common::seed(&client, &base, &keys, args.skus).await?;
 
     let stats_before = pg_stats(&args, &admin_url).await?;
     let load = load(&args, &client, &base, &keys).await?;
@@ -157,7 +154,7 @@ async fn start_service(
         app
     };
     if args.plugins {
-        for (name, bytes, config) in examples::EXAMPLES {
+        for (name, bytes, config) in commerce_bundled::EXAMPLES {
             commerce_plugins::watcher::install(&app, name, bytes.to_vec(), (*config).to_owned())
                 .await;
         }
@@ -167,30 +164,6 @@ async fn start_service(
     let base = format!("http://{}", app.local_addr());
     tokio::spawn(app.run_until_stopped());
     Ok((base, inventory))
-}
-
-/// Creates `SKU-0` .. `SKU-<skus - 1>`, a million units each.
-async fn seed(
-    client: &reqwest::Client,
-    base: &str,
-    keys: &JwtKeys,
-    skus: usize,
-) -> anyhow::Result<()> {
-    let admin = keys.mint(Uuid::nil(), Role::Admin, Duration::from_secs(3600))?;
-    for i in 0..skus {
-        let resp = client
-            .put(format!("{base}/v1/products/SKU-{i}"))
-            .bearer_auth(&admin)
-            .json(&json!({"name": format!("Product {i}"), "unit_price": "9.99", "currency": "EUR", "stock": 1_000_000}))
-            .send()
-            .await?;
-        anyhow::ensure!(
-            resp.status().is_success(),
-            "seeding failed: {}",
-            resp.status()
-        );
-    }
-    Ok(())
 }
 
 /// What the clients saw.

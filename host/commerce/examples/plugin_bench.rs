@@ -9,12 +9,8 @@
 //! Uses the example plugins `bulk-discount` (pricing) and `quantity-rules`
 //! (validation) on a 20-line cart.
 
-// The binary's embedded example plugins: an example cannot reach the
-// binary's modules, so it includes the same file.
-#[path = "../src/examples.rs"]
-mod examples;
-
 use std::hint::black_box;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
@@ -179,10 +175,9 @@ async fn plugin_rows(
             InstallPlugin {
                 name: "floor".into(),
                 kind: PluginKind::Pricing,
-                bytes: std::fs::read(concat!(
-                    env!("COMMERCE_PLUGIN_DIR"),
-                    "/wat_free_shipping.wasm"
-                ))?,
+                bytes: std::fs::read(
+                    Path::new(commerce_bundled::PLUGIN_DIR).join("wat_free_shipping.wasm"),
+                )?,
                 config: None,
                 priority: 100,
                 activate: true,
@@ -222,7 +217,7 @@ async fn plugin_rows(
 
 /// The install request of the example plugin `name`, active.
 fn example(name: &str, kind: PluginKind) -> InstallPlugin {
-    let (_, bytes, config) = examples::EXAMPLES
+    let (_, bytes, config) = commerce_bundled::EXAMPLES
         .iter()
         .find(|(n, _, _)| *n == name)
         .unwrap();

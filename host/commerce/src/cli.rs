@@ -267,7 +267,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plugin(command) => plugin(command).await,
         Command::PaymentSim(args) => payment_sim(args).await,
-        Command::Bench(args) => commerce_bench::run(*args, crate::examples::EXAMPLES).await,
+        Command::Bench(args) => commerce_bench::run(*args, commerce_bundled::EXAMPLES).await,
         Command::Token(args) => {
             let (secret, _) = resolve_secret(args.secret.jwt_secret.as_deref(), &args.data_dir)?;
             let token = JwtKeys::new(&secret).mint(args.sub, args.role.into(), args.ttl)?;
@@ -310,7 +310,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         sagas: args.sagas.settings(),
         outbox: args.outbox.settings(),
         bundled_plugins: if args.example_plugins {
-            crate::examples::EXAMPLES
+            commerce_bundled::EXAMPLES
         } else {
             &[]
         },

@@ -3,7 +3,6 @@
 use clap::Parser;
 
 mod cli;
-mod examples;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;

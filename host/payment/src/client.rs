@@ -66,6 +66,18 @@ impl HttpPaymentGateway {
         Ok(url)
     }
 
+    /// An operation on an authorization (`capture`, `void`, `refund`).
+    async fn operate(
+        &self,
+        authorization_id: &str,
+        operation: &str,
+        body: Value,
+        idempotency_key: &str,
+    ) -> Result<Authorization, PaymentError> {
+        let segments = ["v1", "authorizations", authorization_id, operation];
+        self.post(&segments, &body, idempotency_key).await
+    }
+
     /// POSTs `body` with the idempotency key and classifies the answer.
     async fn post(
         &self,
@@ -164,10 +176,10 @@ impl PaymentGateway for HttpPaymentGateway {
         amount: Decimal,
         idempotency_key: &str,
     ) -> Result<Authorization, PaymentError> {
-        let body = json!({ "amount": amount });
-        self.post(
-            &["v1", "authorizations", authorization_id, "capture"],
-            &body,
+        self.operate(
+            authorization_id,
+            "capture",
+            json!({ "amount": amount }),
             idempotency_key,
         )
         .await
@@ -183,12 +195,8 @@ impl PaymentGateway for HttpPaymentGateway {
         authorization_id: &str,
         idempotency_key: &str,
     ) -> Result<Authorization, PaymentError> {
-        self.post(
-            &["v1", "authorizations", authorization_id, "void"],
-            &json!({}),
-            idempotency_key,
-        )
-        .await
+        self.operate(authorization_id, "void", json!({}), idempotency_key)
+            .await
     }
 
     #[tracing::instrument(
@@ -202,10 +210,10 @@ impl PaymentGateway for HttpPaymentGateway {
         amount: Decimal,
         idempotency_key: &str,
     ) -> Result<Authorization, PaymentError> {
-        let body = json!({ "amount": amount });
-        self.post(
-            &["v1", "authorizations", authorization_id, "refund"],
-            &body,
+        self.operate(
+            authorization_id,
+            "refund",
+            json!({ "amount": amount }),
             idempotency_key,
         )
         .await

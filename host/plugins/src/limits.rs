@@ -90,3 +90,85 @@ pub fn check(engine: &Engine, component: &Component, limits: &UploadLimits) -> R
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The service's engine refuses most of these itself when it runs with
+    /// the pooling allocator; without it (this engine) the check is the
+    /// only thing between an upload and the allocation.
+    fn check_text(component: &str, limits: &UploadLimits) -> Result<(), String> {
+        let mut config = wasmtime::Config::new();
+        config.wasm_component_model(true);
+        let engine = Engine::new(&config).expect("an engine");
+        let bytes = wat::parse_str(component).expect("valid component text");
+        let component = Component::new(&engine, bytes).expect("it compiles");
+        check(&engine, &component, limits)
+    }
+
+    fn limits() -> UploadLimits {
+        UploadLimits {
+            memory: 16 << 20,
+            memories: 1,
+            tables: 4,
+            table_elements: 10_000,
+            imports: 2,
+            exports: 1,
+        }
+    }
+
+    /// A component that instantiates `module` (core module text).
+    fn with_module(module: &str) -> String {
+        format!("(component (core module $m {module}) (core instance (instantiate $m)))")
+    }
+
+    #[test]
+    fn a_component_within_the_limits_passes() {
+        let component = with_module("(memory 16) (table 100 funcref)");
+        assert_eq!(check_text(&component, &limits()), Ok(()));
+    }
+
+    #[test]
+    fn declarations_beyond_the_limits_are_refused_with_the_reason() {
+        let cases = [
+            (with_module("(memory 1) (memory 1)"), "2 linear memories"),
+            (
+                with_module("(memory 2048)"),
+                "starts with 134217728 bytes of linear memory",
+            ),
+            (
+                with_module(
+                    "(table 1 funcref) (table 1 funcref) (table 1 funcref) \
+                             (table 1 funcref) (table 1 funcref)",
+                ),
+                "5 tables",
+            ),
+            (
+                with_module("(table 10000000 funcref)"),
+                "a table of 10000000 elements",
+            ),
+            (
+                "(component (import \"a\" (func)) (import \"b\" (func)) \
+                 (import \"c\" (func)))"
+                    .to_owned(),
+                "3 imports",
+            ),
+        ];
+        for (component, reason) in cases {
+            let refused = check_text(&component, &limits()).expect_err(&component);
+            assert!(refused.contains(reason), "{refused:?} lacks {reason:?}");
+        }
+    }
+
+    #[test]
+    fn exports_beyond_the_limit_are_refused() {
+        let component = "(component \
+            (core module $m (func (export \"f\")) (func (export \"g\"))) \
+            (core instance $i (instantiate $m)) \
+            (func (export \"f\") (canon lift (core func $i \"f\"))) \
+            (func (export \"g\") (canon lift (core func $i \"g\"))))";
+        let refused = check_text(component, &limits()).expect_err("two exports");
+        assert!(refused.contains("2 exports"), "{refused}");
+    }
+}

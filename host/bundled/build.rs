@@ -4,11 +4,11 @@
 //! 1. `../../plugins`, a cargo workspace of its own, is built in release mode
 //!    for `wasm32-wasip2` into `../../target/plugins` (a target directory of its
 //!    own, so the nested cargo never waits on the outer one's lock);
-//! 2. the core modules written by hand in WebAssembly text
-//!    (`../../plugins/wat-free-shipping/free_shipping.wat` and the hostile
-//!    test components in `../../plugins/test-components/evil-wat/`) are
-//!    turned into components of their worlds next to them;
-//! 3. `COMMERCE_PLUGIN_DIR` (compile-time, `env!`) names the directory that
+//!    its `wat-components` package turns the core modules written by hand
+//!    in WebAssembly text (`wat-free-shipping`, and the hostile test
+//!    components of `test-components/evil-wat/`) into components next to
+//!    the others;
+//! 2. `COMMERCE_PLUGIN_DIR` (compile-time, `env!`) names the directory that
 //!    holds every `.wasm`.
 //!
 //! The nested build's output is shown only when it fails.
@@ -22,85 +22,6 @@ use std::{env, fs};
 use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
-
-/// A core module written by hand: its source (under `plugins/`), the
-/// component it becomes, its world and the functions that world exports.
-struct WatPlugin {
-    source: &'static str,
-    artifact: &'static str,
-    world: &'static str,
-    exports: &'static [&'static str],
-}
-
-const fn wat(
-    source: &'static str,
-    artifact: &'static str,
-    world: &'static str,
-    exports: &'static [&'static str],
-) -> WatPlugin {
-    WatPlugin {
-        source,
-        artifact,
-        world,
-        exports,
-    }
-}
-
-const PRICE: &[&str] = &["price"];
-
-/// The example written by hand, then the hostile components that only the
-/// canonical ABI written by hand can produce (aliasing answers, several
-/// memories, huge declarations).
-const WAT_PLUGINS: &[WatPlugin] = &[
-    wat(
-        "wat-free-shipping/free_shipping.wat",
-        "wat_free_shipping.wasm",
-        "pricing",
-        PRICE,
-    ),
-    wat(
-        "test-components/evil-wat/evil_alias.wat",
-        "evil_alias.wasm",
-        "pricing",
-        PRICE,
-    ),
-    wat(
-        "test-components/evil-wat/evil_error.wat",
-        "evil_error.wasm",
-        "pricing",
-        PRICE,
-    ),
-    wat(
-        "test-components/evil-wat/evil_violations.wat",
-        "evil_violations.wasm",
-        "validation",
-        &["validate"],
-    ),
-    wat(
-        "test-components/evil-wat/evil_veto.wat",
-        "evil_veto.wasm",
-        "saga-hook",
-        &["on-step"],
-    ),
-    wat(
-        "test-components/evil-wat/evil_memories.wat",
-        "evil_memories.wasm",
-        "pricing",
-        PRICE,
-    ),
-    wat(
-        "test-components/evil-wat/evil_big_memory.wat",
-        "evil_big_memory.wasm",
-        "pricing",
-        PRICE,
-    ),
-    wat(
-        "test-components/evil-wat/evil_big_table.wat",
-        "evil_big_table.wasm",
-        "pricing",
-        PRICE,
-    ),
-];
 
 /// Variables the outer cargo sets for this build script (or a wrapper such as
 /// clippy sets for it) that describe the *outer* build and would mislead the
@@ -154,11 +75,11 @@ fn main() {
 fn run() -> Result<()> {
     let manifest_dir =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?);
-    // host/commerce -> the repository root.
+    // host/bundled -> the repository root.
     let repo = manifest_dir
         .ancestors()
         .nth(2)
-        .context("host/commerce has no grandparent directory")?
+        .context("host/bundled has no grandparent directory")?
         .to_path_buf();
     let wit_dir = repo.join("wit");
     let plugins_dir = repo.join("plugins");
@@ -169,19 +90,6 @@ fn run() -> Result<()> {
 
     ensure_wasm_target()?;
     cargo_build(&plugins_dir, &target_dir)?;
-    let mut resolve = wit_parser::Resolve::default();
-    let (package, _) = resolve
-        .push_dir(&wit_dir)
-        .with_context(|| format!("parsing the WIT in {}", wit_dir.display()))?;
-    for plugin in WAT_PLUGINS {
-        componentize_wat(
-            &resolve,
-            package,
-            plugin,
-            &plugins_dir.join(plugin.source),
-            &out_dir.join(plugin.artifact),
-        )?;
-    }
 
     println!("cargo:rustc-env=COMMERCE_PLUGIN_DIR={}", out_dir.display());
     Ok(())
@@ -309,62 +217,6 @@ fn cargo_build(plugins_dir: &Path, target_dir: &Path) -> Result<()> {
             plugins_dir.display(),
             out.status
         );
-    }
-    Ok(())
-}
-
-/// Turns a hand-written core module into a component of its world: embeds
-/// the world's type information, then lets `wit-component` wrap and
-/// validate it. The file is rewritten only when its bytes change.
-fn componentize_wat(
-    resolve: &wit_parser::Resolve,
-    package: wit_parser::PackageId,
-    plugin: &WatPlugin,
-    source: &Path,
-    artifact: &Path,
-) -> Result<()> {
-    let world = resolve.select_world(&[package], Some(plugin.world))?;
-
-    let mut module =
-        wat::parse_file(source).with_context(|| format!("parsing {}", source.display()))?;
-    wit_component::embed_component_metadata(
-        &mut module,
-        resolve,
-        world,
-        wit_component::StringEncoding::UTF8,
-    )?;
-    let component = wit_component::ComponentEncoder::default()
-        .validate(true)
-        .module(&module)?
-        .encode()
-        .with_context(|| format!("making a component of {}", source.display()))?;
-    check_exports(&component, plugin.exports)
-        .with_context(|| format!("checking the component made of {}", source.display()))?;
-
-    if fs::read(artifact).ok().as_deref() != Some(component.as_slice()) {
-        if let Some(dir) = artifact.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        fs::write(artifact, &component)
-            .with_context(|| format!("writing {}", artifact.display()))?;
-    }
-    Ok(())
-}
-
-/// Decodes a component's world and checks it exports exactly these functions.
-fn check_exports(component: &[u8], expected: &[&str]) -> Result<()> {
-    let wit_component::DecodedWasm::Component(resolve, world) = wit_component::decode(component)?
-    else {
-        bail!("not a component");
-    };
-    let exports: BTreeSet<String> = resolve.worlds[world]
-        .exports
-        .keys()
-        .map(|key| resolve.name_world_key(key))
-        .collect();
-    let expected: BTreeSet<String> = expected.iter().map(|s| s.to_string()).collect();
-    if exports != expected {
-        bail!("exports {exports:?}, expected {expected:?}");
     }
     Ok(())
 }
