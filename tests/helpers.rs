@@ -86,6 +86,25 @@ impl TestDb {
         self.dir.path().join("data")
     }
 
+    /// Runs `sql` on the database directly, behind the service's back.
+    pub async fn execute_sql(&self, sql: &'static str) {
+        use sqlx::Connection;
+        match self.database_url() {
+            Some(url) => {
+                let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            None => {
+                let path = self.data_dir().join("commerce.db");
+                let mut conn =
+                    sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                        .await
+                        .unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+        }
+    }
+
     /// The store, opened in-process (migrations applied).
     pub async fn open_store(&self) -> Arc<dyn Store> {
         let config = match self.database_url() {

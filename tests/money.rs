@@ -788,3 +788,53 @@ async fn a_capture_nobody_recorded_is_refunded_when_the_order_is_cancelled() {
     );
     assert_eq!(on_hand(&app, "MUG").await, (10, 0));
 }
+
+/// `Prefer: wait` is capped below the request timeout: asked to wait 30 s
+/// for a saga whose gateway never answers in time, the service answers
+/// the order it placed (201, still reserved) before the request deadline,
+/// never a 408 for an order that exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_longest_wait_answers_the_placed_order_before_the_request_deadline() {
+    use axum::routing::post;
+    let gateway = serve(axum::Router::new().route(
+        "/v1/authorizations",
+        post(|| async {
+            tokio::time::sleep(Duration::from_secs(120)).await;
+            StatusCode::SERVICE_UNAVAILABLE
+        }),
+    ))
+    .await;
+    let app = service(
+        Backend::Sqlite,
+        &gateway,
+        &[
+            "--payment-timeout-ms",
+            "90000",
+            "--saga-step-deadline-ms",
+            "90000",
+        ],
+    )
+    .await;
+    app.put_product("MUG", "12.50", "EUR", 10).await;
+    let (_, token) = app.customer();
+    let started = Instant::now();
+    let body = json!({"items": [{"sku": "MUG", "quantity": 1}], "currency": "EUR",
+                      "payment": {"token": "tok_ok"}});
+    let (status, _, placed) = app
+        .call(
+            Method::POST,
+            "/v1/orders",
+            Some(&token),
+            Some(body),
+            &[("Prefer", "wait=30")],
+        )
+        .await;
+    let waited = started.elapsed();
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(placed["status"], "reserved", "{placed}");
+    assert!(
+        waited >= Duration::from_secs(20) && waited < Duration::from_secs(29),
+        "answered after {waited:?}"
+    );
+    assert_eq!(on_hand(&app, "MUG").await, (10, 1));
+}

@@ -416,3 +416,72 @@ async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
         "{adjusted}"
     );
 }
+
+/// Every metric family the alert rules and the dashboard read exists on a
+/// freshly started replica that has served nothing but a probe: panels
+/// show 0, not "no data", and `rate()` alerts can fire on a quiet replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_metric_the_dashboards_read_exists_from_start_up() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--example-plugins"], &[]).await;
+    let (status, _, _) = app.get("/healthz", &app.admin()).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = app.metrics().await;
+    let exported: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    let monitoring = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../k8s/monitoring");
+    let mut read = std::collections::BTreeSet::new();
+    for file in ["rules.yaml", "dashboard.json"] {
+        let text = std::fs::read_to_string(monitoring.join(file)).unwrap();
+        for (at, _) in text.match_indices("commerce_") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            read.insert(name);
+        }
+    }
+    assert!(read.len() >= 15, "{read:?}");
+    let missing: Vec<&String> = read
+        .iter()
+        .filter(|name| {
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            !exported.iter().any(|series| {
+                *series == name.as_str()
+                    || *series == family
+                    || series
+                        .strip_prefix(family)
+                        .is_some_and(|rest| ["_bucket", "_count", "_sum"].contains(&rest))
+            })
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "not exported at start-up: {missing:?}\n{metrics}"
+    );
+    // A replica that loads the plugins from the registry (installing
+    // nothing, so calling nothing) counts their calls from zero.
+    let (_replica, base) = app.spawn_replica();
+    let metrics = app
+        .client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|line| line.starts_with("commerce_plugin_calls_total{")
+                && line.contains("plugin=\"bulk-discount\"")
+                && line.ends_with(" 0")),
+        "{metrics}"
+    );
+}

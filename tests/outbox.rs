@@ -193,6 +193,48 @@ async fn stream_entries(redis: &TestRedis) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The payment tokens orders were placed with (`tok_...`) are nowhere in
+/// what is served or published: the feed, the stream, the logs; the
+/// placements record a masked reference instead.
+async fn assert_no_payment_tokens(app: &TestApp, redis: &TestRedis) {
+    let feed = http_feed(app).await;
+    let placed: Vec<&Value> = feed
+        .iter()
+        .filter(|e| e["event_type"] == "OrderPlaced")
+        .collect();
+    assert!(
+        placed.iter().any(|e| e["data"]["payment_ref"].is_string()),
+        "{placed:?}"
+    );
+    let served = serde_json::to_string(&feed).unwrap();
+    assert!(!served.contains("tok_"), "the feed holds a token: {served}");
+    let mut conn = redis.connection().await;
+    let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+        .arg(format!("{}commerce.events", redis.prefix))
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await
+        .expect("XRANGE");
+    let published: String = entries
+        .iter()
+        .flat_map(|(_, fields)| fields.iter().cloned())
+        .collect();
+    assert!(published.contains("payment_ref"), "{published}");
+    assert!(
+        !published.contains("tok_"),
+        "the stream holds a token: {published}"
+    );
+    for line in app.log_lines() {
+        // (The start-up line naming the simulator's test tokens aside.)
+        let text = line.to_string();
+        if text.contains("PAYMENT_URL is not set") {
+            continue;
+        }
+        assert!(!text.contains("tok_"), "a log line holds a token: {line}");
+    }
+}
+
 /// Places `n` orders, cancelling every other one; returns their ids.
 async fn place_and_cancel(app: &TestApp, n: usize) -> Vec<String> {
     let (_, token) = app.customer();
@@ -341,6 +383,7 @@ async fn every_order_event_is_published_once_in_order_across_a_restart(backend: 
     );
     assert_published(&app, &redis, &orders, expected).await;
     assert_outcomes_once(&app, &outcomes).await;
+    assert_no_payment_tokens(&app, &redis).await;
     let metrics = app.metrics().await;
     assert!(
         metrics.contains(&format!("commerce_outbox_published_total {expected}")),
@@ -428,7 +471,10 @@ async fn a_relay_resumes_after_what_the_stream_holds_and_repeats_nothing() {
         timeout: Duration::from_secs(1),
     })
     .expect("redis");
-    let stream = Arc::new(RedisEventStream::new(handle));
+    let stream = Arc::new(RedisEventStream::new(
+        handle,
+        commerce_app::outbox::DEFAULT_STREAM_MAX_LEN,
+    ));
     for n in 0..5 {
         store
             .append(append(Uuid::now_v7(), 0, vec![event(n)], Uuid::new_v4()))
@@ -507,4 +553,45 @@ async fn a_relay_that_cannot_reach_redis_retries_and_the_service_carries_on() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let feed = http_feed(&app).await;
     assert_eq!(feed.len(), events_of(&app, &orders).await);
+}
+
+/// The stream keeps its newest `COMMERCE_STREAM_MAX_LEN` entries: older
+/// ones are trimmed as new ones arrive, and what it keeps is the tail of
+/// the feed, where a consumer that fell behind catches up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_is_trimmed_to_its_length_and_the_feed_keeps_everything() {
+    let redis = TestRedis::new();
+    let mut envs = redis.envs();
+    envs.push(("COMMERCE_OUTBOX_POLL_MS", "20"));
+    envs.push(("COMMERCE_STREAM_MAX_LEN", "4"));
+    let app = TestApp::spawn_with(Backend::Sqlite, &[], &envs).await;
+    app.put_product("OUTBOX-1", "4.50", "EUR", 1000).await;
+    let orders = place_and_cancel(&app, 6).await;
+    let expected = events_of(&app, &orders).await;
+    assert!(expected >= 9, "{expected}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (feed, stream) = loop {
+        let feed = http_feed(&app).await;
+        let stream = stream_entries(&redis).await;
+        let last = feed.last().and_then(|e| e["cursor"].as_str());
+        if feed.len() == expected && stream.last().map(|(_, c)| c.as_str()) == last {
+            break (feed, stream);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} events published",
+            stream.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let tail: Vec<(String, String)> = feed[expected - 4..]
+        .iter()
+        .map(|e| {
+            (
+                e["event_id"].as_str().unwrap().to_owned(),
+                e["cursor"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(stream, tail, "the stream is not the feed's last 4 events");
 }

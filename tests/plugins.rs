@@ -959,3 +959,66 @@ async fn the_plugin_directory_is_installed_and_watched() {
     let (_, _, list) = app.get("/v1/plugins", &app.admin()).await;
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
 }
+
+/// `bytes` with a custom section appended: the same component, other bytes
+/// (another sha256, another artifact).
+fn variant(mut bytes: Vec<u8>, tag: u8) -> Vec<u8> {
+    bytes.extend([0, 3, 1, b't', tag]);
+    bytes
+}
+
+/// The compiled artifacts on disk.
+fn artifacts(app: &TestApp) -> Vec<String> {
+    let dir = app.db.data_dir().join("plugin-cache");
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".cwasm"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Uploads keep the newest `COMMERCE_PLUGIN_VERSIONS_KEPT` versions of a
+/// plugin (and the active one, and the rollback target), and compiled
+/// artifacts only for what is stored: a refused upload leaves none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_prune_old_versions_and_their_artifacts() {
+    let app = TestApp::spawn_with(
+        Backend::Sqlite,
+        &[],
+        &[("COMMERCE_PLUGIN_VERSIONS_KEPT", "2")],
+    )
+    .await;
+    let base = component("bulk_discount");
+    for tag in 1..=5u8 {
+        let activate = tag <= 2;
+        let (status, body) = app
+            .upload("bulk", variant(base.clone(), tag), None, None, activate)
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let (_, _, list) = app.get("/v1/plugins", &app.admin()).await;
+    let versions: Vec<i64> = list["items"]
+        .as_array()
+        .unwrap_or_else(|| list.as_array().expect("a list"))
+        .iter()
+        .filter(|p| p["name"] == "bulk")
+        .map(|p| p["version"].as_i64().unwrap())
+        .collect();
+    // 2 is active, 1 the rollback target, 4 and 5 the newest.
+    assert_eq!(versions, [1, 2, 4, 5], "{list}");
+    assert_eq!(artifacts(&app).len(), 4, "{:?}", artifacts(&app));
+
+    // A refused upload (its smoke call never ends) leaves
+    // no artifact behind.
+    let (status, body) = app
+        .upload("evil", component("evil_loop"), Some("pricing"), None, false)
+        .await;
+    assert!(status.is_client_error(), "{status} {body}");
+    assert_eq!(artifacts(&app).len(), 4, "{:?}", artifacts(&app));
+}

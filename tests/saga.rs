@@ -384,7 +384,16 @@ async fn tok_error_retries_then_compensates() {
             .contains("unavailable"),
         "{order}"
     );
+    // The customer is told what happened, not where: the gateway's
+    // address and answer go to the admin's saga view (and the logs).
+    let told = order["status_reason"].as_str().unwrap();
+    assert!(
+        !told.contains("http") && !told.contains("127.0.0.1") && !told.contains("500"),
+        "{told}"
+    );
     let saga = wait_for_saga(&app, id, "compensated", Duration::from_secs(5)).await;
+    let cause = saga["last_error"].as_str().unwrap_or_default();
+    assert!(cause.contains(&sim.base), "{saga}");
     let retries = steps(&saga)
         .iter()
         .filter(|s| *s == "authorize-payment:action:retry")

@@ -30,6 +30,7 @@ both_backends!(
     sagas_are_written_with_events_fenced_by_revision_and_claimed_once,
     the_feed_pages_every_event_once_by_cursor,
     a_relay_lease_has_one_owner_at_a_time,
+    old_plugin_versions_are_pruned_but_never_the_active_or_rollback_one,
 );
 
 pub(crate) fn event(n: u32) -> NewEvent {
@@ -235,6 +236,35 @@ async fn an_idempotency_key_is_taken_once(backend: Backend) {
             .is_none(),
         "the fresh key of a refused append is not kept"
     );
+
+    // Past its window a key is purged, oldest first, and the same key is
+    // then a new request.
+    let hour_ago = Utc::now() - chrono::Duration::hours(1);
+    assert_eq!(store.purge_idempotency_keys(hour_ago, 10).await.unwrap(), 0);
+    assert!(
+        store
+            .find_idempotency(customer, "k")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(store.purge_idempotency_keys(later, 10).await.unwrap(), 1);
+    assert!(
+        store
+            .find_idempotency(customer, "k")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let fourth = Uuid::now_v7();
+    store.append(keyed(fourth)).await.unwrap();
+    let record = store
+        .find_idempotency(customer, "k")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.order_id, fourth);
 }
 
 async fn views_list_by_customer_status_and_cursor(backend: Backend) {
@@ -681,4 +711,50 @@ async fn sagas_are_written_with_events_fenced_by_revision_and_claimed_once(backe
             .unwrap()
             .is_empty()
     );
+}
+
+async fn old_plugin_versions_are_pruned_but_never_the_active_or_rollback_one(backend: Backend) {
+    use commerce_app::extensions::PluginKind;
+    use commerce_app::ports::NewPluginVersion;
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let upload = |n: u8| NewPluginVersion {
+        name: "p".into(),
+        kind: PluginKind::Pricing,
+        sha256: format!("{n:064}"),
+        bytes: vec![n; 8],
+        config: "{}".into(),
+        priority: 1,
+        at: Utc::now(),
+    };
+    for n in 1..=5 {
+        store
+            .insert_plugin_version(upload(n))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    store.activate_plugin("p", Some(1)).await.unwrap().unwrap();
+    store.activate_plugin("p", Some(2)).await.unwrap().unwrap();
+    let versions = |records: Vec<commerce_app::ports::PluginRecord>| {
+        records.iter().map(|r| r.version).collect::<Vec<_>>()
+    };
+    // Keep the newest 2 (4, 5), the active 2 and the rollback target 1.
+    assert_eq!(store.prune_plugin_versions("p", 2).await.unwrap(), 1);
+    assert_eq!(versions(store.list_plugins().await.unwrap()), [1, 2, 4, 5]);
+    assert_eq!(store.prune_plugin_versions("p", 2).await.unwrap(), 0);
+    assert_eq!(store.prune_plugin_versions("nope", 2).await.unwrap(), 0);
+    // The next upload still numbers after the newest, and rollback works.
+    let six = store
+        .insert_plugin_version(upload(6))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(six.version, 6);
+    assert_eq!(
+        store.rollback_plugin("p").await.unwrap().unwrap().version,
+        1
+    );
+    assert_eq!(store.prune_plugin_versions("p", 2).await.unwrap(), 1);
+    assert_eq!(versions(store.list_plugins().await.unwrap()), [1, 2, 5, 6]);
 }

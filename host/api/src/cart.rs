@@ -131,7 +131,7 @@ pub async fn clear_cart(
 #[utoipa::path(post, path = "/v1/cart/checkout", tag = "cart",
     request_body = CheckoutRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
-        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): answer once the saga confirmed or ended the order, or after N seconds")),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 25): answer once the saga confirmed or ended the order, or after N seconds")),
     responses(
         (status = 201, body = OrderView, description = "Placed"),
         (status = 422, description = "Empty cart, or an order that would be refused"),

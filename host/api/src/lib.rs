@@ -12,6 +12,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod orders;
+pub mod oversize;
 pub mod plugins;
 pub mod products;
 pub mod prometheus;
@@ -24,7 +25,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::extract::MatchedPath;
 use axum::http::{HeaderName, Request, StatusCode};
-use axum::middleware::{Next, from_fn, map_response};
+use axum::middleware::{Next, from_fn, from_fn_with_state, map_response};
 use axum::response::Response;
 use axum::routing::get;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -126,6 +127,10 @@ async fn track_http(req: axum::extract::Request, next: Next) -> Response {
 pub fn router(state: AppState) -> Router {
     crate::prometheus::handle();
     let request_id = HeaderName::from_static("x-request-id");
+    let limits = oversize::BodyLimits {
+        default: BODY_LIMIT,
+        upload: state.app.plugins.max_component_size(),
+    };
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -136,9 +141,10 @@ pub fn router(state: AppState) -> Router {
         .merge(cart::router())
         .merge(sagas::router())
         .merge(events::router())
-        .merge(plugins::router(state.app.plugins.max_component_size()))
+        .merge(plugins::router(limits.upload))
         .fallback(not_found)
         .with_state(state)
+        .layer(from_fn_with_state(limits, oversize::refuse_oversized))
         .layer(from_fn(track_http))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))

@@ -151,7 +151,7 @@ fn order_response(status: StatusCode, order: OrderView) -> Response {
 #[utoipa::path(post, path = "/v1/orders", tag = "orders",
     request_body = CreateOrderRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
-        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): answer once the saga confirmed or ended the order, or after N seconds")),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 25): answer once the saga confirmed or ended the order, or after N seconds")),
     responses(
         (status = 201, body = OrderView, description = "Placed"),
         (status = 400, description = "Malformed JSON or header"),
@@ -176,8 +176,10 @@ pub async fn create_order(
     placed_answer(&state, caller, placed, wait, StatusCode::CREATED).await
 }
 
-/// Longest `Prefer: wait=N` honoured.
-const MAX_PREFER_WAIT: u64 = 30;
+/// Longest `Prefer: wait=N` honoured: well within the request timeout,
+/// so a caller waiting for a slow saga gets the order it placed, never a
+/// 408 for an order that exists.
+const MAX_PREFER_WAIT: u64 = crate::REQUEST_TIMEOUT.as_secs() - 5;
 
 /// `Prefer: wait=N` (RFC 7240): how long the caller will wait for the
 /// saga's outcome. Other preferences are ignored; a wait above the
@@ -336,7 +338,7 @@ pub async fn update_order(
     request_body = PayOrderRequest,
     params(("id" = Uuid, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe"),
-        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 30): answer once the saga confirmed or ended the order, or after N seconds")),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 25): answer once the saga confirmed or ended the order, or after N seconds")),
     responses(
         (status = 200, body = OrderView, description = "Payment started (or already started)"),
         (status = 404, description = "No such order for this caller"),
@@ -534,7 +536,7 @@ mod tests {
     }
 
     #[test]
-    fn prefer_wait_is_read_and_capped_at_thirty_seconds() {
+    fn prefer_wait_is_read_and_capped_below_the_request_timeout() {
         use std::time::Duration;
         assert_eq!(prefer_wait(&HeaderMap::new()).unwrap(), None);
         assert_eq!(prefer("wait=10").unwrap(), Some(Duration::from_secs(10)));
@@ -542,7 +544,8 @@ mod tests {
             prefer("respond-async, wait=5").unwrap(),
             Some(Duration::from_secs(5))
         );
-        assert_eq!(prefer("wait=3600").unwrap(), Some(Duration::from_secs(30)));
+        assert_eq!(prefer("wait=3600").unwrap(), Some(Duration::from_secs(25)));
+        assert!(prefer("wait=30").unwrap().unwrap() < crate::REQUEST_TIMEOUT);
         assert_eq!(prefer("return=minimal").unwrap(), None);
         assert!(prefer("wait=soon").is_err());
     }

@@ -54,6 +54,7 @@ impl Orders<'_> {
         }
         let items = self.store.read_feed(after, limit).await?;
         let next = items.last().map_or(after, |e| e.cursor);
+        let items = items.into_iter().map(FeedEvent::redacted).collect();
         Ok(FeedPage { items, next })
     }
 }

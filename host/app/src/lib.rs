@@ -19,8 +19,10 @@ pub mod outbox;
 pub mod plugins;
 pub mod ports;
 pub mod replay;
+pub mod retention;
 pub mod saga;
 pub mod settlements;
+pub mod telemetry;
 pub mod views;
 
 use std::sync::Arc;

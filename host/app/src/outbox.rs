@@ -30,7 +30,7 @@ use chrono::Utc;
 use tokio::time::Instant;
 
 use super::Store;
-use super::ports::{EventPublisher, FeedCursor, StoreError};
+use super::ports::{EventPublisher, FeedCursor, FeedEvent, StoreError};
 
 /// Events published, counted once each (repeats dropped by the stream
 /// are not counted).
@@ -58,7 +58,15 @@ pub struct RelaySettings {
     pub lease: Duration,
     /// Events per page.
     pub page: u32,
+    /// Entries the stream keeps: each append trims the oldest beyond
+    /// this. A consumer that falls further behind catches up from `GET
+    /// /v1/events`, after the `cursor` of the last entry it handled.
+    pub stream_max_len: u64,
 }
+
+/// [`RelaySettings::stream_max_len`] unless configured: about a day of
+/// events at ten orders a second.
+pub const DEFAULT_STREAM_MAX_LEN: u64 = 1_000_000;
 
 impl RelaySettings {
     pub fn new(poll: Duration, lease: Duration) -> Self {
@@ -69,6 +77,7 @@ impl RelaySettings {
             poll: poll.max(Duration::from_millis(1)),
             lease: lease.max(Duration::from_millis(100)),
             page: 500,
+            stream_max_len: DEFAULT_STREAM_MAX_LEN,
         }
     }
 }
@@ -141,7 +150,13 @@ impl OutboxRelay {
             // could run out.
             return Ok(Some((self.settings.lease / 4).max(self.settings.poll)));
         };
-        let page = self.store.read_feed(cursor, self.settings.page).await?;
+        let page: Vec<FeedEvent> = self
+            .store
+            .read_feed(cursor, self.settings.page)
+            .await?
+            .into_iter()
+            .map(FeedEvent::redacted)
+            .collect();
         let (Some(first), Some(last)) = (page.first(), page.last()) else {
             metrics::gauge!(LAG).set(0.0);
             return Ok(Some(self.settings.poll));

@@ -1,7 +1,7 @@
 //! Plugin lifecycle use cases (admin): install a version (checked before it
 //! is stored), list, activate, roll back, remove, dry-run.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -62,6 +62,11 @@ pub trait PluginHost: Extensions {
     ) -> Result<serde_json::Value, PluginRejected>;
     /// Largest component accepted, in bytes.
     fn max_component_size(&self) -> usize;
+    /// Versions kept per plugin name: older ones are pruned at upload.
+    fn versions_kept(&self) -> u32;
+    /// Forgets compiled components (in memory, artifacts on disk) whose
+    /// sha256 is not in `in_use`; returns how many artifacts were deleted.
+    async fn forget_unused(&self, in_use: &HashSet<String>) -> usize;
     /// Call counters by plugin name.
     fn stats(&self) -> BTreeMap<String, PluginStats>;
 }
@@ -134,10 +139,15 @@ impl Registry<'_> {
             )));
         }
         let bytes = Arc::new(install.bytes);
-        self.plugins
+        if let Err(e) = self
+            .plugins
             .check(install.kind, &install.name, bytes.clone(), &config)
             .await
-            .map_err(|e| AppError::PluginRejected(e.0))?;
+        {
+            // What compiling it left behind goes too.
+            self.forget_unused().await;
+            return Err(AppError::PluginRejected(e.0));
+        }
         let sha256 = hex::encode(Sha256::digest(bytes.as_slice()));
         let bytes = Arc::try_unwrap(bytes).unwrap_or_else(|shared| (*shared).clone());
         let record = self
@@ -159,12 +169,45 @@ impl Registry<'_> {
                 ))
             })?;
         tracing::info!(plugin = %record.name, version = record.version, kind = record.kind.as_str(), sha256 = %record.sha256, "plugin version installed");
-        if install.activate {
-            return self
-                .activate_plugin(caller, &record.name, Some(record.version))
-                .await;
-        }
+        let record = if install.activate {
+            self.activate_plugin(caller, &record.name, Some(record.version))
+                .await?
+        } else {
+            record
+        };
+        self.prune(&record.name).await;
         Ok(record)
+    }
+
+    /// Deletes the versions of `name` beyond the newest kept (never the
+    /// active one or the rollback target), then the compiled artifacts no
+    /// version uses. A failure is logged: the upload itself stands.
+    async fn prune(&self, name: &str) {
+        let keep = self.plugins.versions_kept();
+        match self.store.prune_plugin_versions(name, keep).await {
+            Ok(0) => {}
+            Ok(pruned) => {
+                tracing::info!(plugin = %name, pruned, keep, "old plugin versions deleted");
+            }
+            Err(e) => {
+                tracing::warn!(plugin = %name, error = %e, "pruning old plugin versions failed")
+            }
+        }
+        self.forget_unused().await;
+    }
+
+    /// Forgets the compiled components of versions no longer stored.
+    async fn forget_unused(&self) {
+        match self.store.list_plugins().await {
+            Ok(records) => {
+                let in_use: HashSet<String> = records.into_iter().map(|r| r.sha256).collect();
+                let deleted = self.plugins.forget_unused(&in_use).await;
+                if deleted > 0 {
+                    tracing::debug!(deleted, "compiled artifacts of unused components deleted");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "listing plugins to prune artifacts failed"),
+        }
     }
 
     pub async fn list_plugins(&self, caller: Caller) -> Result<Vec<PluginListing>, AppError> {

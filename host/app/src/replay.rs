@@ -1,16 +1,19 @@
 //! Rebuilding read models from the event log (`commerce replay`).
 //!
-//! Folds every stored event, in global position order, into its
-//! aggregate and projects each order through the same
-//! [`OrderView::project`] as the inline projection, then swaps the whole
-//! `order_views` table in one transaction: readers see the old model or
-//! the new one, never a half-built one.
+//! Folds every stored event, in the feed's order (the order in which
+//! events commit, as `GET /v1/events` serves them: an event that commits
+//! late is never skipped, so each order's events come whole and in
+//! version order), into its aggregate and projects each order through the
+//! same [`OrderView::project`] as the inline projection, then writes each
+//! view unless the stored one is newer. Safe while the service runs: an
+//! order written after the replay read it keeps its newer view.
 
 use std::collections::BTreeMap;
 
 use uuid::Uuid;
 
 use super::orders::decode_event;
+use super::ports::{FeedCursor, FeedEvent};
 use super::views::OrderView;
 use super::{AppError, Store};
 use commerce_domain::{Aggregate, Order};
@@ -28,13 +31,13 @@ pub struct ReplayReport {
 /// Rebuilds `order_views` from `events`.
 pub async fn replay_order_views(store: &dyn Store) -> Result<ReplayReport, AppError> {
     let mut orders: BTreeMap<Uuid, Order> = BTreeMap::new();
-    let mut after = 0;
+    let mut after = FeedCursor::default();
     let mut events = 0u64;
     loop {
-        let page = store.read_after(after, PAGE).await?;
+        let page = store.read_feed(after, PAGE).await?;
         let Some(last) = page.last() else { break };
-        after = last.position;
-        for stored in &page {
+        after = last.cursor;
+        for FeedEvent { event: stored, .. } in &page {
             if stored.aggregate_type != Order::TYPE {
                 continue;
             }
@@ -55,6 +58,6 @@ pub async fn replay_order_views(store: &dyn Store) -> Result<ReplayReport, AppEr
         events,
         orders: views.len() as u64,
     };
-    store.replace_views(views).await?;
+    store.refresh_views(views).await?;
     Ok(report)
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, bail, ensure};
 
 use commerce_service::config::{
-    CartArgs, InventoryArgs, OutboxArgs, PaymentTimeoutArgs, PluginArgs, SagaArgs,
+    CartArgs, InventoryArgs, OutboxArgs, PaymentTimeoutArgs, PluginArgs, RetentionArgs, SagaArgs,
 };
 
 /// Load generator: drives simulated customers through direct orders and
@@ -118,7 +118,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 60, help_heading = "Load")]
     pub drain: u64,
     /// `Prefer: wait=N` sent with each order: how long the service holds
-    /// the answer for the saga's outcome (at most 30).
+    /// the answer for the saga's outcome (it caps the wait at 25).
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=30), help_heading = "Load")]
     pub prefer_wait: u64,
     /// Seed of the workload's random choices (a fixed seed gives the same
@@ -136,6 +136,8 @@ pub struct BenchArgs {
     pub inventory: InventoryArgs,
     #[command(flatten, next_help_heading = "In-process service: outbox")]
     pub outbox: OutboxArgs,
+    #[command(flatten, next_help_heading = "In-process service: retention")]
+    pub retention: RetentionArgs,
     #[command(flatten, next_help_heading = "In-process service: plugins")]
     pub plugins: PluginArgs,
     #[command(flatten, next_help_heading = "In-process service: carts")]

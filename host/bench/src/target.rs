@@ -173,6 +173,7 @@ async fn in_process(
         payment_timeout: args.payments.timeout(),
         sagas: args.sagas.settings(),
         outbox: args.outbox.settings(),
+        idempotency_window: args.retention.idempotency_window(),
         bundled_plugins: if args.example_plugins { examples } else { &[] },
         plugin_dir: None,
     };

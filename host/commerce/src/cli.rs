@@ -10,8 +10,8 @@ use uuid::Uuid;
 use commerce_api::auth::{JwtKeys, SecretSource, resolve_secret};
 use commerce_app::{App, Role};
 use commerce_service::config::{
-    CartArgs, InventoryArgs, OutboxArgs, PaymentArgs, PluginArgs, RedisArgs, SagaArgs, SecretArgs,
-    ShutdownArgs, StoreArgs,
+    CartArgs, InventoryArgs, OutboxArgs, PaymentArgs, PluginArgs, RedisArgs, RetentionArgs,
+    SagaArgs, SecretArgs, ShutdownArgs, StoreArgs,
 };
 use commerce_service::startup::{Application, Wiring, wire};
 use commerce_service::telemetry::{self, LogFormat};
@@ -33,7 +33,8 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(MigrateArgs),
-    /// Rebuild the read models (order_views) from the event log and exit.
+    /// Rebuild the read models (order_views) from the event log and exit;
+    /// safe while the service runs (a view newer than the replay is kept).
     Replay(MigrateArgs),
     /// Print a bearer token for a subject and role, signed with the
     /// configured secret (or the development secret in --data-dir).
@@ -167,6 +168,8 @@ pub struct ServeArgs {
     pub sagas: SagaArgs,
     #[command(flatten)]
     pub outbox: OutboxArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     /// Install and activate the example plugins of plugins/ (bulk
@@ -309,6 +312,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         payment_timeout: args.payments.timeout(),
         sagas: args.sagas.settings(),
         outbox: args.outbox.settings(),
+        idempotency_window: args.retention.idempotency_window(),
         bundled_plugins: if args.example_plugins {
             commerce_bundled::EXAMPLES
         } else {

@@ -80,6 +80,11 @@ pub struct PluginArgs {
         default_value = "closed"
     )]
     pub hook_failure: commerce_plugins::FailurePolicy,
+    /// Versions kept per plugin: an upload deletes older ones beyond this
+    /// (never the active version or the one a rollback returns to), with
+    /// their compiled artifacts.
+    #[arg(long, env = "COMMERCE_PLUGIN_VERSIONS_KEPT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
+    pub plugin_versions_kept: u32,
 }
 
 impl PluginArgs {
@@ -92,6 +97,7 @@ impl PluginArgs {
             pricing_policy: self.pricing_failure,
             hook_policy: self.hook_failure,
             cache_dir: data_dir.join("plugin-cache"),
+            versions_kept: self.plugin_versions_kept,
             ..Default::default()
         }
     }
@@ -188,14 +194,37 @@ pub struct OutboxArgs {
     /// over after at most about this long.
     #[arg(long, env = "COMMERCE_OUTBOX_LEASE_MS", default_value_t = 10_000)]
     pub outbox_lease_ms: u64,
+    /// Entries the Redis Stream keeps: each append trims the oldest beyond
+    /// this. A consumer further behind catches up from `GET /v1/events`
+    /// after the `cursor` of the last entry it handled (docs/events.md).
+    #[arg(long, env = "COMMERCE_STREAM_MAX_LEN", default_value_t = commerce_app::outbox::DEFAULT_STREAM_MAX_LEN, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_max_len: u64,
 }
 
 impl OutboxArgs {
     pub fn settings(&self) -> commerce_app::outbox::RelaySettings {
-        commerce_app::outbox::RelaySettings::new(
+        let mut settings = commerce_app::outbox::RelaySettings::new(
             Duration::from_millis(self.outbox_poll_ms.max(1)),
             Duration::from_millis(self.outbox_lease_ms.max(100)),
-        )
+        );
+        settings.stream_max_len = self.stream_max_len;
+        settings
+    }
+}
+
+/// What is kept only for a while.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionArgs {
+    /// Seconds an idempotency key answers repeats of its request; after
+    /// that (and within a twelfth of it, at most 5 minutes) it is deleted,
+    /// and a request repeating it is a new request.
+    #[arg(long, env = "COMMERCE_IDEMPOTENCY_WINDOW_SECS", default_value_t = commerce_app::retention::DEFAULT_IDEMPOTENCY_WINDOW.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub idempotency_window_secs: u64,
+}
+
+impl RetentionArgs {
+    pub fn idempotency_window(&self) -> Duration {
+        Duration::from_secs(self.idempotency_window_secs.max(1))
     }
 }
 

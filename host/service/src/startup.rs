@@ -52,6 +52,8 @@ pub struct Wiring {
     pub payment_timeout: Duration,
     pub sagas: SagaSettings,
     pub outbox: RelaySettings,
+    /// How long an idempotency key answers repeats.
+    pub idempotency_window: Duration,
     /// Installed and activated at start (`--example-plugins`).
     pub bundled_plugins: &'static [BundledPlugin],
     /// A development directory of plugins to follow, if any.
@@ -65,6 +67,8 @@ pub struct Wiring {
 /// worker that resumes them, the reservation and cart sweepers, the outbox
 /// relay, and the bundled plugins and plugin directory when asked for.
 pub async fn wire(store: Arc<dyn Store>, wiring: Wiring) -> anyhow::Result<App> {
+    commerce_api::prometheus::handle();
+    commerce_app::telemetry::zero_series();
     let (app, _runtime) = build_app(store.clone(), wiring.plugins).await?;
     let redis = wiring.redis.as_ref();
 
@@ -91,6 +95,11 @@ pub async fn wire(store: Arc<dyn Store>, wiring: Wiring) -> anyhow::Result<App> 
         wiring.sagas,
     )
     .await?;
+    app.background
+        .spawn(commerce_app::retention::run_key_purger(
+            app.clone(),
+            wiring.idempotency_window,
+        ));
     app.background.spawn(commerce_app::expiry::run_sweeper(
         app.clone(),
         wiring.reservation_sweep_every,
@@ -101,7 +110,10 @@ pub async fn wire(store: Arc<dyn Store>, wiring: Wiring) -> anyhow::Result<App> 
             wiring.cart_sweep_every,
         ));
     if let Some(redis) = redis {
-        let stream = Arc::new(RedisEventStream::new(redis.clone()));
+        let stream = Arc::new(RedisEventStream::new(
+            redis.clone(),
+            wiring.outbox.stream_max_len,
+        ));
         tracing::info!(
             stream = stream.key(),
             "publishing events to the Redis Stream"

@@ -139,6 +139,7 @@ impl Orders<'_> {
         }
         let currency = order.currency.ok_or(OrderError::NotPlaced)?;
         let status = order.status.ok_or(OrderError::NotPlaced)?;
+        commerce_domain::order::check_skus(items.iter().map(|i| &i.sku))?;
         let skus: Vec<Sku> = items
             .iter()
             .map(|i| i.sku.clone())

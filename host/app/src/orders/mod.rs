@@ -213,7 +213,8 @@ impl Orders<'_> {
     ) -> Result<Vec<StoredEvent>, AppError> {
         // Authorize on the read model, then read the stream.
         self.get_order(caller, order_id).await?;
-        Ok(self.store.load_stream(order_id).await?)
+        let events = self.store.load_stream(order_id).await?;
+        Ok(events.into_iter().map(StoredEvent::redacted).collect())
     }
 }
 

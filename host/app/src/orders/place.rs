@@ -17,6 +17,7 @@ use crate::{AppError, Caller, Orders, now};
 
 use super::change::{handle_all, held_by};
 use super::*;
+use commerce_domain::order::check_skus;
 use commerce_domain::saga::{Outcome, Phase, Step};
 use commerce_domain::{
     Aggregate, Currency, Order, OrderCommand, OrderLine, OrderStatus, PlaceOrder, Sku,
@@ -54,6 +55,9 @@ impl Orders<'_> {
         keys: Vec<IdempotencyKey>,
     ) -> Result<Placed, AppError> {
         check_payment_token(&request)?;
+        // Cheap checks first: a body of a thousand copies of one SKU is a
+        // 422, never a read of the catalog or a call of the plugins.
+        check_skus(request.items.iter().map(|i| &i.sku))?;
         if request.payment_token.is_none() {
             self.check_unpaid_limit(caller, &request.items).await?;
         }

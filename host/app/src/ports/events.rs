@@ -36,6 +36,16 @@ pub struct StoredEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
+impl StoredEvent {
+    /// The event as it may be served or published: a payment token that
+    /// an event written before tokens were masked holds is replaced by
+    /// its masked reference (the stored bytes are never rewritten).
+    pub fn redacted(mut self) -> Self {
+        commerce_domain::order::redact_event_data(&self.event_type, &mut self.data);
+        self
+    }
+}
+
 /// "This customer used this key for this request and got this order."
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -91,6 +101,13 @@ pub trait EventStore: Send + Sync {
         customer_id: Uuid,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Deletes up to `limit` idempotency keys recorded before `before`;
+    /// returns how many. A request repeating a deleted key is a new request.
+    async fn purge_idempotency_keys(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<u64, StoreError>;
 }
 
 /// A place in the event feed: the id of the transaction that wrote the
@@ -135,6 +152,16 @@ impl std::fmt::Display for FeedCursor {
 pub struct FeedEvent {
     pub cursor: FeedCursor,
     pub event: StoredEvent,
+}
+
+impl FeedEvent {
+    /// [`StoredEvent::redacted`].
+    pub fn redacted(self) -> Self {
+        FeedEvent {
+            cursor: self.cursor,
+            event: self.event.redacted(),
+        }
+    }
 }
 
 /// Where a named relay is in the feed, and which process may publish for
@@ -182,8 +209,11 @@ pub trait OrderViews: Send + Sync {
     /// Up to `query.limit` views, newest first: keyset-paginated by order
     /// id, which is a UUIDv7 and so ordered by creation time.
     async fn list_views(&self, query: &OrderQuery) -> Result<Vec<OrderView>, StoreError>;
-    /// Replaces the whole read model in one transaction (replay).
-    async fn replace_views(&self, views: Vec<OrderView>) -> Result<(), StoreError>;
+    /// Writes views rebuilt from the events (replay), each unless the
+    /// stored one is newer (written since the replay read its events), in
+    /// short transactions; then deletes views of orders without events.
+    /// Safe while the service writes.
+    async fn refresh_views(&self, views: Vec<OrderView>) -> Result<(), StoreError>;
     /// What a customer holds unpaid: orders `reserved` with no payment
     /// started (no saga), and the units they hold.
     async fn unpaid_holds(&self, customer_id: Uuid) -> Result<UnpaidHolds, StoreError>;

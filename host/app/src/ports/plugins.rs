@@ -48,6 +48,10 @@ pub trait PluginRegistry: Send + Sync {
     ) -> Result<Option<PluginRecord>, StoreError>;
     /// Every stored version, by name then version.
     async fn list_plugins(&self) -> Result<Vec<PluginRecord>, StoreError>;
+    /// Deletes the versions of `name` older than its newest `keep`,
+    /// except the active one and the one a rollback returns to; returns
+    /// how many.
+    async fn prune_plugin_versions(&self, name: &str, keep: u32) -> Result<u64, StoreError>;
     /// Makes `version` (the newest when `None`) the active one, remembering
     /// the one it replaces for rollback. `Ok(None)`: no such version.
     async fn activate_plugin(

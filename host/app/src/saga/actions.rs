@@ -294,8 +294,11 @@ impl Sagas<'_> {
                     return Err(CallFailed::refused(format!("payment declined: {reason}")));
                 }
                 Err(PaymentError::Rejected(message)) => {
+                    let cause = format!("payment gateway refused the {operation}: {message}");
+                    tracing::warn!(saga_id = %out.saga.saga_id, order_id = %out.saga.correlation_id, operation, %cause, "payment gateway refused a call");
+                    out.add_cause(cause);
                     return Err(CallFailed::refused(format!(
-                        "payment gateway refused the {operation}: {message}"
+                        "the payment service refused the {operation}"
                     )));
                 }
                 Err(PaymentError::Transient(e)) => {
@@ -308,9 +311,14 @@ impl Sagas<'_> {
                         Some(format!("{operation} attempt {attempt}: {e:#}")),
                     );
                     if Instant::now() + wait >= deadline {
+                        let cause = format!(
+                            "payment gateway unavailable for the {operation} after {attempt} attempts: {e:#}"
+                        );
+                        tracing::warn!(saga_id = %out.saga.saga_id, order_id = %out.saga.correlation_id, operation, %cause, "payment gateway unavailable; giving up");
+                        out.add_cause(cause);
                         return Err(CallFailed {
                             reason: format!(
-                                "payment gateway unavailable for the {operation} after {attempt} attempts: {e:#}"
+                                "the payment service was unavailable for the {operation}"
                             ),
                             refused: false,
                         });

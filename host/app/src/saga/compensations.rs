@@ -90,6 +90,7 @@ impl Sagas<'_> {
         reason: String,
     ) -> Round {
         let name = compensation.as_str();
+        let reason = out.take_cause(&reason);
         out.saga.attempts += 1;
         out.saga.data.last_error = Some(reason.clone());
         if out.saga.attempts as u32 >= self.saga.compensation_rounds {

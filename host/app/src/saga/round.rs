@@ -30,6 +30,11 @@ pub(super) struct Round {
     /// A step's action succeeded in this round (hooks included), so the
     /// local steps that follow may join its write.
     pub(super) advanced: bool,
+    /// The full cause of a gateway call's failure in this round (the
+    /// gateway's own words, addresses, attempts), which the reason told to
+    /// the customer leaves out: for the saga's history and `last_error`
+    /// (the admin view) and the logs.
+    pub(super) cause: Option<String>,
 }
 
 /// What this run learned at the gateway that the store may not know yet.
@@ -47,7 +52,23 @@ impl Round {
             orders: Vec::new(),
             inventory: None,
             advanced: false,
+            cause: None,
         }
+    }
+
+    /// Keeps the full cause of a failed gateway call (after any earlier
+    /// one of this round).
+    pub(super) fn add_cause(&mut self, cause: String) {
+        self.cause = Some(match self.cause.take() {
+            Some(earlier) => format!("{earlier}; then {cause}"),
+            None => cause,
+        });
+    }
+
+    /// The full cause of this round's failure: what a gateway call said,
+    /// or else `reason` itself.
+    pub(super) fn take_cause(&mut self, reason: &str) -> String {
+        self.cause.take().unwrap_or_else(|| reason.to_owned())
     }
 
     pub(super) fn record(
@@ -111,6 +132,7 @@ impl Round {
             orders: self.orders,
             inventory: next.inventory.or(self.inventory),
             advanced: next.advanced,
+            cause: next.cause.or(self.cause),
         }
     }
 
@@ -135,9 +157,13 @@ impl Round {
 
     /// The current step failed for good: the saga turns back (or, past the
     /// pivot, waits for an operator).
+    /// The step failed: the history and `last_error` keep the full cause,
+    /// the saga's failure (which the order's reason and a refused refund's
+    /// answer show the customer) keeps `reason`.
     pub(super) fn fail(mut self, step: Step, reason: String) -> Round {
-        self.record(step, Phase::Action, Outcome::Failed, Some(reason.clone()));
-        self.saga.data.last_error = Some(reason.clone());
+        let cause = self.take_cause(&reason);
+        self.record(step, Phase::Action, Outcome::Failed, Some(cause.clone()));
+        self.saga.data.last_error = Some(cause);
         let def = self.saga.definition();
         self.saga.data.progress = self.saga.data.progress.clone().failed(def, reason);
         self.saga.attempts = 0;

@@ -130,8 +130,17 @@ pub enum OrderEvent {
         adjustments: Vec<Adjustment>,
         #[serde(with = "rust_decimal::serde::str")]
         total: Decimal,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        payment_token: Option<String>,
+        /// A masked reference to the payment token the order was placed
+        /// with ([`payment_ref`](super::payment_ref)), never the token.
+        /// Events written before tokens were masked hold the token itself
+        /// under `payment_token`: read here, and masked wherever events are
+        /// served or published ([`redact_event_data`](super::redact_event_data)).
+        #[serde(
+            default,
+            skip_serializing_if = "Option::is_none",
+            alias = "payment_token"
+        )]
+        payment_ref: Option<String>,
         /// Plugin versions that priced and validated the order.
         #[serde(default)]
         plugins: Vec<PluginRef>,

@@ -260,7 +260,8 @@ pub struct Order {
     pub lines: Vec<OrderLine>,
     pub adjustments: Vec<Adjustment>,
     pub total: Decimal,
-    pub payment_token: Option<String>,
+    /// The masked reference of the token it was placed with.
+    pub payment_ref: Option<String>,
     pub payment_id: Option<String>,
     pub plugins: Vec<PluginRef>,
     /// Why the order is cancelled, rejected, failed or refunded.
@@ -279,6 +280,62 @@ pub struct Order {
     pub created_at: Option<DateTime<Utc>>,
     pub updated_at: Option<DateTime<Utc>>,
     version: u64,
+}
+
+/// What an order records of a payment token: its last four characters
+/// behind an ellipsis (`…k_ok`), or the ellipsis alone for a token
+/// shorter than eight, so the token itself never enters an event, a view,
+/// a log or the stream. A reference already masked is kept as it is.
+pub fn payment_ref_of(token: &str) -> String {
+    if token.starts_with(MASK) {
+        return token.to_owned();
+    }
+    let chars: Vec<char> = token.chars().collect();
+    if chars.len() < 8 {
+        return MASK.to_owned();
+    }
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{MASK}{tail}")
+}
+
+const MASK: &str = "…";
+
+/// An `OrderPlaced` event's data as it may be served or published: an
+/// event written before tokens were masked holds `payment_token`, which
+/// becomes its `payment_ref`. Other events, and events written since,
+/// are left as they are. True if anything changed.
+pub fn redact_event_data(event_type: &str, data: &mut serde_json::Value) -> bool {
+    if event_type != "OrderPlaced" {
+        return false;
+    }
+    let Some(object) = data.as_object_mut() else {
+        return false;
+    };
+    let Some(token) = object.remove("payment_token") else {
+        return false;
+    };
+    if let Some(token) = token.as_str() {
+        object.insert("payment_ref".into(), payment_ref_of(token).into());
+    }
+    true
+}
+
+/// The checks of an order's lines that need nothing but their SKUs: at
+/// least one line, at most [`MAX_LINES`], no SKU twice. Cheap, so callers
+/// run them before anything costly (reading the catalog, the plugins).
+pub fn check_skus<'a>(skus: impl ExactSizeIterator<Item = &'a Sku>) -> Result<(), OrderError> {
+    match skus.len() {
+        0 => return Err(OrderError::NoLines),
+        n if n > MAX_LINES => return Err(OrderError::TooManyLines),
+        _ => {}
+    }
+    let mut seen = std::collections::HashSet::with_capacity(skus.len());
+    for sku in skus {
+        if !seen.insert(sku) {
+            return Err(OrderError::DuplicateSku(sku.clone()));
+        }
+    }
+    Ok(())
 }
 
 impl Order {
@@ -314,17 +371,8 @@ impl Order {
     }
 
     fn check_lines(currency: Currency, lines: &[OrderLine]) -> Result<Decimal, OrderError> {
-        if lines.is_empty() {
-            return Err(OrderError::NoLines);
-        }
-        if lines.len() > MAX_LINES {
-            return Err(OrderError::TooManyLines);
-        }
-        let mut seen = std::collections::HashSet::with_capacity(lines.len());
+        check_skus(lines.iter().map(|line| &line.sku))?;
         for line in lines {
-            if !seen.insert(&line.sku) {
-                return Err(OrderError::DuplicateSku(line.sku.clone()));
-            }
             currency.amount(line.unit_price)?;
         }
         Ok(currency.total(lines.iter().map(|l| (l.unit_price, l.quantity.get())))?)
@@ -407,7 +455,7 @@ impl Aggregate for Order {
                 lines,
                 adjustments,
                 total,
-                payment_token,
+                payment_ref,
                 plugins,
             } => {
                 self.customer_id = *customer_id;
@@ -415,7 +463,7 @@ impl Aggregate for Order {
                 self.lines = lines.clone();
                 self.adjustments = adjustments.clone();
                 self.total = *total;
-                self.payment_token = payment_token.clone();
+                self.payment_ref = payment_ref.as_deref().map(payment_ref_of);
                 self.plugins = plugins.clone();
                 self.created_at = Some(at);
                 OrderStatus::Pending
@@ -485,7 +533,7 @@ impl Order {
             lines: place.lines,
             adjustments,
             total,
-            payment_token: place.payment_token,
+            payment_ref: place.payment_token.as_deref().map(payment_ref_of),
             plugins: place.plugins,
         })
     }

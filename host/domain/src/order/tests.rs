@@ -5,6 +5,7 @@ use super::*;
 use crate::aggregate::DomainEvent;
 use crate::product::Quantity;
 use chrono::TimeZone;
+use serde_json::json;
 
 fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_700_000_000 + secs, 0).unwrap()
@@ -30,7 +31,7 @@ fn placed() -> OrderEvent {
         lines: vec![line("A", 2, "10.00")],
         adjustments: vec![],
         total: "20.00".parse().unwrap(),
-        payment_token: Some("tok_ok".into()),
+        payment_ref: Some("…k_ok".into()),
         plugins: vec![],
     }
 }
@@ -570,4 +571,45 @@ mod refunds {
             Err(OrderError::PaymentStarted)
         );
     }
+}
+
+#[test]
+fn a_payment_token_is_recorded_masked_and_old_events_are_redacted() {
+    assert_eq!(super::payment_ref_of("tok_4242424242424242"), "…4242");
+    assert_eq!(super::payment_ref_of("tok_ok"), "…");
+    assert_eq!(super::payment_ref_of("…4242"), "…4242");
+
+    // A placement records the reference, never the token.
+    let events = given(&[])
+        .when(OrderCommand::Place(PlaceOrder {
+            order_id: Uuid::nil(),
+            customer_id: Uuid::nil(),
+            currency: eur(),
+            lines: vec![line("A", 1, "10.00")],
+            payment_token: Some("tok_visa_secret_1234".into()),
+            adjustments: vec![],
+            plugins: vec![],
+        }))
+        .unwrap();
+    let json = serde_json::to_value(&events[0]).unwrap();
+    assert!(!json.to_string().contains("secret"), "{json}");
+    assert_eq!(json["data"]["payment_ref"], "…1234");
+
+    // An event written before masking: its token is served as a reference.
+    let mut old = json!({"customer_id": Uuid::nil(), "payment_token": "tok_visa_secret_1234"});
+    assert!(super::redact_event_data("OrderPlaced", &mut old));
+    assert_eq!(
+        old,
+        json!({"customer_id": Uuid::nil(), "payment_ref": "…1234"})
+    );
+    assert!(!super::redact_event_data("OrderPlaced", &mut old));
+    let mut other = json!({"payment_token": "x"});
+    assert!(!super::redact_event_data("OrderConfirmed", &mut other));
+    // And it still folds: the order keeps the masked reference.
+    let legacy: OrderEvent = serde_json::from_value(json!({"type": "OrderPlaced", "data": {
+        "customer_id": Uuid::nil(), "currency": "EUR", "lines": [], "total": "0",
+        "payment_token": "tok_visa_secret_1234"}}))
+    .unwrap();
+    let order = Order::from_events(Uuid::nil(), [(&legacy, at(0))]);
+    assert_eq!(order.payment_ref.as_deref(), Some("…1234"));
 }

@@ -17,6 +17,35 @@ impl PluginRuntime {
             .join(format!("{sha256}-{}.cwasm", self.cache_tag))
     }
 
+    /// Drops the compiled components, in memory and on disk, whose sha256
+    /// is not in `in_use` (versions pruned, uploads refused); returns how
+    /// many artifact files were deleted. An upload being checked right now
+    /// may lose its artifact: it is compiled again from its bytes if needed.
+    pub(super) fn forget_compiled(&self, in_use: &HashSet<String>) -> usize {
+        self.compiled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|sha, _| in_use.contains(sha));
+        let Ok(entries) = std::fs::read_dir(&self.settings.cache_dir) else {
+            return 0;
+        };
+        let mut deleted = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let Some((sha, _)) = name.split_once('-') else {
+                continue;
+            };
+            if name.ends_with(".cwasm")
+                && !in_use.contains(sha)
+                && std::fs::remove_file(entry.path()).is_ok()
+            {
+                deleted += 1;
+            }
+        }
+        deleted
+    }
+
     /// The compiled component for `bytes`: from memory, from the host's own
     /// artifact cache, or compiled now (and cached).
     pub(super) fn component(

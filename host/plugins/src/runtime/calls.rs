@@ -19,6 +19,15 @@ use commerce_domain::pricing::check_adjustment;
 
 use super::*;
 
+/// A loaded plugin's call series at zero, so that its panels and alerts
+/// have data before its first call.
+pub(super) fn zero_series(name: &str, kind: PluginKind) {
+    let (name, hook) = (name.to_owned(), kind.as_str());
+    let _ = metrics::histogram!(PLUGIN_CALL_DURATION, "plugin" => name.clone(), "hook" => hook);
+    metrics::counter!(PLUGIN_CALLS, "plugin" => name, "hook" => hook, "outcome" => "ok")
+        .increment(0);
+}
+
 impl PluginRuntime {
     pub(super) fn new_store(&self, config: Arc<str>) -> Store<PluginState> {
         let limits = CallLimits {

@@ -10,7 +10,7 @@ mod cache;
 mod calls;
 mod upload;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +66,8 @@ pub struct PluginSettings {
     pub cache_dir: PathBuf,
     /// How often the registry's generation is polled.
     pub poll_interval: Duration,
+    /// Versions kept per plugin name ([`PluginHost::versions_kept`]).
+    pub versions_kept: u32,
 }
 
 impl Default for PluginSettings {
@@ -82,6 +84,7 @@ impl Default for PluginSettings {
             hook_policy: FailurePolicy::Closed,
             cache_dir: PathBuf::from("./data/plugin-cache"),
             poll_interval: Duration::from_millis(250),
+            versions_kept: 10,
         }
     }
 }
@@ -449,6 +452,9 @@ impl PluginRuntime {
                 linked,
             });
         }
+        for plugin in &plugins {
+            calls::zero_series(&plugin.name, plugin.kind);
+        }
         let names: Vec<String> = plugins
             .iter()
             .map(|p| format!("{}@{}", p.name, &p.sha256[..12.min(p.sha256.len())]))
@@ -555,6 +561,18 @@ impl PluginHost for PluginRuntime {
 
     fn max_component_size(&self) -> usize {
         self.settings.max_component
+    }
+
+    fn versions_kept(&self) -> u32 {
+        self.settings.versions_kept
+    }
+
+    async fn forget_unused(&self, in_use: &HashSet<String>) -> usize {
+        let runtime = self.self_arc();
+        let in_use = in_use.clone();
+        tokio::task::spawn_blocking(move || runtime.forget_compiled(&in_use))
+            .await
+            .unwrap_or(0)
     }
 
     fn stats(&self) -> BTreeMap<String, PluginStats> {

@@ -42,4 +42,6 @@ impl PluginSql for Postgres {
     const DELETE_VERSIONS: &'static str = "DELETE FROM plugin_versions WHERE name = $1";
     const BYTES: &'static str =
         "SELECT bytes FROM plugin_versions WHERE name = $1 AND version = $2";
+    const PRUNE_VERSIONS: &'static str = "DELETE FROM plugin_versions \
+         WHERE name = $1 AND version <= $2 AND version <> $3 AND version <> $4";
 }

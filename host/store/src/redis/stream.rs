@@ -14,6 +14,10 @@
 //! key, so the script is legal on Redis Cluster. Cursors are compared as
 //! Lua numbers (doubles), exact up to 2^53: far beyond any transaction id
 //! or position.
+//!
+//! Each append trims the stream to its configured length (`MAXLEN`, the
+//! oldest entries first): the stream is a window on the feed, which
+//! `GET /v1/events` serves whole.
 
 use async_trait::async_trait;
 use chrono::SecondsFormat;
@@ -26,9 +30,9 @@ pub const STREAM: &str = "commerce.events";
 /// Fields per entry (each a name and a value in the script's arguments).
 const FIELDS: usize = 10;
 
-/// ARGV: the number of arguments per entry's fields, then per event its
-/// cursor (tx, position) and its field/value pairs. Returns how many
-/// entries were appended.
+/// ARGV: the stream's length to keep, the number of arguments per
+/// entry's fields, then per event its cursor (tx, position) and its
+/// field/value pairs. Returns how many entries were appended.
 const APPEND_AFTER_NEWEST: &str = r#"
 local function cursor_of(fields)
   for i = 1, #fields, 2 do
@@ -44,13 +48,14 @@ local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 if #newest > 0 then
   last_tx, last_pos = cursor_of(newest[1][2])
 end
-local width = tonumber(ARGV[1])
+local max_len = ARGV[1]
+local width = tonumber(ARGV[2])
 local appended = 0
-local i = 2
+local i = 3
 while i <= #ARGV do
   local tx, pos = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
   if tx > last_tx or (tx == last_tx and pos > last_pos) then
-    redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 2, i + 1 + width))
+    redis.call('XADD', KEYS[1], 'MAXLEN', max_len, '*', unpack(ARGV, i + 2, i + 1 + width))
     last_tx, last_pos = tx, pos
     appended = appended + 1
   end
@@ -65,15 +70,19 @@ pub struct RedisEventStream {
     redis: super::Redis,
     script: redis::Script,
     key: String,
+    max_len: u64,
 }
 
 impl RedisEventStream {
-    pub fn new(redis: super::Redis) -> Self {
+    /// The stream `{prefix}commerce.events`, keeping its newest `max_len`
+    /// entries.
+    pub fn new(redis: super::Redis, max_len: u64) -> Self {
         let key = format!("{}{STREAM}", redis.prefix());
         RedisEventStream {
             redis,
             script: redis::Script::new(APPEND_AFTER_NEWEST),
             key,
+            max_len: max_len.max(1),
         }
     }
 
@@ -122,7 +131,7 @@ impl EventPublisher for RedisEventStream {
             return Ok(0);
         }
         let mut call = self.script.key(&self.key);
-        call.arg(FIELDS * 2);
+        call.arg(self.max_len).arg(FIELDS * 2);
         for FeedEvent { cursor, event } in events {
             let data =
                 serde_json::to_string(&event.data).map_err(|e| StoreError::Unexpected(e.into()))?;

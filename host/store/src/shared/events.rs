@@ -6,13 +6,14 @@
 
 use std::fmt::Write;
 
+use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Pool};
 use uuid::Uuid;
 
 use super::columns::Amount;
 use super::rows::{EventRow, FeedRow, IdempotencyRow, ProductRow, ViewRow};
-use super::{Arg, Backend, execute, fetch_all, fetch_one, fetch_optional};
+use super::{Arg, Backend, Stmt, execute, fetch_all, fetch_one, fetch_optional};
 use crate::{classify, is_unique_violation};
 use commerce_app::ports::{
     Append, FeedCursor, FeedEvent, IdempotencyRecord, Product, ProductUpsert, StoreError,
@@ -42,6 +43,8 @@ pub(crate) trait EventSql {
     /// Idempotency key (customer_id $1, idem_key $2, request_hash $3,
     /// order_id $4, created_at $5), unless it exists.
     const INSERT_KEY: &'static str;
+    /// Up to $2 idempotency keys recorded before $1, deleted.
+    const PURGE_KEYS: &'static str;
     /// Product upsert (sku $1, name $2, unit_price $3, currency $4,
     /// on_hand $5, at $6) unless it would put on hand below reserved.
     const UPSERT_PRODUCT: &'static str;
@@ -90,7 +93,13 @@ pub(crate) async fn upsert_view<DB: Backend + EventSql>(
     conn: &mut DB::Connection,
     view: &OrderView,
 ) -> Result<(), StoreError> {
-    let statement = sqlx::query(DB::UPSERT_VIEW)
+    execute(bind_view(sqlx::query(DB::UPSERT_VIEW), view), DB::on(conn)).await?;
+    Ok(())
+}
+
+/// The view's columns, bound in `UPSERT_VIEW`'s order.
+fn bind_view<'q, DB: Backend>(statement: Stmt<'q, DB>, view: &'q OrderView) -> Stmt<'q, DB> {
+    statement
         .arg(view.id)
         .arg(view.customer_id)
         .arg(view.status.as_str().to_owned())
@@ -103,9 +112,7 @@ pub(crate) async fn upsert_view<DB: Backend + EventSql>(
         .arg(view.updated_at)
         .arg(Amount(view.subtotal))
         .arg(Json(&view.adjustments))
-        .arg(Amount(view.refunded));
-    execute(statement, DB::on(conn)).await?;
-    Ok(())
+        .arg(Amount(view.refunded))
 }
 
 /// `EventStore::load_stream`.
@@ -237,17 +244,33 @@ pub(crate) async fn unpaid_holds<DB: Backend + EventSql>(
     })
 }
 
-/// `OrderViews::replace_views`.
-pub(crate) async fn replace_views<DB: Backend + EventSql>(
+/// Views written per transaction by [`refresh_views`]: live writers of
+/// those orders wait on their rows for one such transaction at most.
+const REFRESH_CHUNK: usize = 500;
+
+/// `OrderViews::refresh_views`: each view written unless the stored one
+/// is newer (an order written since the replay read its events), then
+/// the views of orders that have no events deleted.
+pub(crate) async fn refresh_views<DB: Backend + EventSql>(
     writer: &Pool<DB>,
     views: Vec<OrderView>,
 ) -> Result<(), StoreError> {
-    let mut tx = writer.begin().await.map_err(classify)?;
-    execute(sqlx::query("DELETE FROM order_views"), DB::on(&mut tx)).await?;
-    for view in &views {
-        upsert_view::<DB>(&mut tx, view).await?;
+    let guarded = format!(
+        "{} WHERE order_views.version <= excluded.version",
+        DB::UPSERT_VIEW
+    );
+    for chunk in views.chunks(REFRESH_CHUNK) {
+        let mut tx = writer.begin().await.map_err(classify)?;
+        for view in chunk {
+            let statement = sqlx::query(AssertSqlSafe(guarded.clone()));
+            execute(bind_view(statement, view), DB::on(&mut tx)).await?;
+        }
+        tx.commit().await.map_err(classify)?;
     }
-    tx.commit().await.map_err(classify)
+    let orphans = "DELETE FROM order_views WHERE NOT EXISTS \
+         (SELECT 1 FROM events WHERE events.aggregate_id = order_views.order_id)";
+    execute(sqlx::query(orphans), DB::pool(writer)).await?;
+    Ok(())
 }
 
 /// `Catalog::upsert_product`.
@@ -263,6 +286,18 @@ pub(crate) async fn upsert_product<DB: Backend + EventSql>(
         .arg(p.on_hand)
         .arg(p.at);
     fetch_optional::<DB, ProductRow, _>(statement, DB::pool(writer)).await
+}
+
+/// `EventStore::purge_idempotency_keys`.
+pub(crate) async fn purge_keys<DB: Backend + EventSql>(
+    writer: &Pool<DB>,
+    before: DateTime<Utc>,
+    limit: u32,
+) -> Result<u64, StoreError> {
+    let statement = sqlx::query(DB::PURGE_KEYS)
+        .arg(before)
+        .arg(i64::from(limit));
+    execute(statement, DB::pool(writer)).await
 }
 
 /// `Store::ping`: one round trip.

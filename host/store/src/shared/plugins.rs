@@ -38,6 +38,8 @@ pub(crate) trait PluginSql {
     const DELETE_VERSIONS: &'static str;
     /// The bytes of (name $1, version $2).
     const BYTES: &'static str;
+    /// Versions of name $1 up to $2, except $3 and $4, deleted.
+    const PRUNE_VERSIONS: &'static str;
 }
 
 async fn fetch_record<DB: Backend + PluginSql>(
@@ -113,6 +115,32 @@ pub(crate) async fn insert_version<DB: Backend + PluginSql>(
     let record = fetch_record::<DB>(&mut tx, &new.name, version).await?;
     tx.commit().await.map_err(classify)?;
     Ok(record)
+}
+
+/// `PluginRegistry::prune_plugin_versions`.
+pub(crate) async fn prune<DB: Backend + PluginSql>(
+    writer: &Pool<DB>,
+    name: &str,
+    keep: u32,
+) -> Result<u64, StoreError> {
+    let mut tx = writer.begin().await.map_err(classify)?;
+    let Some((active, previous)) = lock_head::<DB>(&mut tx, name).await? else {
+        return Ok(0);
+    };
+    let statement = sqlx::query(DB::MAX_VERSION).arg(name.to_owned());
+    let (newest,) = fetch_one::<DB, (Option<i64>,)>(statement, DB::on(&mut tx)).await?;
+    let up_to = newest.unwrap_or(0) - i64::from(keep);
+    if up_to < 1 {
+        return Ok(0);
+    }
+    let statement = sqlx::query(DB::PRUNE_VERSIONS)
+        .arg(name.to_owned())
+        .arg(up_to)
+        .arg(active.unwrap_or(-1))
+        .arg(previous.unwrap_or(-1));
+    let pruned = execute(statement, DB::on(&mut tx)).await?;
+    tx.commit().await.map_err(classify)?;
+    Ok(pruned)
 }
 
 /// `PluginRegistry::list_plugins`.

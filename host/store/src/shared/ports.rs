@@ -159,6 +159,14 @@ macro_rules! sql_store_ports {
                 ) -> Result<Option<IdempotencyRecord>, StoreError> {
                     events::find_idempotency(self.reads(), customer_id, key).await
                 }
+
+                async fn purge_idempotency_keys(
+                    &self,
+                    before: DateTime<Utc>,
+                    limit: u32,
+                ) -> Result<u64, StoreError> {
+                    events::purge_keys(self.writes(), before, limit).await
+                }
             }
 
             #[async_trait]
@@ -178,8 +186,8 @@ macro_rules! sql_store_ports {
                     events::unpaid_holds(self.reads(), customer_id).await
                 }
 
-                async fn replace_views(&self, views: Vec<OrderView>) -> Result<(), StoreError> {
-                    events::replace_views(self.writes(), views).await
+                async fn refresh_views(&self, views: Vec<OrderView>) -> Result<(), StoreError> {
+                    events::refresh_views(self.writes(), views).await
                 }
             }
 
@@ -316,6 +324,14 @@ macro_rules! sql_store_ports {
 
                 async fn list_plugins(&self) -> Result<Vec<PluginRecord>, StoreError> {
                     plugins::list(self.reads()).await
+                }
+
+                async fn prune_plugin_versions(
+                    &self,
+                    name: &str,
+                    keep: u32,
+                ) -> Result<u64, StoreError> {
+                    plugins::prune(self.writes(), name, keep).await
                 }
 
                 async fn activate_plugin(

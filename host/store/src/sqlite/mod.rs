@@ -78,6 +78,8 @@ impl EventSql for Sqlite {
          ORDER BY tx_id, position LIMIT ?3";
     const FIND_IDEMPOTENCY: &'static str = "SELECT request_hash, order_id FROM idempotency_keys \
          WHERE customer_id = ?1 AND idem_key = ?2";
+    const PURGE_KEYS: &'static str = "DELETE FROM idempotency_keys WHERE rowid IN \
+         (SELECT rowid FROM idempotency_keys WHERE created_at < ?1 LIMIT ?2)";
     const UPSERT_PRODUCT: &'static str = "INSERT INTO products \
          (sku, name, unit_price, currency, on_hand, reserved, version, updated_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, 0, 1, ?6) \
