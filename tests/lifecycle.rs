@@ -767,6 +767,7 @@ fn run(backend: Backend) {
         let config = commerce_payment_sim::SimulatorConfig {
             slow: Duration::from_millis(150),
             hang: Duration::from_secs(5),
+            ..Default::default()
         };
         let addr = commerce_payment_sim::spawn("127.0.0.1:0", config)
             .await

@@ -11,8 +11,8 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod limits;
 pub mod orders;
-pub mod oversize;
 pub mod plugins;
 pub mod products;
 pub mod prometheus;
@@ -29,7 +29,6 @@ use axum::middleware::{Next, from_fn, from_fn_with_state, map_response};
 use axum::response::Response;
 use axum::routing::get;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
@@ -41,6 +40,8 @@ use error::ApiError;
 pub const BODY_LIMIT: usize = 64 * 1024;
 /// A request that takes longer is answered 408.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// The deadline of a plugin upload, which compiles the component.
+pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// What every handler can reach. Cheap to clone.
 #[derive(Clone)]
@@ -127,9 +128,11 @@ async fn track_http(req: axum::extract::Request, next: Next) -> Response {
 pub fn router(state: AppState) -> Router {
     crate::prometheus::handle();
     let request_id = HeaderName::from_static("x-request-id");
-    let limits = oversize::BodyLimits {
-        default: BODY_LIMIT,
-        upload: state.app.plugins.max_component_size(),
+    let route_limits = limits::RouteLimits {
+        body: BODY_LIMIT,
+        upload_body: state.app.plugins.max_component_size(),
+        timeout: REQUEST_TIMEOUT,
+        upload_timeout: UPLOAD_TIMEOUT,
     };
     Router::new()
         .route("/healthz", get(health::healthz))
@@ -141,13 +144,13 @@ pub fn router(state: AppState) -> Router {
         .merge(cart::router())
         .merge(sagas::router())
         .merge(events::router())
-        .merge(plugins::router(limits.upload))
+        .merge(plugins::router(route_limits.upload_body))
         .fallback(not_found)
         .with_state(state)
-        .layer(from_fn_with_state(limits, oversize::refuse_oversized))
+        .layer(from_fn_with_state(route_limits, limits::refuse_oversized))
         .layer(from_fn(track_http))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, REQUEST_TIMEOUT))
+        .layer(from_fn_with_state(route_limits, limits::deadline))
         .layer(map_response(error::problem_for_bare_errors))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {

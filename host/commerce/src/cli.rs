@@ -78,6 +78,10 @@ pub struct PaymentSimArgs {
     /// milliseconds: longer than any client waits.
     #[arg(long, env = "PAYMENT_SIM_HANG_MS", default_value_t = 60_000)]
     pub hang_ms: u64,
+    /// Authorizations (and stored idempotent answers) the ledger keeps;
+    /// past that the oldest are forgotten (their ids answer 404).
+    #[arg(long, env = "PAYMENT_SIM_MAX_ENTRIES", default_value_t = commerce_payment_sim::DEFAULT_MAX_ENTRIES as u64, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_entries: u64,
     /// Log format on stdout: auto is text on a terminal, JSON otherwise;
     /// filter with RUST_LOG.
     #[arg(long, env = "COMMERCE_LOG_FORMAT", value_enum, default_value = "auto")]
@@ -338,6 +342,7 @@ async fn payment_sim(args: PaymentSimArgs) -> anyhow::Result<()> {
     let config = commerce_payment_sim::SimulatorConfig {
         slow: Duration::from_millis(args.slow_ms),
         hang: Duration::from_millis(args.hang_ms),
+        max_entries: usize::try_from(args.max_entries).unwrap_or(usize::MAX),
     };
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await

@@ -71,8 +71,8 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 pub use ledger::{
-    Ledger, LedgerEntry, LedgerError, Reply, TOKEN_DECLINE, TOKEN_ERROR, TOKEN_OK, TOKEN_SLOW,
-    TOKEN_TIMEOUT,
+    DEFAULT_MAX_ENTRIES, Ledger, LedgerEntry, LedgerError, Reply, TOKEN_DECLINE, TOKEN_ERROR,
+    TOKEN_OK, TOKEN_SLOW, TOKEN_TIMEOUT,
 };
 
 use commerce_app::ports::AuthorizeRequest;
@@ -80,7 +80,7 @@ use commerce_app::ports::AuthorizeRequest;
 /// The media type of an RFC 9457 problem document.
 const PROBLEM_JSON: &str = "application/problem+json";
 
-/// How slow the slow tokens are.
+/// How slow the slow tokens are, and how much the ledger keeps.
 #[derive(Debug, Clone, Copy)]
 pub struct SimulatorConfig {
     /// How long `tok_slow` takes to answer.
@@ -88,6 +88,9 @@ pub struct SimulatorConfig {
     /// How long `tok_timeout` holds a request before answering 504: longer
     /// than any client waits.
     pub hang: Duration,
+    /// Authorizations (and stored idempotent answers) kept; the oldest go
+    /// first ([`Ledger::bounded`]).
+    pub max_entries: usize,
 }
 
 impl Default for SimulatorConfig {
@@ -95,6 +98,7 @@ impl Default for SimulatorConfig {
         SimulatorConfig {
             slow: Duration::from_millis(1500),
             hang: Duration::from_secs(60),
+            max_entries: ledger::DEFAULT_MAX_ENTRIES,
         }
     }
 }
@@ -116,7 +120,7 @@ impl SimState {
 /// The simulator's routes over a fresh, empty ledger.
 pub fn router(config: SimulatorConfig) -> Router {
     let state = SimState {
-        ledger: Arc::default(),
+        ledger: Arc::new(Mutex::new(Ledger::bounded(config.max_entries))),
         config,
     };
     Router::new()
