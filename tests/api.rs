@@ -771,6 +771,25 @@ async fn replay_rebuilds_identical_views(backend: Backend) {
     let (_, _, before) = app.get("/v1/orders?limit=100", &admin).await;
     assert_eq!(before["items"].as_array().unwrap().len(), 6);
 
+    // The replay reads the feed, which on PostgreSQL serves an event once
+    // every older transaction of the server has ended (other tests run
+    // theirs): wait until it serves every event of the six orders.
+    let events: u64 = before["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["version"].as_u64().unwrap())
+        .sum();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (_, _, feed) = app.get("/v1/events?limit=1000", &admin).await;
+        if feed["items"].as_array().unwrap().len() as u64 >= events {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{feed}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
     // Wipe the read model behind the service's back: the orders vanish...
     app.db.execute_sql("DELETE FROM order_views").await;
     let (_, _, empty) = app.get("/v1/orders?limit=100", &admin).await;
@@ -812,6 +831,23 @@ async fn probes_and_openapi(backend: Backend) {
         assert!(doc["paths"][path].is_object(), "openapi lacks {path}");
     }
     assert!(doc["components"]["schemas"]["OrderView"].is_object());
+    // Every status code a route can answer is documented, those of the
+    // layers in front of the handler included (auth, limits, extractors).
+    let patch = &doc["paths"]["/v1/orders/{id}"]["patch"]["responses"];
+    for code in [
+        "200", "400", "401", "403", "404", "408", "409", "412", "413", "415", "422", "428", "500",
+        "503",
+    ] {
+        assert!(
+            patch[code].is_object(),
+            "PATCH /v1/orders/{{id}} lacks {code}"
+        );
+    }
+    let healthz = &doc["paths"]["/healthz"]["get"]["responses"];
+    assert!(
+        healthz["401"].is_null() && healthz["413"].is_null(),
+        "{healthz}"
+    );
 }
 
 /// Cheap checks come before the plugins: a body of a thousand copies of

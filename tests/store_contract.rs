@@ -461,6 +461,10 @@ async fn replay_equals_the_inline_projection(backend: Backend) {
     };
     let inline = store.list_views(&all).await.unwrap();
     assert_eq!(inline.len(), 8);
+    // The replay reads the feed, which on PostgreSQL serves an event once
+    // every older transaction of the server has ended (other tests run
+    // theirs): wait until it serves all 20.
+    feed_until(store.as_ref(), FeedCursor::default(), 20, 100).await;
     let report = commerce_app::replay::replay_order_views(store.as_ref())
         .await
         .unwrap();

@@ -12,6 +12,7 @@ pub mod events;
 pub mod extract;
 pub mod health;
 pub mod limits;
+pub mod openapi;
 pub mod orders;
 pub mod plugins;
 pub mod products;
@@ -93,7 +94,7 @@ impl utoipa::Modify for BearerAuth {
 }
 
 async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
-    axum::Json(ApiDoc::openapi())
+    axum::Json(openapi::document())
 }
 
 async fn not_found() -> ApiError {
