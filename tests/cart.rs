@@ -881,15 +881,7 @@ async fn cart_kpis_count_each_cart_once_across_replicas(carts: Carts) {
         async move {
             let mut sum = 0.0;
             for base in bases {
-                let text = app
-                    .client
-                    .get(format!("{base}/metrics"))
-                    .send()
-                    .await
-                    .unwrap()
-                    .text()
-                    .await
-                    .unwrap();
+                let text = app.metrics_at(base).await;
                 sum += metric_sum(&text, name, &[]);
             }
             sum

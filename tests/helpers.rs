@@ -313,8 +313,13 @@ impl TestApp {
 
     /// The service's `/metrics` exposition.
     pub async fn metrics(&self) -> String {
+        self.metrics_at(&self.base).await
+    }
+
+    /// `/metrics` of the service at `base` (this one, or a replica).
+    pub async fn metrics_at(&self, base: &str) -> String {
         self.client
-            .get(format!("{}/metrics", self.base))
+            .get(format!("{base}/metrics"))
             .send()
             .await
             .expect("metrics")

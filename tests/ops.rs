@@ -467,15 +467,7 @@ async fn every_metric_the_dashboards_read_exists_from_start_up() {
     // A replica that loads the plugins from the registry (installing
     // nothing, so calling nothing) counts their calls from zero.
     let (_replica, base) = app.spawn_replica();
-    let metrics = app
-        .client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_at(&base).await;
     assert!(
         metrics
             .lines()

@@ -7,7 +7,10 @@
 
 use sqlx::Pool;
 
-use super::{Arg, Backend, execute, fetch_all, fetch_one, fetch_optional, rows::PluginRow};
+use super::{
+    Arg, Backend, execute, fetch_all, fetch_one, fetch_optional, fetch_optional_row,
+    rows::PluginRow,
+};
 use crate::classify;
 use commerce_app::ports::{NewPluginVersion, PluginRecord, StoreError};
 
@@ -65,12 +68,8 @@ async fn lock_head<DB: Backend + PluginSql>(
     conn: &mut DB::Connection,
     name: &str,
 ) -> Result<Option<(Option<i64>, Option<i64>)>, StoreError> {
-    let row = sqlx::query(DB::LOCK_HEAD)
-        .arg(name.to_owned())
-        .fetch_optional(DB::on(conn))
-        .await
-        .map_err(classify)?;
-    row.as_ref().map(DB::read).transpose()
+    let statement = sqlx::query(DB::LOCK_HEAD).arg(name.to_owned());
+    fetch_optional_row(statement, DB::on(conn)).await
 }
 
 async fn set_head<DB: Backend + PluginSql>(
