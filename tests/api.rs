@@ -848,6 +848,148 @@ async fn probes_and_openapi(backend: Backend) {
         healthz["401"].is_null() && healthz["413"].is_null(),
         "{healthz}"
     );
+    // The constraints the server enforces are in the document, so a
+    // client (or a fuzzer) generating from it sends what is accepted.
+    let param = |path: &str, method: &str, name: &str| {
+        doc["paths"][path][method]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{method} {path} has no {name}"))["schema"]
+            .clone()
+    };
+    assert_eq!(
+        param("/v1/products/{sku}", "get", "sku")["pattern"],
+        "^[A-Za-z0-9._-]{1,64}$"
+    );
+    let limit = param("/v1/orders", "get", "limit");
+    assert_eq!(
+        (limit["minimum"].as_i64(), limit["maximum"].as_i64()),
+        (Some(1), Some(100))
+    );
+    assert_eq!(param("/v1/events", "get", "limit")["maximum"], 1000);
+    let statuses = param("/v1/sagas", "get", "status")["enum"].clone();
+    assert!(
+        statuses
+            .as_array()
+            .unwrap()
+            .contains(&json!("needs_attention")),
+        "{statuses}"
+    );
+    assert!(param("/v1/orders/{id}", "patch", "If-Match")["pattern"].is_string());
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["CreateOrderRequest"]["properties"]["items"]["maxItems"],
+        100
+    );
+    assert!(
+        schemas["CreateOrderRequest"]["properties"]["currency"]["enum"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("EUR"))
+    );
+}
+
+/// Bodies are read as the document says: a JSON object (serde would also
+/// take an array of a struct's fields), whole numbers written `2.0` as
+/// well as `2`, and an optional body left out or sent as `null`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_read_as_documented() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--example-plugins"], &[]).await;
+    app.put_product("MUG", "12.50", "EUR", 100).await;
+    let (_, token) = app.customer();
+    let (status, _, body) = app
+        .call(
+            Method::POST,
+            "/v1/orders",
+            Some(&token),
+            Some(json!([[{"sku": "MUG", "quantity": 1}], "EUR"])),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["type"], "/problems/invalid-body", "{body}");
+    let (status, _, order) = app
+        .call(
+            Method::POST,
+            "/v1/orders",
+            Some(&token),
+            Some(json!({"items": [{"sku": "MUG", "quantity": 2.0}], "currency": "EUR"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["items"][0]["quantity"], 2, "{order}");
+    let (status, _, body) = app
+        .call(
+            Method::POST,
+            "/v1/orders",
+            Some(&token),
+            Some(json!({"items": [{"sku": "MUG", "quantity": 2.5}], "currency": "EUR"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // The shape of new lines is checked before the order's version: no
+    // lines is a 422 even with a stale If-Match.
+    let id = order["id"].as_str().unwrap();
+    let (status, _, body) = app
+        .call(
+            Method::PATCH,
+            &format!("/v1/orders/{id}"),
+            Some(&token),
+            Some(json!({"items": []})),
+            &[("If-Match", "\"7\"")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    for if_match in ["W/W/\"1\"", "\"1", "+1"] {
+        let (status, _, body) = app
+            .call(
+                Method::PATCH,
+                &format!("/v1/orders/{id}"),
+                Some(&token),
+                Some(json!({"items": [{"sku": "MUG", "quantity": 1}]})),
+                &[("If-Match", if_match)],
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::BAD_REQUEST,
+            "If-Match {if_match}: {body}"
+        );
+    }
+    // Activating with a null body activates the newest version; an array
+    // is refused.
+    let admin = app.admin();
+    let path = "/v1/plugins/bulk-discount/activate";
+    let (status, _, body) = app
+        .call(Method::POST, path, Some(&admin), Some(json!(null)), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["active"], true, "{body}");
+    let (status, _, body) = app
+        .call(Method::POST, path, Some(&admin), Some(json!([])), &[])
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // A decimal is digits and a fraction, nothing else.
+    for price in ["+1.00", "1e2", ".5", "1_000"] {
+        let (status, _, body) = app
+            .call(
+                Method::PUT,
+                "/v1/products/TEE",
+                Some(&admin),
+                Some(json!({"name": "Tee", "unit_price": price, "currency": "EUR", "stock": 1})),
+                &[],
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "price {price}: {body}"
+        );
+    }
 }
 
 /// Cheap checks come before the plugins: a body of a thousand copies of

@@ -170,8 +170,8 @@ async fn tok_ok_confirms_and_commits_the_stock(backend: Backend) {
         ]
     );
 
-    // `Prefer: wait=N` answers with the saga's outcome.
-    let (status, _, waited) = app
+    // `Prefer: wait=N` answers with the saga's outcome, and says so.
+    let (status, headers, waited) = app
         .call(
             Method::POST,
             "/v1/orders",
@@ -182,7 +182,10 @@ async fn tok_ok_confirms_and_commits_the_stock(backend: Backend) {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{waited}");
     assert_eq!(waited["status"], "confirmed", "{waited}");
-    let (status, _, bad) = app
+    assert_eq!(headers["preference-applied"], "wait=10");
+    // A wait that is not a number of seconds is ignored (RFC 7240): the
+    // order is placed and answered at once, without Preference-Applied.
+    let (status, headers, unwaited) = app
         .call(
             Method::POST,
             "/v1/orders",
@@ -191,14 +194,16 @@ async fn tok_ok_confirms_and_commits_the_stock(backend: Backend) {
             &[("Prefer", "wait=soon")],
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    assert_eq!(status, StatusCode::CREATED, "{unwaited}");
+    assert_eq!(unwaited["status"], "reserved", "{unwaited}");
+    assert!(headers.get("preference-applied").is_none());
 
     // The KPIs: orders by outcome, requests by route template and status.
     let metrics = app.metrics().await;
     // Each group: fragments one line of the exposition must all hold.
     let groups: [&[&str]; 5] = [
         &["commerce_orders_total{", r#"outcome="confirmed""#, "} 2"],
-        &["commerce_orders_total{", r#"outcome="placed""#, "} 2"],
+        &["commerce_orders_total{", r#"outcome="placed""#, "} 3"],
         &[
             "commerce_http_requests_total{",
             r#"route="/v1/orders""#,
@@ -959,24 +964,18 @@ async fn the_saga_api_refuses_bad_input_and_wrong_states() {
     let (status, _, body) = app.get(&format!("/v1/sagas/{unknown}"), &admin).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
-    // Prefer: wait takes a number of seconds; nothing is placed otherwise.
-    let (status, headers, body) = app
-        .call(
-            Method::POST,
-            "/v1/orders",
-            Some(&token),
-            Some(
-                json!({"items": [{"sku": "MUG", "quantity": 1}], "currency": "EUR",
-                "payment": {"token": "tok_ok"}}),
-            ),
-            &[("Prefer", "wait=soon")],
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    problem(status, &headers, &body);
-    assert_eq!(
-        product(&app, "MUG").await["on_hand"],
-        9,
-        "only the first order took stock"
-    );
+    // A query parameter the route does not take is refused, not ignored.
+    for path in [
+        "/v1/sagas?status=running&colour=red",
+        "/v1/orders?limit=5&sort=asc",
+        "/v1/events?from=0",
+    ] {
+        let (status, headers, body) = app.get(path, &admin).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        problem(status, &headers, &body);
+        assert!(
+            body["detail"].as_str().unwrap().contains("unknown field"),
+            "{body}"
+        );
+    }
 }

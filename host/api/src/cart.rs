@@ -33,6 +33,7 @@ pub fn router() -> Router<AppState> {
 pub struct PutCartItemRequest {
     /// 0 to 10000; 0 removes the line.
     #[schema(minimum = 0, maximum = 10000, example = 2)]
+    #[serde(deserialize_with = "commerce_domain::wire::whole_number")]
     pub quantity: i64,
 }
 
@@ -134,6 +135,7 @@ pub async fn clear_cart(
         ("Prefer" = Option<String>, Header, description = "`wait=N` (N ≤ 25): answer once the saga confirmed or ended the order, or after N seconds")),
     responses(
         (status = 201, body = OrderView, description = "Placed"),
+        (status = 409, description = "`out-of-stock` (the shortages listed), or `unpaid-limit`"),
         (status = 422, description = "Empty cart, or an order that would be refused"),
         (status = 503, description = "The cart storage (Redis) is unreachable"),
     ),
@@ -145,7 +147,7 @@ pub async fn checkout(
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let wait = prefer_wait(&headers)?;
+    let wait = prefer_wait(&headers);
     let placed = state
         .app
         .cart()

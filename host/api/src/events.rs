@@ -18,6 +18,8 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct FeedParams {
     /// Start after this cursor (the `next` of the previous page); from
     /// the beginning when absent.

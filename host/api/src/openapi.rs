@@ -2,7 +2,10 @@
 //! answers every route can give because of what stands in front of its
 //! handler (the token check, the body and deadline limits, the
 //! extractors of paths, queries, headers and bodies, the store), so that
-//! the document lists every status code a route can answer.
+//! the document lists every status code a route can answer, and the
+//! constraints the server enforces on what it takes ([`constraints`]).
+
+pub mod constraints;
 
 use utoipa::OpenApi as _;
 use utoipa::openapi::content::Content;
@@ -26,7 +29,11 @@ pub fn document() -> OpenApi {
         ];
         for operation in operations.into_iter().flatten() {
             add_common_answers(operation, in_path);
+            constraints::parameters(path, operation);
         }
+    }
+    if let Some(components) = doc.components.as_mut() {
+        constraints::bodies(components);
     }
     doc
 }
@@ -36,6 +43,11 @@ pub fn document() -> OpenApi {
 fn add_common_answers(operation: &mut Operation, in_path: bool) {
     let secured = operation.security.as_ref().is_some_and(|s| !s.is_empty());
     let with_body = operation.request_body.is_some();
+    let with_query = operation
+        .parameters
+        .iter()
+        .flatten()
+        .any(|p| matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query));
     let mut answers = vec![
         ("400", "A malformed path parameter, query or header."),
         ("408", "Not done within the request deadline."),
@@ -61,6 +73,12 @@ fn add_common_answers(operation: &mut Operation, in_path: bool) {
         answers.push((
             "422",
             "The body is not what the route takes (syntax, types, values).",
+        ));
+    }
+    if with_query && !with_body {
+        answers.push((
+            "422",
+            "A query parameter out of its range (e.g. a page size, a reason's length).",
         ));
     }
     for (code, description) in answers {

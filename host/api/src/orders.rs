@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::ApiError;
 use super::extract::{
-    Admin, ApiJson, ApiPath, ApiQuery, Auth, etag, idempotency_key, parse_if_match,
+    Admin, ApiJson, ApiPath, ApiQuery, Auth, OptionalJson, etag, idempotency_key, parse_if_match,
 };
 use commerce_app::Caller;
 use commerce_app::orders::{
@@ -94,7 +94,10 @@ pub struct RefundLineRequest {
 #[serde(deny_unknown_fields)]
 pub struct RefundOrderRequest {
     /// Decimal string at the currency's scale; absent: all that is left.
-    #[serde(default, with = "rust_decimal::serde::str_option")]
+    #[serde(
+        default,
+        deserialize_with = "crate::extract::decimal_str::option::deserialize"
+    )]
     #[schema(value_type = Option<String>, example = "5.00")]
     pub amount: Option<rust_decimal::Decimal>,
     #[serde(default)]
@@ -111,6 +114,8 @@ pub struct UpdateOrderRequest {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only orders in this status.
     pub status: Option<String>,
@@ -156,7 +161,8 @@ fn order_response(status: StatusCode, order: OrderView) -> Response {
         (status = 201, body = OrderView, description = "Placed"),
         (status = 400, description = "Malformed JSON or header"),
         (status = 401, description = "No valid bearer token"),
-        (status = 422, description = "Invalid order: unknown SKU, bad quantity, unsupported currency"),
+        (status = 409, description = "`out-of-stock` (the shortages listed), or `unpaid-limit`: too many unpaid orders held"),
+        (status = 422, description = "Invalid order: unknown SKU, bad quantity, unsupported currency, a SKU twice, a product priced in another currency, a plugin's objection"),
     ),
     security(("bearer" = [])))]
 pub async fn create_order(
@@ -171,7 +177,7 @@ pub async fn create_order(
         items: lines(body.items),
         payment_token: body.payment.map(|p| p.token),
     };
-    let wait = prefer_wait(&headers)?;
+    let wait = prefer_wait(&headers);
     let placed = state.app.orders().place_order(caller, request, key).await?;
     placed_answer(&state, caller, placed, wait, StatusCode::CREATED).await
 }
@@ -182,26 +188,21 @@ pub async fn create_order(
 const MAX_PREFER_WAIT: u64 = crate::REQUEST_TIMEOUT.as_secs() - 5;
 
 /// `Prefer: wait=N` (RFC 7240): how long the caller will wait for the
-/// saga's outcome. Other preferences are ignored; a wait above the
-/// maximum is capped.
-pub(crate) fn prefer_wait(headers: &HeaderMap) -> Result<Option<std::time::Duration>, ApiError> {
-    let Some(value) = headers.get("prefer") else {
-        return Ok(None);
-    };
-    let value = value.to_str().unwrap_or_default();
-    for preference in value.split([',', ';']) {
-        if let Some(n) = preference.trim().strip_prefix("wait=") {
-            let secs: u64 = n.trim().parse().map_err(|_| {
-                ApiError::from(commerce_app::AppError::BadRequest(
-                    "Prefer: wait= takes a number of seconds".into(),
-                ))
-            })?;
-            return Ok(Some(std::time::Duration::from_secs(
-                secs.min(MAX_PREFER_WAIT),
-            )));
-        }
-    }
-    Ok(None)
+/// saga's outcome. A wait above the maximum is capped. As RFC 7240 asks,
+/// preferences the server does not know or cannot follow (other tokens,
+/// a wait that is not a number of seconds) are ignored: the answer's
+/// `Preference-Applied` header says when a wait was honoured.
+pub(crate) fn prefer_wait(headers: &HeaderMap) -> Option<std::time::Duration> {
+    let value = headers.get("prefer")?.to_str().ok()?;
+    value.split([',', ';']).find_map(|preference| {
+        let secs: u64 = preference
+            .trim()
+            .strip_prefix("wait=")?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(std::time::Duration::from_secs(secs.min(MAX_PREFER_WAIT)))
+    })
 }
 
 /// The answer to a placement (an order or a cart checkout: 201) or a
@@ -222,7 +223,15 @@ pub(crate) async fn placed_answer(
             .await_outcome(caller, placed.order, settlement, wait)
             .await?;
     }
-    Ok(placed_response(placed, status))
+    let mut response = placed_response(placed, status);
+    if let Some(wait) = wait {
+        let applied = format!("wait={}", wait.as_secs());
+        response.headers_mut().insert(
+            "preference-applied",
+            applied.parse().expect("digits are a valid header"),
+        );
+    }
+    Ok(response)
 }
 
 /// `status` (201 for a placement) with the order, its Location and ETag,
@@ -301,7 +310,7 @@ pub async fn list_orders(
     request_body = UpdateOrderRequest,
     responses(
         (status = 200, body = OrderView),
-        (status = 409, description = "The order is no longer open"),
+        (status = 409, description = "The order is no longer open, or `out-of-stock` for the new lines"),
         (status = 412, description = "Stale version"),
         (status = 428, description = "If-Match missing"),
     ),
@@ -355,7 +364,7 @@ pub async fn pay_order(
     ApiJson(body): ApiJson<PayOrderRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let wait = prefer_wait(&headers)?;
+    let wait = prefer_wait(&headers);
     let placed = state
         .app
         .orders()
@@ -373,8 +382,10 @@ const DEFAULT_REFUND_WAIT: std::time::Duration = std::time::Duration::from_secs(
 /// answer waits for the refund up to `Prefer: wait`, default 10 s).
 #[utoipa::path(delete, path = "/v1/orders/{id}", tag = "orders",
     params(("id" = Uuid, Path),
+        ("If-Match" = Option<String>, Header, description = "Cancel only if the order is still at this version, e.g. \"1\""),
         ("Prefer" = Option<String>, Header, description = "`wait=N`: how long to wait for the refund of a confirmed order")),
-    responses((status = 200, body = OrderView), (status = 409, description = "Too late to cancel, or a refund of the order is in progress")),
+    responses((status = 200, body = OrderView), (status = 409, description = "Too late to cancel, or a refund of the order is in progress"),
+        (status = 412, description = "Stale version (If-Match)")),
     security(("bearer" = [])))]
 pub async fn cancel_order(
     State(state): State<AppState>,
@@ -388,7 +399,7 @@ pub async fn cancel_order(
     } else {
         "cancelled by the customer"
     };
-    let wait = prefer_wait(&headers)?.unwrap_or(DEFAULT_REFUND_WAIT);
+    let wait = prefer_wait(&headers).unwrap_or(DEFAULT_REFUND_WAIT);
     let order = state
         .app
         .orders()
@@ -468,7 +479,7 @@ pub async fn deliver_order(
         (status = 200, body = OrderView, description = "Refunded (the view shows `refunded`)"),
         (status = 202, body = OrderView, description = "Recorded; the gateway has not answered yet"),
         (status = 409, description = "`illegal-transition`: never paid; `conflict`: a refund is in progress; `refund-failed`: the gateway would not refund (the saga needs an operator)"),
-        (status = 422, description = "`refund-too-large`, `invalid-order` (lines not on the order, too many units), `invalid-request`"),
+        (status = 422, description = "`refund-too-large`, `invalid-order` (lines not on the order, too many units), `invalid-body`"),
     ),
     security(("bearer" = [])))]
 pub async fn refund_order(
@@ -476,19 +487,8 @@ pub async fn refund_order(
     Admin(caller): Admin,
     ApiPath(id): ApiPath<Uuid>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<RefundOrderRequest>,
 ) -> Result<Response, ApiError> {
-    let body: RefundOrderRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RefundOrderRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-request",
-                format!("invalid refund: {e}"),
-            )
-        })?
-    };
     let request = RefundRequest {
         amount: body.amount,
         lines: body
@@ -502,7 +502,7 @@ pub async fn refund_order(
             .collect(),
         reason: body.reason,
     };
-    let wait = prefer_wait(&headers)?.unwrap_or(DEFAULT_REFUND_WAIT);
+    let wait = prefer_wait(&headers).unwrap_or(DEFAULT_REFUND_WAIT);
     let outcome = state
         .app
         .orders()
@@ -529,7 +529,7 @@ pub async fn refund_order(
 mod tests {
     use super::*;
 
-    fn prefer(value: &str) -> Result<Option<std::time::Duration>, ApiError> {
+    fn prefer(value: &str) -> Option<std::time::Duration> {
         let mut headers = HeaderMap::new();
         headers.insert("prefer", value.parse().unwrap());
         prefer_wait(&headers)
@@ -538,15 +538,17 @@ mod tests {
     #[test]
     fn prefer_wait_is_read_and_capped_below_the_request_timeout() {
         use std::time::Duration;
-        assert_eq!(prefer_wait(&HeaderMap::new()).unwrap(), None);
-        assert_eq!(prefer("wait=10").unwrap(), Some(Duration::from_secs(10)));
+        assert_eq!(prefer_wait(&HeaderMap::new()), None);
+        assert_eq!(prefer("wait=10"), Some(Duration::from_secs(10)));
         assert_eq!(
-            prefer("respond-async, wait=5").unwrap(),
+            prefer("respond-async, wait=5"),
             Some(Duration::from_secs(5))
         );
-        assert_eq!(prefer("wait=3600").unwrap(), Some(Duration::from_secs(25)));
-        assert!(prefer("wait=30").unwrap().unwrap() < crate::REQUEST_TIMEOUT);
-        assert_eq!(prefer("return=minimal").unwrap(), None);
-        assert!(prefer("wait=soon").is_err());
+        assert_eq!(prefer("wait=3600"), Some(Duration::from_secs(25)));
+        assert!(prefer("wait=30").unwrap() < crate::REQUEST_TIMEOUT);
+        assert_eq!(prefer("return=minimal"), None);
+        // RFC 7240: a preference the server cannot follow is ignored.
+        assert_eq!(prefer("wait=soon"), None);
+        assert_eq!(prefer("wait=soon, wait=3"), Some(Duration::from_secs(3)));
     }
 }

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::error::ApiError;
-use super::extract::{Admin, ApiJson, ApiPath, ApiQuery};
+use super::extract::{Admin, ApiJson, ApiPath, ApiQuery, OptionalJson};
 use commerce_app::extensions::PluginKind;
 use commerce_app::plugins::{InstallPlugin, PluginListing};
 use commerce_app::ports::PluginRecord;
@@ -31,6 +31,8 @@ pub fn router(max_component: usize) -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UploadParams {
     /// `pricing`, `validation` or `saga-hook`; default: the world the
     /// component exports.
@@ -113,6 +115,10 @@ pub async fn list_plugins(
 #[serde(deny_unknown_fields)]
 pub struct ActivateRequest {
     /// The version to activate; default: the newest.
+    #[serde(
+        default,
+        deserialize_with = "commerce_domain::wire::optional_whole_number"
+    )]
     pub version: Option<i64>,
 }
 
@@ -125,19 +131,8 @@ pub async fn activate_plugin(
     State(state): State<AppState>,
     Admin(caller): Admin,
     ApiPath(name): ApiPath<String>,
-    body: Bytes,
+    OptionalJson(request): OptionalJson<ActivateRequest>,
 ) -> Result<axum::Json<PluginRecord>, ApiError> {
-    let request: ActivateRequest = if body.is_empty() {
-        ActivateRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-body",
-                e.to_string(),
-            )
-        })?
-    };
     Ok(axum::Json(
         state
             .app
@@ -180,6 +175,10 @@ pub async fn remove_plugin(
 #[serde(deny_unknown_fields)]
 pub struct DryRunRequest {
     /// Default: the active version, else the newest.
+    #[serde(
+        default,
+        deserialize_with = "commerce_domain::wire::optional_whole_number"
+    )]
     pub version: Option<i64>,
     /// A cart (pricing), an order (validation) or a step context
     /// (saga-hook), shaped as in wit/README.md.

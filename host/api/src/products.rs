@@ -26,13 +26,14 @@ pub struct PutProductRequest {
     #[schema(example = "Red mug")]
     pub name: String,
     /// Decimal string at most at the currency's minor unit, e.g. "12.50".
-    #[serde(with = "rust_decimal::serde::str")]
+    #[serde(deserialize_with = "crate::extract::decimal_str::deserialize")]
     #[schema(value_type = String, example = "12.50")]
     pub unit_price: Decimal,
     #[schema(value_type = String, example = "EUR")]
     pub currency: Currency,
     /// Units on hand.
     #[schema(example = 100)]
+    #[serde(deserialize_with = "commerce_domain::wire::whole_number")]
     pub stock: i64,
 }
 
@@ -47,6 +48,7 @@ fn parse_sku(sku: &str) -> Result<Sku, ApiError> {
     responses(
         (status = 200, body = ProductView),
         (status = 403, description = "Not an admin"),
+        (status = 409, description = "The new stock is below the units reserved for orders"),
         (status = 422, description = "Bad price, currency or stock"),
     ),
     security(("bearer" = [])))]

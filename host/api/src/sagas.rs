@@ -13,6 +13,7 @@ use super::error::ApiError;
 use super::extract::{Admin, ApiPath, ApiQuery};
 use commerce_app::AppError;
 use commerce_app::saga::admin::{SagaPage, SagaView};
+use commerce_domain::order::MAX_REASON_LEN;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -23,6 +24,8 @@ pub fn router() -> Router<AppState> {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct SagaListParams {
     /// running, compensating, completed, compensated or needs_attention.
     pub status: Option<String>,
@@ -33,6 +36,8 @@ pub struct SagaListParams {
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AbortParams {
     /// Why the operator gives up (kept in the saga and the order).
     pub reason: Option<String>,
@@ -105,8 +110,15 @@ pub async fn abort_saga(
     ApiPath(id): ApiPath<Uuid>,
     ApiQuery(params): ApiQuery<AbortParams>,
 ) -> Result<axum::Json<SagaView>, ApiError> {
-    if params.reason.as_ref().is_some_and(|r| r.len() > 500) {
-        return Err(AppError::Invalid("reason must be at most 500 characters".into()).into());
+    if params
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON_LEN)
+    {
+        return Err(AppError::Invalid(format!(
+            "reason must be at most {MAX_REASON_LEN} characters"
+        ))
+        .into());
     }
     Ok(axum::Json(
         state

@@ -102,7 +102,7 @@ impl Inventory<'_> {
             return Err(AppError::Forbidden);
         }
         let name = put.name.trim();
-        if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        if name.is_empty() || put.name.chars().count() > MAX_NAME_LEN {
             return Err(AppError::Invalid(format!(
                 "name must be 1 to {MAX_NAME_LEN} characters"
             )));

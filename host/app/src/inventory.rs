@@ -123,6 +123,7 @@ impl InventoryStats {
 #[serde(deny_unknown_fields)]
 pub struct AdjustStock {
     /// Units to add (positive) or remove (negative) from `on_hand`.
+    #[serde(deserialize_with = "commerce_domain::wire::whole_number")]
     pub delta: i64,
     /// Why: a delivery, a stock count, damage.
     pub reason: String,
@@ -171,7 +172,7 @@ impl Inventory<'_> {
             return Err(AppError::Forbidden);
         }
         let reason = request.reason.trim();
-        if reason.is_empty() || reason.chars().count() > MAX_ADJUST_REASON_LEN {
+        if reason.is_empty() || request.reason.chars().count() > MAX_ADJUST_REASON_LEN {
             return Err(AppError::Invalid(format!(
                 "reason must be 1 to {MAX_ADJUST_REASON_LEN} characters"
             )));

@@ -23,6 +23,7 @@ pub mod order;
 pub mod pricing;
 pub mod product;
 pub mod saga;
+pub mod wire;
 
 pub use aggregate::{Aggregate, DomainEvent};
 pub use inventory::{Shortage, Stock, StockClaim};

@@ -75,6 +75,11 @@ impl Currency {
             .ok_or_else(|| MoneyError::UnsupportedCurrency(code.chars().take(16).collect()))
     }
 
+    /// The codes of every accepted currency.
+    pub fn codes() -> impl Iterator<Item = &'static str> {
+        CURRENCIES.iter().map(|(code, _)| *code)
+    }
+
     pub fn code(&self) -> &'static str {
         self.code
     }

@@ -78,7 +78,7 @@ impl Quantity {
 
 impl<'de> Deserialize<'de> for Quantity {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let n = i64::deserialize(d)?;
+        let n = crate::wire::whole_number(d)?;
         Quantity::parse(n).map_err(serde::de::Error::custom)
     }
 }

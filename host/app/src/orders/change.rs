@@ -139,7 +139,6 @@ impl Orders<'_> {
         }
         let currency = order.currency.ok_or(OrderError::NotPlaced)?;
         let status = order.status.ok_or(OrderError::NotPlaced)?;
-        commerce_domain::order::check_skus(items.iter().map(|i| &i.sku))?;
         let skus: Vec<Sku> = items
             .iter()
             .map(|i| i.sku.clone())
@@ -225,6 +224,9 @@ impl Orders<'_> {
         if_match: u64,
         items: Vec<RequestedLine>,
     ) -> Result<OrderView, AppError> {
+        // The request's own shape (how many lines, each SKU once) first,
+        // before the order is even read.
+        commerce_domain::order::check_skus(items.iter().map(|i| &i.sku))?;
         let view = self
             .execute(caller, order_id, Some(if_match), Intent::ChangeItems(items))
             .await?;

@@ -12,7 +12,7 @@ use crate::ports::{IdempotencyRecord, PaymentIntent, SagaInstance, StoreError};
 use crate::views::OrderView;
 use crate::{AppError, Caller, Orders, now};
 
-use super::place::reserved_with_the_order;
+use super::place::{check_token, reserved_with_the_order};
 use super::*;
 use commerce_domain::{Aggregate, Order, OrderError, OrderStatus};
 
@@ -28,11 +28,7 @@ impl Orders<'_> {
         token: String,
         idempotency_key: Option<String>,
     ) -> Result<Placed, AppError> {
-        if token.is_empty() || token.len() > MAX_PAYMENT_TOKEN_LEN {
-            return Err(AppError::Invalid(format!(
-                "payment.token must be 1 to {MAX_PAYMENT_TOKEN_LEN} characters"
-            )));
-        }
+        check_token(&token)?;
         let key = match idempotency_key {
             Some(key) => {
                 check_idempotency_key(&key)?;

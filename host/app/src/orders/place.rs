@@ -327,14 +327,17 @@ pub(super) fn price_lines(
 }
 
 fn check_payment_token(request: &PlaceOrderRequest) -> Result<(), AppError> {
-    match &request.payment_token {
-        Some(token) if token.is_empty() || token.len() > MAX_PAYMENT_TOKEN_LEN => {
-            Err(AppError::Invalid(format!(
-                "payment.token must be 1 to {MAX_PAYMENT_TOKEN_LEN} characters"
-            )))
-        }
-        _ => Ok(()),
+    request.payment_token.as_deref().map_or(Ok(()), check_token)
+}
+
+/// A payment token is 1 to [`MAX_PAYMENT_TOKEN_LEN`] characters.
+pub(crate) fn check_token(token: &str) -> Result<(), AppError> {
+    if token.is_empty() || token.chars().count() > MAX_PAYMENT_TOKEN_LEN {
+        return Err(AppError::Invalid(format!(
+            "payment.token must be 1 to {MAX_PAYMENT_TOKEN_LEN} characters"
+        )));
     }
+    Ok(())
 }
 
 pub(crate) fn check_idempotency_key(key: &str) -> Result<(), AppError> {

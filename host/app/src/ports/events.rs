@@ -31,7 +31,8 @@ pub struct StoredEvent {
     pub version: u64,
     pub event_type: String,
     pub schema_version: u32,
-    #[schema(value_type = Object)]
+    /// The event's payload, shaped by `event_type` (docs/events.md).
+    #[schema(value_type = Value)]
     pub data: Value,
     pub recorded_at: DateTime<Utc>,
 }

@@ -226,16 +226,17 @@ pub fn status_str(status: SagaStatus) -> &'static str {
     }
 }
 
+/// Every saga status, in the order of a saga's life.
+pub const SAGA_STATUSES: [SagaStatus; 5] = [
+    SagaStatus::Running,
+    SagaStatus::Compensating,
+    SagaStatus::Completed,
+    SagaStatus::Compensated,
+    SagaStatus::NeedsAttention,
+];
+
 pub fn parse_status(s: &str) -> Option<SagaStatus> {
-    [
-        SagaStatus::Running,
-        SagaStatus::Compensating,
-        SagaStatus::Completed,
-        SagaStatus::Compensated,
-        SagaStatus::NeedsAttention,
-    ]
-    .into_iter()
-    .find(|st| status_str(*st) == s)
+    SAGA_STATUSES.into_iter().find(|st| status_str(*st) == s)
 }
 
 /// Saga instances, their leases and their history. Writes that carry
