@@ -1022,3 +1022,68 @@ async fn uploads_prune_old_versions_and_their_artifacts() {
     assert!(status.is_client_error(), "{status} {body}");
     assert_eq!(artifacts(&app).len(), 4, "{:?}", artifacts(&app));
 }
+
+/// A plugin written in Python (plugins/python-loyalty, built with
+/// componentize-py by scripts/python-plugin.sh): an 18 MB component whose
+/// compilation takes seconds, uploaded to a service whose requests get
+/// 1 s. The upload has a deadline of its own, so it is installed (not a
+/// 408), and the plugin prices orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_python_plugin_uploads_past_the_request_deadline_and_prices() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let built = std::process::Command::new(format!("{root}/scripts/python-plugin.sh"))
+        .output()
+        .expect("scripts/python-plugin.sh runs (python3 with venv is needed)");
+    assert!(
+        built.status.success(),
+        "building the Python plugin failed:\n{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let path = String::from_utf8(built.stdout).unwrap();
+    let bytes = std::fs::read(format!("{root}/{}", path.trim())).expect("the built component");
+    assert!(bytes.len() > 10 << 20, "{} bytes", bytes.len());
+
+    let app = TestApp::spawn_with(Backend::Sqlite, &["--request-timeout-secs", "1"], &[]).await;
+    app.put_product("MUG", "60.00", "EUR", 100).await;
+    let started = Instant::now();
+    let uploaded = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()
+        .unwrap()
+        .put(format!(
+            "{}/v1/plugins/loyalty?kind=pricing&activate=true",
+            app.base
+        ))
+        .bearer_auth(app.admin())
+        .header("content-type", "application/wasm")
+        .body(bytes)
+        .send()
+        .await
+        .expect("upload");
+    let took = started.elapsed();
+    let status = uploaded.status();
+    let body: Value = uploaded.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, StatusCode::CREATED, "after {took:?}: {body}");
+    assert!(
+        took > Duration::from_secs(1),
+        "the upload outlived the request deadline: {took:?}"
+    );
+    eprintln!(
+        "uploaded and compiled an {} MB Python component in {took:?}",
+        body["size"].as_u64().unwrap() >> 20
+    );
+
+    // 120.00 EUR reaches the 5% tier of the default configuration; 60.00
+    // reaches none.
+    let (_, token) = app.customer();
+    let (status, order) = place(&app, &token, 2).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(
+        order["adjustments"][0]["label"], "5% loyalty discount",
+        "{order}"
+    );
+    assert_eq!(order["adjustments"][0]["amount"], "6.00", "{order}");
+    assert_eq!(order["total"], "114.00", "{order}");
+    let (_, order) = place(&app, &token, 1).await;
+    assert_eq!(order["adjustments"], json!([]), "{order}");
+}

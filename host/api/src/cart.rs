@@ -147,7 +147,7 @@ pub async fn checkout(
     ApiJson(body): ApiJson<CheckoutRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let wait = prefer_wait(&headers);
+    let wait = prefer_wait(&headers, state.request_timeout);
     let placed = state
         .app
         .cart()

@@ -39,7 +39,8 @@ use error::ApiError;
 
 /// Largest request body accepted (an order of 100 lines is ~5 KiB).
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// A request that takes longer is answered 408.
+/// A request that takes longer is answered 408 (the default of
+/// `--request-timeout-secs`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The deadline of a plugin upload, which compiles the component.
 pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(300);
@@ -53,6 +54,9 @@ pub struct AppState {
     /// answers 503 from then on, so load balancers stop routing here
     /// before the listener closes.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// A request not done within it is answered 408 (plugin uploads have
+    /// [`UPLOAD_TIMEOUT`]); `Prefer: wait` is capped below it.
+    pub request_timeout: Duration,
 }
 
 #[derive(OpenApi)]
@@ -132,7 +136,7 @@ pub fn router(state: AppState) -> Router {
     let route_limits = limits::RouteLimits {
         body: BODY_LIMIT,
         upload_body: state.app.plugins.max_component_size(),
-        timeout: REQUEST_TIMEOUT,
+        timeout: state.request_timeout,
         upload_timeout: UPLOAD_TIMEOUT,
     };
     Router::new()

@@ -177,7 +177,7 @@ pub async fn create_order(
         items: lines(body.items),
         payment_token: body.payment.map(|p| p.token),
     };
-    let wait = prefer_wait(&headers);
+    let wait = prefer_wait(&headers, state.request_timeout);
     let placed = state.app.orders().place_order(caller, request, key).await?;
     placed_answer(&state, caller, placed, wait, StatusCode::CREATED).await
 }
@@ -185,14 +185,21 @@ pub async fn create_order(
 /// Longest `Prefer: wait=N` honoured: well within the request timeout,
 /// so a caller waiting for a slow saga gets the order it placed, never a
 /// 408 for an order that exists.
-const MAX_PREFER_WAIT: u64 = crate::REQUEST_TIMEOUT.as_secs() - 5;
+/// The longest `Prefer: wait` under a request deadline: five sixths of
+/// it (25 s of the default 30 s), so the answer leaves before the 408.
+pub(crate) fn max_prefer_wait(request_timeout: std::time::Duration) -> std::time::Duration {
+    request_timeout * 5 / 6
+}
 
 /// `Prefer: wait=N` (RFC 7240): how long the caller will wait for the
 /// saga's outcome. A wait above the maximum is capped. As RFC 7240 asks,
 /// preferences the server does not know or cannot follow (other tokens,
 /// a wait that is not a number of seconds) are ignored: the answer's
 /// `Preference-Applied` header says when a wait was honoured.
-pub(crate) fn prefer_wait(headers: &HeaderMap) -> Option<std::time::Duration> {
+pub(crate) fn prefer_wait(
+    headers: &HeaderMap,
+    request_timeout: std::time::Duration,
+) -> Option<std::time::Duration> {
     let value = headers.get("prefer")?.to_str().ok()?;
     value.split([',', ';']).find_map(|preference| {
         let secs: u64 = preference
@@ -201,7 +208,7 @@ pub(crate) fn prefer_wait(headers: &HeaderMap) -> Option<std::time::Duration> {
             .trim()
             .parse()
             .ok()?;
-        Some(std::time::Duration::from_secs(secs.min(MAX_PREFER_WAIT)))
+        Some(std::time::Duration::from_secs(secs).min(max_prefer_wait(request_timeout)))
     })
 }
 
@@ -364,7 +371,7 @@ pub async fn pay_order(
     ApiJson(body): ApiJson<PayOrderRequest>,
 ) -> Result<Response, ApiError> {
     let key = idempotency_key(&headers)?;
-    let wait = prefer_wait(&headers);
+    let wait = prefer_wait(&headers, state.request_timeout);
     let placed = state
         .app
         .orders()
@@ -399,7 +406,9 @@ pub async fn cancel_order(
     } else {
         "cancelled by the customer"
     };
-    let wait = prefer_wait(&headers).unwrap_or(DEFAULT_REFUND_WAIT);
+    let wait = prefer_wait(&headers, state.request_timeout)
+        .unwrap_or(DEFAULT_REFUND_WAIT)
+        .min(max_prefer_wait(state.request_timeout));
     let order = state
         .app
         .orders()
@@ -502,7 +511,9 @@ pub async fn refund_order(
             .collect(),
         reason: body.reason,
     };
-    let wait = prefer_wait(&headers).unwrap_or(DEFAULT_REFUND_WAIT);
+    let wait = prefer_wait(&headers, state.request_timeout)
+        .unwrap_or(DEFAULT_REFUND_WAIT)
+        .min(max_prefer_wait(state.request_timeout));
     let outcome = state
         .app
         .orders()
@@ -532,13 +543,13 @@ mod tests {
     fn prefer(value: &str) -> Option<std::time::Duration> {
         let mut headers = HeaderMap::new();
         headers.insert("prefer", value.parse().unwrap());
-        prefer_wait(&headers)
+        prefer_wait(&headers, crate::REQUEST_TIMEOUT)
     }
 
     #[test]
     fn prefer_wait_is_read_and_capped_below_the_request_timeout() {
         use std::time::Duration;
-        assert_eq!(prefer_wait(&HeaderMap::new()), None);
+        assert_eq!(prefer_wait(&HeaderMap::new(), crate::REQUEST_TIMEOUT), None);
         assert_eq!(prefer("wait=10"), Some(Duration::from_secs(10)));
         assert_eq!(
             prefer("respond-async, wait=5"),

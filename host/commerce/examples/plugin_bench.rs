@@ -31,6 +31,10 @@ struct Args {
     /// Lines in the cart.
     #[arg(long, default_value_t = 20)]
     lines: usize,
+    /// Also measure this pricing component alone, e.g. the Python example
+    /// built by scripts/python-plugin.sh.
+    #[arg(long)]
+    component: Option<std::path::PathBuf>,
 }
 
 fn quote(lines: usize) -> Quote {
@@ -113,6 +117,9 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = host_rows(args.iterations, &quote);
     let native_p50 = rows[0].1;
     rows.extend(plugin_rows(&app, &runtime, args.iterations, &quote).await?);
+    if let Some(path) = &args.component {
+        rows.push(component_row(&app, &runtime, args.iterations, &quote, path).await?);
+    }
 
     println!(
         "{}-line cart, {} iterations, one thread; microseconds",
@@ -213,6 +220,37 @@ async fn plugin_rows(
         validation.2,
     ));
     Ok(rows)
+}
+
+/// The pricing component at `path`, alone (the examples removed).
+async fn component_row(
+    app: &App,
+    runtime: &PluginRuntime,
+    iterations: usize,
+    quote: &Quote,
+    path: &Path,
+) -> anyhow::Result<Row> {
+    let admin = Caller {
+        subject: Uuid::nil(),
+        role: Role::Admin,
+    };
+    for name in ["bulk-discount", "quantity-rules"] {
+        app.registry().remove_plugin(admin, name).await?;
+    }
+    let bytes = std::fs::read(path)?;
+    let install = InstallPlugin {
+        name: "component".into(),
+        kind: PluginKind::Pricing,
+        bytes,
+        config: None,
+        priority: 100,
+        activate: true,
+    };
+    app.registry().install_plugin(admin, install).await?;
+    let (p50, p99, p999) = measure(iterations, || {
+        black_box(runtime.evaluate_now(quote).expect("the component prices"));
+    });
+    Ok(("--component alone", p50, p99, p999))
 }
 
 /// The install request of the example plugin `name`, active.

@@ -150,6 +150,12 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free one (logged at start-up).
     #[arg(long, env = "COMMERCE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Seconds a request may take before it is answered 408 (a plugin
+    /// upload, which compiles the component, has 5 minutes);
+    /// `Prefer: wait` is capped at five sixths of it.
+    #[arg(long, env = "COMMERCE_REQUEST_TIMEOUT_SECS", default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
     #[command(flatten)]
     pub store: StoreArgs,
     #[command(flatten)]
@@ -329,6 +335,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let sagas = app.clone();
     let app = Application::build(&args.listen, app, JwtKeys::new(&secret))
         .await?
+        .with_request_timeout(std::time::Duration::from_secs(args.request_timeout_secs))
         .with_shutdown(args.shutdown.settings());
     tracing::info!(addr = %app.local_addr(), backend = store.backend(), carts = carts_backend, "listening");
     app.run_until_stopped().await?;

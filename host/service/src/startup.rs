@@ -196,7 +196,7 @@ impl Default for ShutdownSettings {
 
 pub struct Application {
     listener: TcpListener,
-    router: axum::Router,
+    state: AppState,
     /// Shared with `/readyz`: set when the shutdown signal arrives.
     stopping: Arc<AtomicBool>,
     shutdown: ShutdownSettings,
@@ -213,13 +213,21 @@ impl Application {
             app,
             keys: Arc::new(keys),
             stopping: stopping.clone(),
+            request_timeout: api::REQUEST_TIMEOUT,
         };
         Ok(Application {
             listener,
-            router: api::router(state),
+            state,
             stopping,
             shutdown: ShutdownSettings::default(),
         })
+    }
+
+    /// Answers 408 to a request not done within `timeout` (plugin uploads
+    /// have a deadline of their own) rather than after 30 s.
+    pub fn with_request_timeout(mut self, timeout: Duration) -> Self {
+        self.state.request_timeout = timeout;
+        self
     }
 
     /// Stops with `settings` rather than the defaults.
@@ -245,10 +253,11 @@ impl Application {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Application {
             listener,
-            router,
+            state,
             stopping,
             shutdown,
         } = self;
+        let router = api::router(state);
         let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
         let unready_then_drain = async move {
             shutdown_signal().await;
