@@ -235,6 +235,7 @@ async fn install_unchecked(app: &TestApp, case: &Case) {
             bytes: component(case.name),
             config: case.config.into(),
             priority: 1,
+            listen: None,
             at: chrono::Utc::now(),
         })
         .await

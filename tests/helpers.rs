@@ -276,16 +276,30 @@ impl TestApp {
         config: Option<&str>,
         activate: bool,
     ) -> (StatusCode, Value) {
-        let mut url = format!("{}/v1/plugins/{name}?activate={activate}", self.base);
+        let mut query = format!("{name}?activate={activate}");
         if let Some(kind) = kind {
-            url.push_str(&format!("&kind={kind}"));
+            query.push_str(&format!("&kind={kind}"));
         }
         if let Some(config) = config {
-            url.push_str(&format!("&config={}", encode(config)));
+            query.push_str(&format!("&config={}", encode(config)));
         }
-        let resp = self
-            .client
-            .put(url)
+        self.upload_at(&query, bytes).await
+    }
+
+    /// `PUT /v1/plugins/{query}` with a component, as an admin.
+    pub async fn upload_at(&self, query: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+        self.upload_with(&self.client, query, bytes).await
+    }
+
+    /// The same, through `client` (e.g. one with a longer timeout).
+    pub async fn upload_with(
+        &self,
+        client: &reqwest::Client,
+        query: &str,
+        bytes: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        let resp = client
+            .put(format!("{}/v1/plugins/{query}", self.base))
             .bearer_auth(self.admin())
             .header("content-type", "application/wasm")
             .body(bytes)

@@ -266,6 +266,7 @@ async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
             bytes: crate::helpers::component("evil_trap"),
             config: "{}".into(),
             priority: 1,
+            listen: None,
             at: chrono::Utc::now(),
         })
         .await

@@ -24,6 +24,7 @@ both_backends!(
     rollback_restores_the_previous_behaviour,
     a_plugin_written_in_another_language_runs,
     failing_plugins_follow_the_failure_policy,
+    hooks_are_called_only_where_they_listen,
 );
 
 const TEN_PERCENT: &str = r#"{"tiers":[{"min_quantity":10,"percent":10}]}"#;
@@ -488,6 +489,7 @@ async fn activate_unchecked(app: &TestApp, name: &str, bytes: Vec<u8>) {
             bytes,
             config: "{}".into(),
             priority: 1,
+            listen: None,
             at: chrono::Utc::now(),
         })
         .await
@@ -568,6 +570,7 @@ async fn malicious_components_are_stopped_with_typed_errors_while_good_calls_suc
                 bytes: component("bulk_discount"),
                 config: Some(TEN_PERCENT.into()),
                 priority: 100,
+                listen: None,
                 activate: true,
             },
         )
@@ -843,6 +846,7 @@ async fn saga_hooks_continue_or_veto() {
                 bytes: component("high_value_hold"),
                 config: Some(r#"{"max_total":100000}"#.into()),
                 priority: 100,
+                listen: None,
                 activate: true,
             },
         )
@@ -1046,23 +1050,13 @@ async fn a_large_python_plugin_uploads_past_the_request_deadline_and_prices() {
     let app = TestApp::spawn_with(Backend::Sqlite, &["--request-timeout-secs", "1"], &[]).await;
     app.put_product("MUG", "60.00", "EUR", 100).await;
     let started = Instant::now();
-    let uploaded = reqwest::Client::builder()
+    let patient = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
         .build()
-        .unwrap()
-        .put(format!(
-            "{}/v1/plugins/loyalty?kind=pricing&activate=true",
-            app.base
-        ))
-        .bearer_auth(app.admin())
-        .header("content-type", "application/wasm")
-        .body(bytes)
-        .send()
-        .await
-        .expect("upload");
+        .unwrap();
+    let query = "loyalty?kind=pricing&activate=true";
+    let (status, body) = app.upload_with(&patient, query, bytes).await;
     let took = started.elapsed();
-    let status = uploaded.status();
-    let body: Value = uploaded.json().await.unwrap_or(Value::Null);
     assert_eq!(status, StatusCode::CREATED, "after {took:?}: {body}");
     assert!(
         took > Duration::from_secs(1),
@@ -1086,4 +1080,109 @@ async fn a_large_python_plugin_uploads_past_the_request_deadline_and_prices() {
     assert_eq!(order["total"], "114.00", "{order}");
     let (_, order) = place(&app, &token, 1).await;
     assert_eq!(order["adjustments"], json!([]), "{order}");
+}
+
+/// Successful calls of `plugin` so far, from the service's metrics.
+async fn calls_of(app: &TestApp, plugin: &str) -> u64 {
+    let metrics = app.metrics().await;
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("commerce_plugin_calls_total{"))
+        .filter(|l| l.contains(&format!("plugin=\"{plugin}\"")) && l.contains("outcome=\"ok\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
+        .sum()
+}
+
+async fn confirmed_order(app: &TestApp, token: &str) {
+    let (status, _, order) = app
+        .call(
+            Method::POST,
+            "/v1/orders",
+            Some(token),
+            Some(json!({"items": [{"sku": "MUG", "quantity": 1}], "currency": "EUR", "payment": {"token": "tok_ok"}})),
+            &[("Prefer", "wait=10")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["status"], "confirmed", "{order}");
+}
+
+/// A saga hook is called only at the steps and phases it listens to: the
+/// example `high-value-hold` listens before authorize-payment, so a
+/// confirmed order costs one hook call, not one before and after every
+/// step.
+async fn hooks_are_called_only_where_they_listen(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &["--example-plugins"], &[]).await;
+    app.put_product("MUG", "10.00", "EUR", 1_000).await;
+    let admin = app.admin();
+    let (_, _, listing) = app.get("/v1/plugins", &admin).await;
+    let hold = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "high-value-hold")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        hold["listen"],
+        json!(["authorize-payment:before"]),
+        "{hold}"
+    );
+    let (_, token) = app.customer();
+    // Installing counted the smoke calls of the upload checks.
+    let installed_hold = calls_of(&app, "high-value-hold").await;
+    for _ in 0..3 {
+        confirmed_order(&app, &token).await;
+    }
+    let hold = calls_of(&app, "high-value-hold").await - installed_hold;
+    assert_eq!(hold, 3, "one call per order");
+
+    // The same hook listening everywhere: called before and after each
+    // step of the saga.
+    let (status, body) = app
+        .upload(
+            "hold-everywhere",
+            component("high_value_hold"),
+            Some("saga-hook"),
+            Some(r#"{"max_total":100000000}"#),
+            true,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["listen"], Value::Null, "{body}");
+    let installed = calls_of(&app, "hold-everywhere").await;
+    confirmed_order(&app, &token).await;
+    let everywhere = calls_of(&app, "hold-everywhere").await - installed;
+    eprintln!(
+        "hook calls per confirmed order: {everywhere} listening everywhere, 1 listening before authorize-payment"
+    );
+    assert_eq!(
+        everywhere, 6,
+        "before and after authorize, capture and notify"
+    );
+    assert_eq!(calls_of(&app, "high-value-hold").await - installed_hold, 4);
+
+    // Listen points are checked: saga steps and phases, for saga hooks.
+    for (query, bytes) in [
+        (
+            "odd?kind=saga-hook&listen=authorise-payment",
+            component("high_value_hold"),
+        ),
+        (
+            "odd?kind=saga-hook&listen=notify:during",
+            component("high_value_hold"),
+        ),
+        ("odd?kind=pricing&listen=notify", component("bulk_discount")),
+    ] {
+        let (status, body) = app.upload_at(query, bytes).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+    }
+    let query = "hold-after?kind=saga-hook&listen=notify,capture-payment:after";
+    let (status, body) = app.upload_at(query, component("high_value_hold")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["listen"],
+        json!(["notify:before", "notify:after", "capture-payment:after"]),
+        "{body}"
+    );
 }

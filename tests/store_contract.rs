@@ -729,6 +729,7 @@ async fn old_plugin_versions_are_pruned_but_never_the_active_or_rollback_one(bac
         bytes: vec![n; 8],
         config: "{}".into(),
         priority: 1,
+        listen: None,
         at: Utc::now(),
     };
     for n in 1..=5 {

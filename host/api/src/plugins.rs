@@ -41,6 +41,10 @@ pub struct UploadParams {
     pub priority: Option<i32>,
     /// JSON configuration handed to the plugin by `host.config()`.
     pub config: Option<String>,
+    /// Saga hooks: the steps it is called at, comma-separated, each alone
+    /// (before and after) or as `step:before` / `step:after`, e.g.
+    /// `authorize-payment:before`; default: before and after every step.
+    pub listen: Option<String>,
     /// Activate the new version at once (default false).
     pub activate: Option<bool>,
 }
@@ -69,6 +73,12 @@ pub async fn upload_plugin(
         ));
     }
     let config = params.config.clone().unwrap_or_else(|| "{}".into());
+    let listen = params
+        .listen
+        .as_deref()
+        .map(commerce_app::extensions::parse_listen)
+        .transpose()
+        .map_err(|e| ApiError::from(commerce_app::AppError::Invalid(format!("listen: {e}"))))?;
     let kind = match params.kind.as_deref() {
         Some(k) => PluginKind::parse(k).ok_or_else(|| {
             ApiError::bad_request("kind must be pricing, validation or saga-hook")
@@ -94,6 +104,7 @@ pub async fn upload_plugin(
                 bytes: body.to_vec(),
                 config: params.config,
                 priority: params.priority.unwrap_or(100),
+                listen,
                 activate: params.activate.unwrap_or(false),
             },
         )

@@ -120,9 +120,90 @@ pub trait Extensions: Send + Sync {
     async fn evaluate(&self, quote: Quote) -> Result<Evaluation, ExtensionFailed>;
     /// Runs the active saga hooks for one step and phase.
     async fn run_hooks(&self, context: HookContext) -> Result<HookOutcome, ExtensionFailed>;
-    /// Whether any saga hook is active (so a saga can skip building the
-    /// hooks' context when none is).
-    fn has_saga_hooks(&self) -> bool {
+    /// Whether an active saga hook listens at this step and phase (so a
+    /// saga can skip building the hooks' context when none does).
+    fn has_saga_hooks_at(&self, step: &str, before: bool) -> bool {
+        let _ = (step, before);
         true
+    }
+}
+
+/// Whether a saga hook that listens at `listen` (`step:before` and
+/// `step:after` entries; `None`: everywhere) is called at this step and
+/// phase.
+pub fn listens_at(listen: Option<&[String]>, step: &str, before: bool) -> bool {
+    let phase = if before { "before" } else { "after" };
+    listen.is_none_or(|points| {
+        points
+            .iter()
+            .any(|p| p.split_once(':') == Some((step, phase)))
+    })
+}
+
+/// Parses where a saga hook listens: comma-separated saga steps, each
+/// alone (both phases) or as `step:before` / `step:after`; the answer
+/// holds one `step:phase` entry per point, in order, without repeats.
+pub fn parse_listen(text: &str) -> Result<Vec<String>, String> {
+    let mut points: Vec<String> = Vec::new();
+    for item in text.split(',') {
+        let (step, phases): (&str, &[&str]) = match item.split_once(':') {
+            None => (item, &["before", "after"]),
+            Some((step, "before")) => (step, &["before"]),
+            Some((step, "after")) => (step, &["after"]),
+            Some(_) => return Err(format!("{item:?}: the phase is before or after")),
+        };
+        if commerce_domain::saga::Step::parse(step).is_none() {
+            let known: Vec<&str> = commerce_domain::saga::Step::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect();
+            return Err(format!(
+                "{step:?} is not a saga step; one of {}",
+                known.join(", ")
+            ));
+        }
+        for phase in phases {
+            let point = format!("{step}:{phase}");
+            if !points.contains(&point) {
+                points.push(point);
+            }
+        }
+    }
+    Ok(points)
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use super::*;
+
+    #[test]
+    fn listen_points_are_parsed_and_matched() {
+        let points = parse_listen("authorize-payment:before,notify").unwrap();
+        assert_eq!(
+            points,
+            ["authorize-payment:before", "notify:before", "notify:after"]
+        );
+        assert!(listens_at(Some(&points), "authorize-payment", true));
+        assert!(!listens_at(Some(&points), "authorize-payment", false));
+        assert!(listens_at(Some(&points), "notify", false));
+        assert!(!listens_at(Some(&points), "capture-payment", true));
+        assert!(
+            listens_at(None, "capture-payment", true),
+            "no points: everywhere"
+        );
+        assert_eq!(
+            parse_listen("notify,notify:after").unwrap(),
+            ["notify:before", "notify:after"]
+        );
+        for bad in [
+            "",
+            "authorise-payment",
+            "notify:during",
+            "notify, notify",
+            "notify,",
+            ":before",
+        ] {
+            assert!(parse_listen(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -79,6 +79,9 @@ pub struct InstallPlugin {
     pub bytes: Vec<u8>,
     pub config: Option<String>,
     pub priority: i32,
+    /// Saga hooks only: where it is called (see
+    /// [`crate::extensions::parse_listen`]); `None`: at every step.
+    pub listen: Option<Vec<String>>,
     pub activate: bool,
 }
 
@@ -131,6 +134,14 @@ impl Registry<'_> {
         }
         serde_json::from_str::<serde_json::Value>(&config)
             .map_err(|e| AppError::Invalid(format!("config is not JSON: {e}")))?;
+        if install.listen.is_some() && install.kind != PluginKind::SagaHook {
+            return Err(AppError::Invalid(
+                "listen is for saga hooks: pricing and validation plugins are called for every order".into(),
+            ));
+        }
+        if install.listen.as_ref().is_some_and(Vec::is_empty) {
+            return Err(AppError::Invalid("listen names no step".into()));
+        }
         let max = self.plugins.max_component_size();
         if install.bytes.len() > max {
             return Err(AppError::PluginRejected(format!(
@@ -159,6 +170,7 @@ impl Registry<'_> {
                 bytes,
                 config,
                 priority: install.priority,
+                listen: install.listen,
                 at: now(),
             })
             .await?

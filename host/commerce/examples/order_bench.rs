@@ -154,9 +154,9 @@ async fn start_service(
         app
     };
     if args.plugins {
-        for (name, bytes, config) in commerce_bundled::EXAMPLES {
-            commerce_plugins::watcher::install(&app, name, bytes.to_vec(), (*config).to_owned())
-                .await;
+        for (name, bytes, config, listen) in commerce_bundled::EXAMPLES {
+            let config = (*config).to_owned();
+            commerce_plugins::watcher::install(&app, name, bytes.to_vec(), config, *listen).await;
         }
     }
     let inventory = app.inventory_stats.clone();

@@ -187,6 +187,7 @@ async fn plugin_rows(
                 )?,
                 config: None,
                 priority: 100,
+                listen: None,
                 activate: true,
             },
         )
@@ -244,6 +245,7 @@ async fn component_row(
         bytes,
         config: None,
         priority: 100,
+        listen: None,
         activate: true,
     };
     app.registry().install_plugin(admin, install).await?;
@@ -255,9 +257,9 @@ async fn component_row(
 
 /// The install request of the example plugin `name`, active.
 fn example(name: &str, kind: PluginKind) -> InstallPlugin {
-    let (_, bytes, config) = commerce_bundled::EXAMPLES
+    let (_, bytes, config, _) = commerce_bundled::EXAMPLES
         .iter()
-        .find(|(n, _, _)| *n == name)
+        .find(|(n, _, _, _)| *n == name)
         .unwrap();
     InstallPlugin {
         name: name.into(),
@@ -265,6 +267,7 @@ fn example(name: &str, kind: PluginKind) -> InstallPlugin {
         bytes: bytes.to_vec(),
         config: Some((*config).into()),
         priority: 100,
+        listen: None,
         activate: true,
     }
 }

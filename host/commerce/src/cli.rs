@@ -116,6 +116,11 @@ pub enum PluginAction {
         /// JSON configuration handed to the plugin by `host.config()`.
         #[arg(long)]
         config: Option<String>,
+        /// Saga hooks: the steps it is called at, comma-separated, each
+        /// alone (before and after) or as STEP:before / STEP:after, e.g.
+        /// `authorize-payment:before`; default: before and after every step.
+        #[arg(long, value_parser = parse_listen_arg)]
+        listen: Option<Vec<String>>,
         /// Activate the new version at once.
         #[arg(long)]
         activate: bool,
@@ -392,6 +397,7 @@ async fn plugin_action(app: &App, action: PluginAction) -> anyhow::Result<serde_
             kind,
             priority,
             config,
+            listen,
             activate,
         } => {
             let bytes =
@@ -409,6 +415,7 @@ async fn plugin_action(app: &App, action: PluginAction) -> anyhow::Result<serde_
                         bytes,
                         config,
                         priority,
+                        listen,
                         activate,
                     },
                 )
@@ -473,6 +480,11 @@ async fn plugin_kind(
             .await
             .context("the component exports none of the plugin worlds (or its smoke call fails); pass --kind to see why"),
     }
+}
+
+/// `--listen`, checked as the API checks it.
+fn parse_listen_arg(text: &str) -> Result<Vec<String>, String> {
+    commerce_app::extensions::parse_listen(text)
 }
 
 #[cfg(test)]

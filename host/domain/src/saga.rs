@@ -46,6 +46,19 @@ pub enum Step {
 }
 
 impl Step {
+    pub const ALL: [Step; 6] = [
+        Step::ReserveInventory,
+        Step::AuthorizePayment,
+        Step::CapturePayment,
+        Step::Notify,
+        Step::RecordRefund,
+        Step::RefundPayment,
+    ];
+
+    pub fn parse(s: &str) -> Option<Step> {
+        Step::ALL.into_iter().find(|step| step.as_str() == s)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Step::ReserveInventory => "reserve-inventory",

@@ -76,14 +76,25 @@ async fn scan(
         let name = stem.to_ascii_lowercase().replace('_', "-");
         let bytes = std::fs::read(&path)?;
         let config = std::fs::read_to_string(&config_path).unwrap_or_else(|_| "{}".into());
-        install(app, &name, bytes, config).await;
+        install(app, &name, bytes, config, None).await;
     }
     Ok(())
 }
 
-/// Installs and activates `bytes` as `name`, unless the active version
-/// already has these bytes and this configuration.
-pub async fn install(app: &App, name: &str, bytes: Vec<u8>, config: String) {
+/// Installs and activates `bytes` as `name` (a saga hook listening at
+/// `listen`, see `parse_listen`; `None`: everywhere), unless the active
+/// version already has these bytes, configuration and listen points.
+pub async fn install(app: &App, name: &str, bytes: Vec<u8>, config: String, listen: Option<&str>) {
+    let listen = match listen
+        .map(commerce_app::extensions::parse_listen)
+        .transpose()
+    {
+        Ok(listen) => listen,
+        Err(e) => {
+            tracing::error!(plugin = %name, error = %e, "not installed: bad listen points");
+            return;
+        }
+    };
     let system = Caller {
         subject: uuid::Uuid::nil(),
         role: Role::Admin,
@@ -95,6 +106,7 @@ pub async fn install(app: &App, name: &str, bytes: Vec<u8>, config: String) {
                 && p.record.active
                 && p.record.sha256 == sha256
                 && p.record.config == config
+                && p.record.listen == listen
         })
     {
         return;
@@ -109,6 +121,7 @@ pub async fn install(app: &App, name: &str, bytes: Vec<u8>, config: String) {
         bytes,
         config: Some(config),
         priority: 100,
+        listen,
         activate: true,
     };
     match app.registry().install_plugin(system, install).await {

@@ -28,8 +28,14 @@ use commerce_store::redis::cart::RedisCarts;
 use commerce_store::redis::stock::RedisStockCache;
 use commerce_store::redis::stream::RedisEventStream;
 
-/// A plugin shipped with the binary: (name, component, configuration).
-pub type BundledPlugin = (&'static str, &'static [u8], &'static str);
+/// A plugin shipped with the binary: (name, component, configuration,
+/// where a saga hook listens: see `commerce_app::extensions::parse_listen`).
+pub type BundledPlugin = (
+    &'static str,
+    &'static [u8],
+    &'static str,
+    Option<&'static str>,
+);
 
 /// Everything the service is wired with, beside its store. `commerce
 /// serve` and the load generator's in-process service both build one and
@@ -121,8 +127,9 @@ pub async fn wire(store: Arc<dyn Store>, wiring: Wiring) -> anyhow::Result<App> 
         app.background
             .spawn(OutboxRelay::new(app.store.clone(), stream, wiring.outbox).run());
     }
-    for (name, bytes, config) in wiring.bundled_plugins {
-        commerce_plugins::watcher::install(&app, name, bytes.to_vec(), (*config).to_owned()).await;
+    for (name, bytes, config, listen) in wiring.bundled_plugins {
+        let config = (*config).to_owned();
+        commerce_plugins::watcher::install(&app, name, bytes.to_vec(), config, *listen).await;
     }
     if let Some(dir) = wiring.plugin_dir {
         commerce_plugins::watcher::spawn(app.clone(), dir);

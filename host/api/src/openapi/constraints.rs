@@ -28,6 +28,16 @@ fn idempotency_key_pattern() -> String {
     format!("^[!-~]{{1,{}}}$", orders::MAX_IDEMPOTENCY_KEY_LEN)
 }
 
+/// Where a saga hook listens: what `parse_listen` takes.
+fn listen_pattern() -> String {
+    let steps: Vec<&str> = commerce_domain::saga::Step::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    let point = format!("({})(:(before|after))?", steps.join("|"));
+    format!("^{point}(,{point})*$")
+}
+
 /// `If-Match`: an order version, as its ETag (`"3"`, weak or not) or bare.
 pub const IF_MATCH_PATTERN: &str = r#"^(W/)?("[0-9]{1,18}"|[0-9]{1,18})$"#;
 
@@ -74,6 +84,7 @@ fn constrain_parameter(path: &str, parameter: &mut Parameter) {
         "kind" => enumeration(["pricing", "validation", "saga-hook"]),
         "reason" => string(None, None, Some(MAX_REASON_LEN)),
         "config" => string(None, None, Some(plugins::MAX_CONFIG_LEN)),
+        "listen" => string(Some(listen_pattern()), None, None),
         _ => return,
     };
     parameter.schema = Some(RefOr::T(schema));

@@ -18,6 +18,9 @@ pub struct PluginRecord {
     pub config: String,
     /// Lower runs first; ties are broken by name.
     pub priority: i32,
+    /// Saga hooks only: the steps and phases it is called at
+    /// (`authorize-payment:before`, ...); null: at every one.
+    pub listen: Option<Vec<String>>,
     /// Size of the component in bytes.
     pub size: i64,
     pub active: bool,
@@ -33,6 +36,8 @@ pub struct NewPluginVersion {
     pub bytes: Vec<u8>,
     pub config: String,
     pub priority: i32,
+    /// See [`PluginRecord::listen`].
+    pub listen: Option<Vec<String>>,
     pub at: DateTime<Utc>,
 }
 

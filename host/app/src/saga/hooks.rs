@@ -24,7 +24,7 @@ impl Sagas<'_> {
         before: bool,
         out: &mut Round,
     ) -> Result<Option<String>, AppError> {
-        if !self.plugins.has_saga_hooks() {
+        if !self.plugins.has_saga_hooks_at(step.as_str(), before) {
             return Ok(None);
         }
         let context = HookContext {

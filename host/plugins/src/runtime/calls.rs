@@ -312,7 +312,10 @@ impl PluginRuntime {
     ) -> Result<HookOutcome, ExtensionFailed> {
         let total = convert::priced_total(&context.quote, &context.adjustments);
         let wit_context = convert::step_context(context, total);
-        for plugin in set.of(PluginKind::SagaHook) {
+        let listening = set
+            .of(PluginKind::SagaHook)
+            .filter(|p| p.listens_at(&context.step, context.before));
+        for plugin in listening {
             match self.call_hook(plugin, &wit_context) {
                 Ok(wit::Decision::Continue) => {}
                 Ok(wit::Decision::Veto(reason)) => {

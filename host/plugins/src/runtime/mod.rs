@@ -163,10 +163,17 @@ struct Loaded {
     sha256: String,
     kind: PluginKind,
     config: Arc<str>,
+    /// Saga hooks: where it is called (`None`: everywhere).
+    listen: Option<Arc<[String]>>,
     linked: Linked,
 }
 
 impl Loaded {
+    /// Whether this saga hook is called at `step`, before or after.
+    fn listens_at(&self, step: &str, before: bool) -> bool {
+        commerce_app::extensions::listens_at(self.listen.as_deref(), step, before)
+    }
+
     fn reference(&self) -> PluginRef {
         PluginRef {
             name: self.name.clone(),
@@ -449,6 +456,7 @@ impl PluginRuntime {
                 sha256: record.sha256,
                 kind: record.kind,
                 config: Arc::from(record.config.as_str()),
+                listen: record.listen.map(Arc::from),
                 linked,
             });
         }
@@ -481,13 +489,17 @@ impl Extensions for PluginRuntime {
         .await
     }
 
-    fn has_saga_hooks(&self) -> bool {
-        self.active.load().of(PluginKind::SagaHook).next().is_some()
+    fn has_saga_hooks_at(&self, step: &str, before: bool) -> bool {
+        self.active
+            .load()
+            .of(PluginKind::SagaHook)
+            .any(|p| p.listens_at(step, before))
     }
 
     async fn run_hooks(&self, context: HookContext) -> Result<HookOutcome, ExtensionFailed> {
         let set = self.active.load_full();
-        if set.of(PluginKind::SagaHook).next().is_none() {
+        let listening = |p: &Loaded| p.listens_at(&context.step, context.before);
+        if !set.of(PluginKind::SagaHook).any(listening) {
             return Ok(HookOutcome::Continue);
         }
         self.in_slot(PluginKind::SagaHook, move |runtime| {
@@ -533,6 +545,7 @@ impl PluginHost for PluginRuntime {
                 sha256: record.sha256.clone(),
                 kind: record.kind,
                 config: Arc::from(record.config.as_str()),
+                listen: record.listen.clone().map(Arc::from),
                 linked: runtime.link(record.kind, &component).map_err(PluginRejected)?,
             };
             let bad_input = |e: serde_json::Error| {

@@ -51,6 +51,7 @@ impl PluginRuntime {
             sha256,
             kind,
             config: Arc::from(config),
+            listen: None,
             linked,
         };
         let quote = sample_quote();

@@ -34,7 +34,7 @@ pub(crate) trait PluginSql {
     /// The kind of head $1, locked where needed.
     const HEAD_KIND: &'static str;
     /// Version after the last of name $1 (kind $2, sha256 $3, bytes $4,
-    /// config $5, priority $6, created_at $7), returning it.
+    /// config $5, priority $6, created_at $7, listen $8), returning it.
     const INSERT_VERSION: &'static str;
     const MAX_VERSION: &'static str;
     const DELETE_HEAD: &'static str;
@@ -109,7 +109,8 @@ pub(crate) async fn insert_version<DB: Backend + PluginSql>(
         .arg(new.bytes)
         .arg(new.config)
         .arg(new.priority)
-        .arg(new.at);
+        .arg(new.at)
+        .arg(new.listen.map(|points| points.join(",")));
     let (version,): (i64,) = fetch_one(statement, DB::on(&mut tx)).await?;
     let record = fetch_record::<DB>(&mut tx, &new.name, version).await?;
     tx.commit().await.map_err(classify)?;

@@ -297,6 +297,7 @@ rows! {
         sha256: String,
         config: String,
         priority: i32,
+        listen: Option<String>,
         size: i64,
         active: bool,
         created_at: DateTime<Utc>,
@@ -314,6 +315,9 @@ impl TryFrom<PluginRow> for PluginRecord {
             sha256: row.sha256,
             config: row.config,
             priority: row.priority,
+            listen: row
+                .listen
+                .map(|text| text.split(',').map(str::to_owned).collect()),
             size: row.size,
             active: row.active,
             created_at: row.created_at,
