@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # Builds the Python example plugin, plugins/python-loyalty, into
-# target/python-plugins/python-loyalty.wasm with componentize-py (pinned, from
-# PyPI, in a virtual environment under target/), after running the
+# target/python-plugins/python-loyalty.wasm with componentize-py
+# (scripts/componentize-py.sh: pinned, from PyPI), after running the
 # plugin's own tests. Prints the component's path. Does nothing but the
 # tests when the component is newer than its sources and wit/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VERSION=0.25.1
-VENV=target/componentize-py-$VERSION
 SRC=plugins/python-loyalty
 OUT=target/python-plugins/python-loyalty.wasm
 
@@ -17,11 +15,7 @@ if [ -f "$OUT" ] && [ -z "$(find "$SRC" wit -newer "$OUT" \( -name '*.py' -o -na
   echo "$OUT"
   exit 0
 fi
-if [ ! -x "$VENV/bin/componentize-py" ]; then
-  python3 -m venv "$VENV" >&2
-  "$VENV/bin/pip" install --quiet --disable-pip-version-check "componentize-py==$VERSION" >&2
-fi
 mkdir -p "$(dirname "$OUT")"
-"$VENV/bin/componentize-py" -d wit -w pricing componentize app -p "$SRC" -o "$OUT.tmp" >&2
+scripts/componentize-py.sh -d wit -w pricing componentize app -p "$SRC" -o "$OUT.tmp" >&2
 mv "$OUT.tmp" "$OUT"
 echo "$OUT"

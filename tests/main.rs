@@ -22,4 +22,5 @@ mod payment;
 mod plugins;
 mod replicas;
 mod saga;
+mod scaffold;
 mod store_contract;

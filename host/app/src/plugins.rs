@@ -94,7 +94,7 @@ pub struct PluginListing {
     pub stats: Option<PluginStats>,
 }
 
-fn check_name(name: &str) -> Result<(), AppError> {
+pub fn check_name(name: &str) -> Result<(), AppError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && name

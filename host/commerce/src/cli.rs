@@ -140,6 +140,8 @@ pub enum PluginAction {
     /// Run a version (the active one by default) on a JSON input, with no
     /// side effects; prints its output.
     Run {
+        /// An installed plugin, or a component file (`.wasm`) to run as it
+        /// would run installed, storing nothing.
         name: String,
         #[arg(long)]
         version: Option<i64>,
@@ -147,6 +149,27 @@ pub enum PluginAction {
         /// context (saga-hook); see wit/README.md.
         #[arg(long)]
         input: std::path::PathBuf,
+        /// A component file's extension point; default: the world it exports.
+        #[arg(long, value_parser = ["pricing", "validation", "saga-hook"])]
+        kind: Option<String>,
+        /// A component file's JSON configuration (default `{}`).
+        #[arg(long)]
+        config: Option<String>,
+    },
+    /// Create a plugin project that builds as generated, with a rule to
+    /// edit, its tests, a sample input and a README of three commands
+    /// (build, try with `plugin run`, install). Needs no database.
+    New {
+        /// The plugin's name (a-z, 0-9, '-', '_').
+        name: String,
+        #[arg(long, value_parser = ["pricing", "validation", "saga-hook"])]
+        kind: String,
+        /// Rust (cargo and wit-bindgen) or Python (componentize-py).
+        #[arg(long, value_enum)]
+        lang: crate::scaffold::Lang,
+        /// Where to create it (default: ./NAME); must not exist or be empty.
+        #[arg(long)]
+        dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -373,6 +396,19 @@ async fn payment_sim(args: PaymentSimArgs) -> anyhow::Result<()> {
 }
 
 async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
+    if let PluginAction::New {
+        name,
+        kind,
+        lang,
+        dir,
+    } = &command.action
+    {
+        let dir = dir.clone().unwrap_or_else(|| name.into());
+        let files = crate::scaffold::new_plugin(name, kind, *lang, &dir)?;
+        let output = serde_json::json!({ "created": dir, "files": files });
+        println!("{}", serde_json::to_string_pretty(&output)?);
+        return Ok(());
+    }
     let store = commerce_store::open(&command.store.store_config()).await?;
     let settings = command.limits.settings(&command.store.data_dir);
     let runtime = commerce_plugins::PluginRuntime::start(store.clone(), settings).await?;
@@ -439,16 +475,31 @@ async fn plugin_action(app: &App, action: PluginAction) -> anyhow::Result<serde_
             name,
             version,
             input,
+            kind,
+            config,
         } => {
             let input: serde_json::Value = serde_json::from_str(
                 &std::fs::read_to_string(&input)
                     .with_context(|| format!("reading {}", input.display()))?,
             )
             .context("the input is not JSON")?;
-            app.registry()
-                .dry_run_plugin(admin, &name, version, input)
+            if name.ends_with(".wasm") {
+                let config = config.unwrap_or_else(|| "{}".into());
+                run_file(
+                    app,
+                    std::path::Path::new(&name),
+                    kind.as_deref(),
+                    config,
+                    input,
+                )
                 .await?
+            } else {
+                app.registry()
+                    .dry_run_plugin(admin, &name, version, input)
+                    .await?
+            }
         }
+        PluginAction::New { .. } => unreachable!("handled before the store is opened"),
     })
 }
 
@@ -480,6 +531,37 @@ async fn plugin_kind(
             .await
             .context("the component exports none of the plugin worlds (or its smoke call fails); pass --kind to see why"),
     }
+}
+
+/// Runs the component in `file` on `input` as it would run installed
+/// (same sandbox and limits), storing nothing.
+async fn run_file(
+    app: &App,
+    file: &std::path::Path,
+    kind: Option<&str>,
+    config: String,
+    input: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
+    use sha2::Digest;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = plugin_name(file, None)?;
+    let kind = plugin_kind(app, kind, &name, &bytes, &config).await?;
+    let record = commerce_app::ports::PluginRecord {
+        name,
+        version: 0,
+        kind,
+        sha256: hex::encode(sha2::Sha256::digest(&bytes)),
+        config,
+        priority: 100,
+        listen: None,
+        size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
+        active: false,
+        created_at: chrono::Utc::now(),
+    };
+    app.plugins
+        .dry_run(&record, std::sync::Arc::new(bytes), input)
+        .await
+        .map_err(|e| anyhow::anyhow!("the plugin was refused: {}", e.0))
 }
 
 /// `--listen`, checked as the API checks it.
