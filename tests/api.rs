@@ -368,7 +368,7 @@ async fn bad_input_gets_a_problem_json_4xx(backend: Backend) {
     let (_, token) = app.customer();
     let admin = app.admin();
     let order = |items: Value, currency: &str| json!({"items": items, "currency": currency});
-    let huge = "x".repeat(200 * 1024);
+    let huge = "x".repeat(commerce_api::BODY_LIMIT + 1024);
 
     // (case, method, path, token, raw body, content type, expected status)
     let cases: Vec<(&str, Method, String, &str, String, &str, StatusCode)> = vec![
@@ -881,7 +881,7 @@ async fn probes_and_openapi(backend: Backend) {
     let schemas = &doc["components"]["schemas"];
     assert_eq!(
         schemas["CreateOrderRequest"]["properties"]["items"]["maxItems"],
-        100
+        1000
     );
     assert!(
         schemas["CreateOrderRequest"]["properties"]["currency"]["enum"]
@@ -1005,7 +1005,7 @@ async fn line_checks_run_before_the_plugins() {
     assert_eq!(status, StatusCode::CREATED, "{order}");
     assert_eq!(order["total"], "135.00", "{order}");
 
-    let copies: Vec<(&str, i64)> = vec![("MUG", 1); 2_000];
+    let copies: Vec<(&str, i64)> = vec![("MUG", 1); 2 * commerce_domain::order::MAX_LINES];
     let (status, headers, body) = app.place(&token, &copies, None).await;
     assert_problem(
         status,
@@ -1015,7 +1015,7 @@ async fn line_checks_run_before_the_plugins() {
         "copies",
     );
     assert!(
-        body["detail"].as_str().unwrap().contains("100 lines"),
+        body["detail"].as_str().unwrap().contains("1000 lines"),
         "{body}"
     );
     let copies: Vec<(&str, i64)> = vec![("MUG", 1); 100];

@@ -272,21 +272,27 @@ async fn bad_cart_writes_are_refused(carts: Carts) {
 async fn a_full_cart_refuses_a_new_line(carts: Carts) {
     let app = spawn(carts, &[]).await;
     let (_, token) = app.customer();
-    for i in 0..=100 {
-        app.put_product(&format!("P{i:03}"), "1.00", "EUR", 10)
+    let full = commerce_app::cart::MAX_CART_LINES;
+    for i in 0..=full {
+        app.put_product(&format!("P{i:04}"), "1.00", "EUR", 10)
             .await;
     }
-    for i in 0..100 {
-        let (s, body) = app.put_item(&token, &format!("P{i:03}"), 1).await;
+    for i in 0..full {
+        let (s, body) = app.put_item(&token, &format!("P{i:04}"), 1).await;
         assert_eq!(s, StatusCode::OK, "line {i}: {body}");
     }
-    let (s, body) = app.put_item(&token, "P100", 1).await;
-    assert_problem(s, &body, StatusCode::UNPROCESSABLE_ENTITY, "101st line");
+    let (s, body) = app.put_item(&token, &format!("P{full:04}"), 1).await;
+    assert_problem(
+        s,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "one line too many",
+    );
     // Changing a line already there is still fine.
-    let (s, cart) = app.put_item(&token, "P000", 5).await;
+    let (s, cart) = app.put_item(&token, "P0000", 5).await;
     assert_eq!(s, StatusCode::OK, "{cart}");
-    assert_eq!(cart["items"].as_array().unwrap().len(), 100);
-    assert_eq!(cart["subtotal"], "104.00");
+    assert_eq!(cart["items"].as_array().unwrap().len(), full);
+    assert_eq!(cart["subtotal"], format!("{}.00", full + 4));
 }
 
 async fn carts_are_priced_by_plugins_and_flag_short_stock(carts: Carts) {

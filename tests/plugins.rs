@@ -1186,3 +1186,35 @@ async fn hooks_are_called_only_where_they_listen(backend: Backend) {
         "{body}"
     );
 }
+
+/// Limits grow with the cart: a 200-line and a 1,000-line order, ten
+/// units a line, priced and validated by the example plugins. Every line
+/// earns a bulk discount, so the 1,000-line answer holds 1,000
+/// adjustments (about 50 KB), far over the 20 KiB output limit of a cart
+/// of up to 200 lines.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_orders_get_plugin_limits_in_proportion_to_their_lines() {
+    let args = ["--example-plugins", "--max-unpaid-units", "100000"];
+    let app = TestApp::spawn_with(Backend::Sqlite, &args, &[]).await;
+    for i in 0..1_000 {
+        app.put_product(&format!("B{i:04}"), "1.00", "EUR", 100)
+            .await;
+    }
+    let (_, token) = app.customer();
+    for lines in [200, 1_000] {
+        let skus: Vec<String> = (0..lines).map(|i| format!("B{i:04}")).collect();
+        let items: Vec<(&str, i64)> = skus.iter().map(|s| (s.as_str(), 10)).collect();
+        let (status, _, order) = app.place(&token, &items, None).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "{lines} lines: {}",
+            order["detail"]
+        );
+        let adjustments = order["adjustments"].as_array().unwrap();
+        assert_eq!(adjustments.len(), lines, "one discount per line");
+        assert_eq!(adjustments[0]["label"], "10% off 10 or more");
+        // 10.00 a line, 10% off each.
+        assert_eq!(order["total"], format!("{}.00", lines * 9), "{lines} lines");
+    }
+}

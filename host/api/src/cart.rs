@@ -73,7 +73,7 @@ pub async fn get_cart(
     responses(
         (status = 200, body = CartView, description = "The cart after the change"),
         (status = 404, description = "No such product"),
-        (status = 422, description = "Quantity out of range, cart full (100 lines), or the product is sold in another currency than the cart's"),
+        (status = 422, description = "Quantity out of range, cart full (1,000 lines), or the product is sold in another currency than the cart's"),
         (status = 503, description = "The cart storage (Redis) is unreachable"),
     ),
     security(("bearer" = [])))]

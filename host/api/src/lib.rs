@@ -37,8 +37,9 @@ use crate::auth::JwtKeys;
 use commerce_app::App;
 use error::ApiError;
 
-/// Largest request body accepted (an order of 100 lines is ~5 KiB).
-pub const BODY_LIMIT: usize = 64 * 1024;
+/// Largest request body accepted (an order of 1,000 lines with 64-character
+/// SKUs is ~90 KiB).
+pub const BODY_LIMIT: usize = 256 * 1024;
 /// A request that takes longer is answered 408 (the default of
 /// `--request-timeout-secs`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);

@@ -35,8 +35,9 @@ pub mod refund;
 pub use messages::{OrderCommand, OrderEvent, OrderLine, PlaceOrder, PluginRef};
 pub use refund::{PendingRefund, RefundLine, Restock};
 
-/// Most lines in one order.
-pub const MAX_LINES: usize = 100;
+/// Most lines in one order (and one cart): B2B orders run to hundreds of
+/// lines; plugins get limits in proportion to the lines above 200.
+pub const MAX_LINES: usize = 1_000;
 /// Longest free-text reason kept on an event.
 pub const MAX_REASON_LEN: usize = 500;
 

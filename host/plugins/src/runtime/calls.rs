@@ -19,6 +19,11 @@ use commerce_domain::pricing::check_adjustment;
 
 use super::*;
 
+/// Bytes one transfer from a plugin to the host may carry.
+pub(super) fn transfer_limit(budget: Budget) -> usize {
+    budget.max_output.saturating_mul(TRANSFER_PER_OUTPUT)
+}
+
 /// A loaded plugin's call series at zero, so that its panels and alerts
 /// have data before its first call.
 pub(super) fn zero_series(name: &str, kind: PluginKind) {
@@ -28,8 +33,41 @@ pub(super) fn zero_series(name: &str, kind: PluginKind) {
         .increment(0);
 }
 
+/// Inputs of up to this many lines get the configured limits; larger ones
+/// get them in proportion to their lines (see [`PluginRuntime::budget`]).
+pub const BASE_LINES: usize = 200;
+
+/// The limits of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub fuel: u64,
+    pub deadline: Duration,
+    pub max_input: usize,
+    pub max_output: usize,
+}
+
 impl PluginRuntime {
-    pub(super) fn new_store(&self, config: Arc<str>) -> Store<PluginState> {
+    /// The limits of a call on an input of `lines` lines: the settings'
+    /// fuel, deadline, input and output limits for up to [`BASE_LINES`]
+    /// lines, and above that each limit times `lines / BASE_LINES` (a
+    /// 1,000-line cart gets five times the fuel, time and bytes of a
+    /// 200-line one). Memory does not scale.
+    pub fn budget(&self, lines: usize) -> Budget {
+        let s = &self.settings;
+        let lines = lines.max(BASE_LINES) as u128;
+        let scale = |n: u128| n.saturating_mul(lines) / BASE_LINES as u128;
+        let size = |n: usize| usize::try_from(scale(n as u128)).unwrap_or(usize::MAX);
+        Budget {
+            fuel: u64::try_from(scale(u128::from(s.fuel))).unwrap_or(u64::MAX),
+            deadline: Duration::from_micros(
+                u64::try_from(scale(s.deadline.as_micros())).unwrap_or(u64::MAX),
+            ),
+            max_input: size(s.max_input),
+            max_output: size(s.max_output),
+        }
+    }
+
+    pub(super) fn new_store(&self, config: Arc<str>, budget: Budget) -> Store<PluginState> {
         let limits = CallLimits {
             memory: self.settings.memory,
             log: self.settings.max_log,
@@ -43,11 +81,10 @@ impl PluginRuntime {
         // host more (a list of entries that all point at one large string)
         // is refused before it is copied; the output limit then applies
         // exactly to what was copied.
-        store.set_hostcall_fuel(self.transfer_limit());
-        store.set_fuel(self.settings.fuel).expect("fuel is enabled");
+        store.set_hostcall_fuel(transfer_limit(budget));
+        store.set_fuel(budget.fuel).expect("fuel is enabled");
         // Round up, plus one tick: the current tick may be about to end.
-        let ticks = self
-            .settings
+        let ticks = budget
             .deadline
             .as_millis()
             .div_ceil(TICK.as_millis())
@@ -57,15 +94,11 @@ impl PluginRuntime {
         store
     }
 
-    /// Bytes one transfer from a plugin to the host may carry.
-    pub(super) fn transfer_limit(&self) -> usize {
-        self.settings.max_output.saturating_mul(TRANSFER_PER_OUTPUT)
-    }
-
     pub(super) fn classify(
         &self,
         error: wasmtime::Error,
         store: &Store<PluginState>,
+        budget: Budget,
     ) -> PluginError {
         let memory_denied = store.data().limiter.denied;
         // wasmtime's error type for a transfer over the hostcall budget is
@@ -75,12 +108,12 @@ impl PluginRuntime {
                 .contains("fuel allocated for hostcalls has been exhausted")
         }) {
             return PluginError::TransferTooLarge {
-                limit: self.transfer_limit(),
+                limit: transfer_limit(budget),
             };
         }
         match error.downcast_ref::<Trap>() {
-            Some(Trap::OutOfFuel) => PluginError::FuelExhausted(self.settings.fuel),
-            Some(Trap::Interrupt) => PluginError::DeadlineExceeded(self.settings.deadline),
+            Some(Trap::OutOfFuel) => PluginError::FuelExhausted(budget.fuel),
+            Some(Trap::Interrupt) => PluginError::DeadlineExceeded(budget.deadline),
             Some(Trap::StackOverflow) => PluginError::StackOverflow,
             _ if memory_denied => PluginError::OutOfMemory(self.settings.memory),
             Some(trap) => PluginError::Trap(trap.to_string()),
@@ -93,16 +126,17 @@ impl PluginRuntime {
     pub(super) fn call<R>(
         &self,
         plugin: &Loaded,
+        budget: Budget,
         run: impl FnOnce(&Linked, &mut Store<PluginState>) -> wasmtime::Result<Result<R, PluginError>>,
     ) -> Result<R, PluginError> {
         let started = std::time::Instant::now();
         let result = if let Linked::Broken(reason) = &plugin.linked {
             Err(PluginError::Unavailable(reason.clone()))
         } else {
-            let mut store = self.new_store(plugin.config.clone());
+            let mut store = self.new_store(plugin.config.clone(), budget);
             let result = match run(&plugin.linked, &mut store) {
                 Ok(r) => r,
-                Err(e) => Err(self.classify(e, &store)),
+                Err(e) => Err(self.classify(e, &store, budget)),
             };
             let (log, dropped) = store.data().log.contents();
             if !log.is_empty() {
@@ -126,11 +160,11 @@ impl PluginRuntime {
         result
     }
 
-    pub(super) fn check_input(&self, size: usize) -> Result<(), PluginError> {
-        if size > self.settings.max_input {
+    pub(super) fn check_input(budget: Budget, size: usize) -> Result<(), PluginError> {
+        if size > budget.max_input {
             return Err(PluginError::InputTooLarge {
                 size,
-                limit: self.settings.max_input,
+                limit: budget.max_input,
             });
         }
         Ok(())
@@ -148,11 +182,11 @@ impl PluginRuntime {
         }
     }
 
-    pub(super) fn check_output(&self, size: usize) -> Result<(), PluginError> {
-        if size > self.settings.max_output {
+    pub(super) fn check_output(budget: Budget, size: usize) -> Result<(), PluginError> {
+        if size > budget.max_output {
             return Err(PluginError::OutputTooLarge {
                 size,
-                limit: self.settings.max_output,
+                limit: budget.max_output,
             });
         }
         Ok(())
@@ -163,22 +197,22 @@ impl PluginRuntime {
         plugin: &Loaded,
         cart: &wit::Cart,
     ) -> Result<Vec<wit::Adjustment>, PluginError> {
-        self.check_input(convert::cart_size(cart))?;
-        self.call(plugin, |linked, store| {
+        let budget = self.budget(cart.lines.len());
+        Self::check_input(budget, convert::cart_size(cart))?;
+        self.call(plugin, budget, |linked, store| {
             let Linked::Pricing(pre) = linked else {
                 return Ok(Err(PluginError::Unavailable("not a pricing plugin".into())));
             };
             let bindings = pre.instantiate(&mut *store)?;
             Ok(match bindings.call_price(&mut *store, cart)? {
-                Ok(adjustments) => self
-                    .check_output(convert::adjustments_size(&adjustments))
-                    .map(|()| adjustments),
+                Ok(adjustments) => {
+                    Self::check_output(budget, convert::adjustments_size(&adjustments))
+                        .map(|()| adjustments)
+                }
                 // An error message is output like any answer.
-                Err(message) => self
-                    .check_output(message.len())
-                    .and(Err(PluginError::Failed(
-                        message.chars().take(500).collect(),
-                    ))),
+                Err(message) => Self::check_output(budget, message.len()).and(Err(
+                    PluginError::Failed(message.chars().take(500).collect()),
+                )),
             })
         })
     }
@@ -188,8 +222,9 @@ impl PluginRuntime {
         plugin: &Loaded,
         order: &wit::Order,
     ) -> Result<Vec<wit::Violation>, PluginError> {
-        self.check_input(convert::order_size(order))?;
-        self.call(plugin, |linked, store| {
+        let budget = self.budget(order.lines.len());
+        Self::check_input(budget, convert::order_size(order))?;
+        self.call(plugin, budget, |linked, store| {
             let Linked::Validation(pre) = linked else {
                 return Ok(Err(PluginError::Unavailable(
                     "not a validation plugin".into(),
@@ -197,9 +232,10 @@ impl PluginRuntime {
             };
             let bindings = pre.instantiate(&mut *store)?;
             let violations = bindings.call_validate(&mut *store, order)?;
-            Ok(self
-                .check_output(convert::violations_size(&violations))
-                .map(|()| violations))
+            Ok(
+                Self::check_output(budget, convert::violations_size(&violations))
+                    .map(|()| violations),
+            )
         })
     }
 
@@ -208,8 +244,9 @@ impl PluginRuntime {
         plugin: &Loaded,
         context: &wit::StepContext,
     ) -> Result<wit::Decision, PluginError> {
-        self.check_input(convert::order_size(&context.order))?;
-        self.call(plugin, |linked, store| {
+        let budget = self.budget(context.order.lines.len());
+        Self::check_input(budget, convert::order_size(&context.order))?;
+        self.call(plugin, budget, |linked, store| {
             let Linked::Hook(pre) = linked else {
                 return Ok(Err(PluginError::Unavailable(
                     "not a saga-hook plugin".into(),
@@ -221,7 +258,7 @@ impl PluginRuntime {
                 wit::Decision::Continue => 0,
                 wit::Decision::Veto(reason) => reason.len(),
             };
-            Ok(self.check_output(size).map(|()| decision))
+            Ok(Self::check_output(budget, size).map(|()| decision))
         })
     }
 
