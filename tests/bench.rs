@@ -68,6 +68,8 @@ async fn bench_in_process_on_postgres_with_redis_and_plugins() {
         &redis,
         "--example-plugins",
         "--json",
+        "--ceiling",
+        "4000",
     ]);
     assert!(
         out.status.success(),
@@ -81,7 +83,11 @@ async fn bench_in_process_on_postgres_with_redis_and_plugins() {
     assert!(outcomes["failed"].as_u64().unwrap_or(0) > 0, "{summary}");
     assert!(outcomes.get("unsettled").is_none(), "{summary}");
     assert!(summary["sent"].as_u64().unwrap() >= 50, "{summary}");
-    assert!(summary["terminal_per_sec"].as_f64().unwrap() > 0.0);
+    let throughput = summary["terminal_per_sec"].as_f64().unwrap();
+    assert!(throughput > 0.0);
+    // The throughput as a share of the ceiling given (scripts/pg-ceiling.sh).
+    let share = summary["ceiling"]["share"].as_f64().unwrap();
+    assert!((share - throughput / 4000.0).abs() < 1e-9, "{summary}");
     assert!(summary["placement"]["p99_ms"].as_f64().is_some());
     assert!(summary["saga_completion"]["p50_ms"].as_f64().is_some());
     assert!(

@@ -318,6 +318,15 @@ async fn partial_refunds_with_returns_add_up_to_what_was_paid(backend: Backend) 
     assert_eq!(status, StatusCode::OK);
     assert_eq!(on_hand(&app, "MUG").await, (8, 0));
 
+    // A reason over 500 characters is refused before anything moves; the
+    // document says so (maxLength), and a body that is not an object too.
+    let long = "é".repeat(commerce_domain::order::MAX_REASON_LEN + 1);
+    let (status, body) = refund(&app, id, Some(json!({"amount": "1.00", "reason": long}))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = refund(&app, id, Some(json!(["1.00"]))).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(on_hand(&app, "MUG").await, (8, 0));
+
     // A return of one mug: 10.00 back, the mug back on the shelf.
     let (status, first) = refund(
         &app,

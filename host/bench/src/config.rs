@@ -129,6 +129,11 @@ pub struct BenchArgs {
     /// Print the summary as one JSON document instead of text.
     #[arg(long, help_heading = "Output")]
     pub json: bool,
+    /// What PostgreSQL alone durably writes for the order write shape on
+    /// this machine, in orders/s (`scripts/pg-ceiling.sh` measures it):
+    /// the summary gives the run's throughput as a share of it.
+    #[arg(long, help_heading = "Output")]
+    pub ceiling: Option<f64>,
 
     #[command(flatten, next_help_heading = "In-process service: sagas")]
     pub sagas: SagaArgs,

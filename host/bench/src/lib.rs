@@ -304,6 +304,13 @@ fn summary(
             .percentile(100.0)
             .map(|d| d.as_secs_f64() * 1000.0),
         terminal_per_sec: observed.terminal_in_window as f64 / secs,
+        ceiling: args
+            .ceiling
+            .filter(|c| *c > 0.0)
+            .map(|c| stats::CeilingShare {
+                ceiling_per_sec: c,
+                share: observed.terminal_in_window as f64 / secs / c,
+            }),
         confirmed_per_sec: observed.confirmed_in_window as f64 / secs,
         outcomes: observed.outcomes,
         errors: observed.errors,

@@ -145,6 +145,17 @@ pub struct Summary {
     /// In-process on PostgreSQL: what the database did per order.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database: Option<DatabaseCost>,
+    /// `--ceiling`, and the throughput's share of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ceiling: Option<CeilingShare>,
+}
+
+/// The throughput against what the database alone can write.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct CeilingShare {
+    pub ceiling_per_sec: f64,
+    /// `terminal_per_sec / ceiling_per_sec`.
+    pub share: f64,
 }
 
 /// PostgreSQL's own counters over the measured window, per order that
@@ -192,6 +203,13 @@ impl Summary {
             "throughput     {:.1} orders/s to a terminal state ({:.1} confirmed/s)",
             self.terminal_per_sec, self.confirmed_per_sec
         ));
+        if let Some(c) = &self.ceiling {
+            line(format!(
+                "share          {:.1}% of the ceiling ({:.0} orders/s that PostgreSQL alone writes here)",
+                c.share * 100.0,
+                c.ceiling_per_sec
+            ));
+        }
         line(format!("outcomes       {}", join(&self.outcomes)));
         line(self.placement.line("placement"));
         line(self.saga_completion.line("saga completion"));
