@@ -1085,12 +1085,8 @@ async fn a_large_python_plugin_uploads_past_the_request_deadline_and_prices() {
 /// Successful calls of `plugin` so far, from the service's metrics.
 async fn calls_of(app: &TestApp, plugin: &str) -> u64 {
     let metrics = app.metrics().await;
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("commerce_plugin_calls_total{"))
-        .filter(|l| l.contains(&format!("plugin=\"{plugin}\"")) && l.contains("outcome=\"ok\""))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() as u64)
-        .sum()
+    let labels = [("plugin", plugin), ("outcome", "ok")];
+    crate::helpers::metric_sum(&metrics, "commerce_plugin_calls_total", &labels) as u64
 }
 
 async fn confirmed_order(app: &TestApp, token: &str) {

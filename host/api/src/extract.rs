@@ -270,11 +270,14 @@ pub mod decimal_str {
         }
     }
 
+    /// `parse`, or the error serde reports.
+    fn checked<E: Error>(s: &str) -> Result<Decimal, E> {
+        parse(s)
+            .ok_or_else(|| E::custom(format!("{s:?} is not a decimal amount such as \"12.50\"")))
+    }
+
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
-        let s = String::deserialize(d)?;
-        parse(&s).ok_or_else(|| {
-            D::Error::custom(format!("{s:?} is not a decimal amount such as \"12.50\""))
-        })
+        checked(&String::deserialize(d)?)
     }
 
     /// The same, for a field that may be absent or null.
@@ -283,11 +286,7 @@ pub mod decimal_str {
 
         pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
             Option::<String>::deserialize(d)?
-                .map(|s| {
-                    parse(&s).ok_or_else(|| {
-                        D::Error::custom(format!("{s:?} is not a decimal amount such as \"12.50\""))
-                    })
-                })
+                .map(|s| checked(&s))
                 .transpose()
         }
     }

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use commerce_app::extensions::PluginKind;
 
 /// The language of a new plugin project.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -21,11 +22,11 @@ const TOOLCHAIN: &str = include_str!("../../../rust-toolchain.toml");
 /// A template: where it goes in the project, and its text.
 type File = (&'static str, &'static str);
 
-fn rust_files(kind: &str) -> Vec<File> {
+fn rust_files(kind: PluginKind) -> Vec<File> {
     let lib = match kind {
-        "pricing" => include_str!("../templates/rust/pricing.rs"),
-        "validation" => include_str!("../templates/rust/validation.rs"),
-        _ => include_str!("../templates/rust/saga-hook.rs"),
+        PluginKind::Pricing => include_str!("../templates/rust/pricing.rs"),
+        PluginKind::Validation => include_str!("../templates/rust/validation.rs"),
+        PluginKind::SagaHook => include_str!("../templates/rust/saga-hook.rs"),
     };
     vec![
         ("Cargo.toml", include_str!("../templates/rust/Cargo.toml")),
@@ -40,19 +41,19 @@ fn rust_files(kind: &str) -> Vec<File> {
     ]
 }
 
-fn python_files(kind: &str) -> Vec<File> {
+fn python_files(kind: PluginKind) -> Vec<File> {
     let (rule, app, test) = match kind {
-        "pricing" => (
+        PluginKind::Pricing => (
             include_str!("../templates/python/pricing-rule.py"),
             include_str!("../templates/python/pricing-app.py"),
             include_str!("../templates/python/pricing-test.py"),
         ),
-        "validation" => (
+        PluginKind::Validation => (
             include_str!("../templates/python/validation-rule.py"),
             include_str!("../templates/python/validation-app.py"),
             include_str!("../templates/python/validation-test.py"),
         ),
-        _ => (
+        PluginKind::SagaHook => (
             include_str!("../templates/python/saga-hook-rule.py"),
             include_str!("../templates/python/saga-hook-app.py"),
             include_str!("../templates/python/saga-hook-test.py"),
@@ -67,11 +68,11 @@ fn python_files(kind: &str) -> Vec<File> {
     ]
 }
 
-fn sample_input(kind: &str) -> &'static str {
+fn sample_input(kind: PluginKind) -> &'static str {
     match kind {
-        "pricing" => include_str!("../templates/inputs/pricing.json"),
-        "validation" => include_str!("../templates/inputs/validation.json"),
-        _ => include_str!("../templates/inputs/saga-hook.json"),
+        PluginKind::Pricing => include_str!("../templates/inputs/pricing.json"),
+        PluginKind::Validation => include_str!("../templates/inputs/validation.json"),
+        PluginKind::SagaHook => include_str!("../templates/inputs/saga-hook.json"),
     }
 }
 
@@ -80,9 +81,9 @@ fn sample_input(kind: &str) -> &'static str {
 /// files written.
 pub fn new_plugin(name: &str, kind: &str, lang: Lang, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     commerce_app::plugins::check_name(name)?;
-    if !["pricing", "validation", "saga-hook"].contains(&kind) {
+    let Some(kind) = PluginKind::parse(kind) else {
         bail!("the kind is pricing, validation or saga-hook, not {kind:?}");
-    }
+    };
     if dir.exists() && dir.read_dir()?.next().is_some() {
         bail!("{} exists and is not empty", dir.display());
     }
@@ -90,7 +91,7 @@ pub fn new_plugin(name: &str, kind: &str, lang: Lang, dir: &Path) -> anyhow::Res
     let fill = |text: &str| {
         text.replace("{{name}}", name)
             .replace("{{crate}}", &crate_name)
-            .replace("{{kind}}", kind)
+            .replace("{{kind}}", kind.as_str())
     };
     let mut files = match lang {
         Lang::Rust => rust_files(kind),
