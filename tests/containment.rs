@@ -236,6 +236,7 @@ async fn install_unchecked(app: &TestApp, case: &Case) {
             config: case.config.into(),
             priority: 1,
             listen: None,
+            limits: Default::default(),
             at: chrono::Utc::now(),
         })
         .await

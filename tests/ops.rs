@@ -267,6 +267,7 @@ async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
             config: "{}".into(),
             priority: 1,
             listen: None,
+            limits: Default::default(),
             at: chrono::Utc::now(),
         })
         .await

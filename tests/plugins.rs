@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use commerce_app::extensions::{Extensions, HookContext, HookOutcome, PluginKind, Quote};
-use commerce_app::ports::NewPluginVersion;
+use commerce_app::ports::{NewPluginVersion, PluginLimits};
 use commerce_domain::{Currency, OrderLine, OrderStatus, Quantity, Sku};
 use commerce_plugins::{CheckError, PluginError};
 use reqwest::{Method, StatusCode};
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, TestDb, component};
+use crate::helpers::{Backend, TestApp, TestDb, component, encode};
 
 both_backends!(
     examples_price_and_validate_orders,
@@ -25,6 +25,7 @@ both_backends!(
     a_plugin_written_in_another_language_runs,
     failing_plugins_follow_the_failure_policy,
     hooks_are_called_only_where_they_listen,
+    limits_set_at_install_bound_a_plugin_and_refuse_larger_orders,
 );
 
 const TEN_PERCENT: &str = r#"{"tiers":[{"min_quantity":10,"percent":10}]}"#;
@@ -490,6 +491,7 @@ async fn activate_unchecked(app: &TestApp, name: &str, bytes: Vec<u8>) {
             config: "{}".into(),
             priority: 1,
             listen: None,
+            limits: Default::default(),
             at: chrono::Utc::now(),
         })
         .await
@@ -571,6 +573,7 @@ async fn malicious_components_are_stopped_with_typed_errors_while_good_calls_suc
                 config: Some(TEN_PERCENT.into()),
                 priority: 100,
                 listen: None,
+                limits: Default::default(),
                 activate: true,
             },
         )
@@ -620,6 +623,24 @@ async fn malicious_components_are_stopped_with_typed_errors_while_good_calls_suc
         )
         .await;
     expect("memory", &|e| matches!(e, PluginError::OutOfMemory(_)), r);
+    // The same bomb installed with a memory limit of its own stops there.
+    let r = runtime
+        .try_component_within(
+            PluginKind::Pricing,
+            "memory",
+            Arc::new(component("evil_memory")),
+            "{}",
+            PluginLimits {
+                max_memory: Some(2 << 20),
+                max_input: None,
+            },
+        )
+        .await;
+    expect(
+        "memory within its own limit",
+        &|e| *e == PluginError::OutOfMemory(2 << 20),
+        r,
+    );
     let r = runtime
         .try_component(
             PluginKind::Pricing,
@@ -847,6 +868,7 @@ async fn saga_hooks_continue_or_veto() {
                 config: Some(r#"{"max_total":100000}"#.into()),
                 priority: 100,
                 listen: None,
+                limits: Default::default(),
                 activate: true,
             },
         )
@@ -1213,4 +1235,85 @@ async fn big_orders_get_plugin_limits_in_proportion_to_their_lines() {
         // 10.00 a line, 10% off each.
         assert_eq!(order["total"], format!("{}.00", lines * 9), "{lines} lines");
     }
+}
+
+/// An admin sets a plugin's memory and input limits at install, within
+/// the operator's maxima (16 MiB and 128 KiB by default here); an order
+/// larger than a plugin accepts is refused with a 422 naming the plugin,
+/// before any call, and nothing is reserved.
+async fn limits_set_at_install_bound_a_plugin_and_refuse_larger_orders(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let refused = [
+        (
+            format!("bulk?kind=pricing&max_memory={}", 32 << 20),
+            "this service allows at most 16777216 (--plugin-memory-mib)",
+        ),
+        (
+            format!("bulk?kind=pricing&max_input={}", 256 << 10),
+            "this service allows at most 131072 (--plugin-max-input-kib)",
+        ),
+        (
+            "bulk?kind=pricing&max_input=100".to_owned(),
+            "the least a plugin may have is 1024",
+        ),
+        // Less than the component itself starts with.
+        (
+            "bulk?kind=pricing&max_memory=65536".to_owned(),
+            "bytes of linear memory; the limit is 65536",
+        ),
+    ];
+    for (query, says) in refused {
+        let (status, body) = app.upload_at(&query, component("bulk_discount")).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{query}: {body}");
+        let detail = body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(says), "{query}: {detail}");
+    }
+    let (_, _, list) = app.get("/v1/plugins", &app.admin()).await;
+    assert_eq!(list, json!([]), "a refused upload stores nothing");
+
+    let query = format!(
+        "bulk?kind=pricing&activate=true&max_input=4096&config={}",
+        encode(TEN_PERCENT)
+    );
+    let (status, body) = app.upload_at(&query, component("bulk_discount")).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        body["limits"],
+        json!({"max_memory": null, "max_input": 4096}),
+        "{body}"
+    );
+    let skus: Vec<String> = (0..80).map(|i| format!("L{i:02}")).collect();
+    for sku in &skus {
+        app.put_product(sku, "1.00", "EUR", 100).await;
+    }
+    let (_, token) = app.customer();
+    let order_of = |lines: usize| -> Vec<(&str, i64)> {
+        skus[..lines].iter().map(|s| (s.as_str(), 10)).collect()
+    };
+
+    let calls_before = calls_of(&app, "bulk").await;
+    // Ten lines are well within 4 KiB: priced by the plugin.
+    let (status, _, order) = app.place(&token, &order_of(10), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{order}");
+    assert_eq!(order["adjustments"].as_array().map(Vec::len), Some(10));
+
+    // Eighty are not: refused before the call, nothing held.
+    let (status, _, problem) = app.place(&token, &order_of(80), None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["type"], "/problems/plugin-input-too-large");
+    assert_eq!(problem["plugin"], "bulk");
+    assert_eq!(problem["limit"], 4096);
+    assert!(problem["size"].as_u64().unwrap() > 4096, "{problem}");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("the pricing plugin bulk"), "{detail}");
+    let (_, _, product) = app.get("/v1/products/L79", &app.admin()).await;
+    assert_eq!(product["reserved"], 0, "{product}");
+    let (_, _, orders) = app.get("/v1/orders", &token).await;
+    assert_eq!(
+        orders["items"].as_array().map(Vec::len),
+        Some(1),
+        "{orders}"
+    );
+    let calls = calls_of(&app, "bulk").await - calls_before;
+    assert_eq!(calls, 1, "the plugin was called for the small order only");
 }

@@ -730,6 +730,7 @@ async fn old_plugin_versions_are_pruned_but_never_the_active_or_rollback_one(bac
         config: "{}".into(),
         priority: 1,
         listen: None,
+        limits: Default::default(),
         at: Utc::now(),
     };
     for n in 1..=5 {
@@ -750,12 +751,25 @@ async fn old_plugin_versions_are_pruned_but_never_the_active_or_rollback_one(bac
     assert_eq!(store.prune_plugin_versions("p", 2).await.unwrap(), 0);
     assert_eq!(store.prune_plugin_versions("nope", 2).await.unwrap(), 0);
     // The next upload still numbers after the newest, and rollback works.
+    // Limits set at install are stored with the version.
+    let limits = commerce_app::ports::PluginLimits {
+        max_memory: Some(4 << 20),
+        max_input: Some(8 << 10),
+    };
     let six = store
-        .insert_plugin_version(upload(6))
+        .insert_plugin_version(NewPluginVersion {
+            limits,
+            ..upload(6)
+        })
         .await
         .unwrap()
         .unwrap();
     assert_eq!(six.version, 6);
+    assert_eq!(six.limits, limits);
+    assert_eq!(
+        store.list_plugins().await.unwrap().last().unwrap().limits,
+        limits
+    );
     assert_eq!(
         store.rollback_plugin("p").await.unwrap().unwrap().version,
         1

@@ -196,6 +196,19 @@ fn order_problem(order: &OrderError, message: String) -> ApiError {
 /// A plugin failed and its failure policy refuses the request: a 503 that
 /// names the plugin (its reason is logged, not shown).
 fn plugin_failed(failed: &commerce_app::extensions::ExtensionFailed) -> ApiError {
+    if let Some(too_large) = failed.too_large {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "plugin-input-too-large",
+            format!(
+                "the order is too large for the {} plugin {}: {} bytes of input, it accepts {}; nothing was carried out",
+                failed.kind, failed.plugin, too_large.size, too_large.limit
+            ),
+        )
+        .with("plugin", failed.plugin.clone())
+        .with("size", too_large.size)
+        .with("limit", too_large.limit);
+    }
     tracing::error!(plugin = %failed.plugin, kind = %failed.kind, reason = %failed.reason, "refusing a request: a plugin failed");
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,

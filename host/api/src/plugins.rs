@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::extract::{Admin, ApiJson, ApiPath, ApiQuery, OptionalJson};
 use commerce_app::extensions::PluginKind;
 use commerce_app::plugins::{InstallPlugin, PluginListing};
-use commerce_app::ports::PluginRecord;
+use commerce_app::ports::{PluginLimits, PluginRecord};
 
 pub fn router(max_component: usize) -> Router<AppState> {
     Router::new()
@@ -45,6 +45,15 @@ pub struct UploadParams {
     /// (before and after) or as `step:before` / `step:after`, e.g.
     /// `authorize-payment:before`; default: before and after every step.
     pub listen: Option<String>,
+    /// Linear memory of one call, in bytes: at least 65536, at most the
+    /// service's maximum (`--plugin-memory-mib`, the default).
+    pub max_memory: Option<u64>,
+    /// Largest input of one call of up to 200 lines, in bytes (larger
+    /// carts get it in proportion to their lines): at least 1024, at most
+    /// the service's maximum (`--plugin-max-input-kib`, the default). An
+    /// order or cart over it is refused (422 `plugin-input-too-large`)
+    /// before the plugin is called.
+    pub max_input: Option<u64>,
     /// Activate the new version at once (default false).
     pub activate: Option<bool>,
 }
@@ -105,6 +114,10 @@ pub async fn upload_plugin(
                 config: params.config,
                 priority: params.priority.unwrap_or(100),
                 listen,
+                limits: PluginLimits {
+                    max_memory: params.max_memory,
+                    max_input: params.max_input,
+                },
                 activate: params.activate.unwrap_or(false),
             },
         )

@@ -103,13 +103,24 @@ pub enum HookOutcome {
     Veto { plugin: String, reason: String },
 }
 
-/// A plugin failed and the extension point's policy is to fail closed.
+/// A plugin failed and the extension point's policy is to fail closed,
+/// or the request's input is larger than an active plugin accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} plugin {plugin} failed: {reason}")]
 pub struct ExtensionFailed {
     pub kind: PluginKind,
     pub plugin: String,
     pub reason: String,
+    /// Set when no plugin was called because the input is over the
+    /// plugin's input limit: the request's fault (413), not the plugin's.
+    pub too_large: Option<TooLarge>,
+}
+
+/// An input over a plugin's input limit, in bytes as the limit counts them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLarge {
+    pub size: usize,
+    pub limit: usize,
 }
 
 /// The extension points.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::extensions::{Extensions, PluginKind};
-use super::ports::{NewPluginVersion, PluginRecord};
+use super::ports::{NewPluginVersion, PluginLimits, PluginRecord};
 use super::{AppError, Caller, Registry, now};
 
 /// Longest plugin name.
@@ -43,14 +43,18 @@ pub struct PluginStats {
 pub trait PluginHost: Extensions {
     /// Compiles a component, checks that it targets the world of `kind` and
     /// imports nothing the host does not grant, and smoke-calls it with
-    /// `config`. Slow (compilation); never on the request path.
+    /// `config`, within `limits` (its declared memory too). Slow
+    /// (compilation); never on the request path.
     async fn check(
         &self,
         kind: PluginKind,
         name: &str,
         bytes: Arc<Vec<u8>>,
         config: &str,
+        limits: PluginLimits,
     ) -> Result<(), PluginRejected>;
+    /// The operator's maxima of the limits set at install.
+    fn limit_maxima(&self) -> LimitMaxima;
     /// Re-reads the active set from the registry and swaps it in.
     async fn reload(&self) -> anyhow::Result<()>;
     /// Runs a component on a JSON input, with no side effects.
@@ -71,6 +75,57 @@ pub trait PluginHost: Extensions {
     fn stats(&self) -> BTreeMap<String, PluginStats>;
 }
 
+/// The largest limits an install may set (operator settings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitMaxima {
+    /// Linear memory of one call, in bytes (`--plugin-memory-mib`).
+    pub memory: u64,
+    /// Input of one call of up to 200 lines, in bytes (`--plugin-max-input-kib`).
+    pub input: u64,
+}
+
+/// Smallest memory limit: one WebAssembly page.
+pub const MIN_MEMORY_LIMIT: u64 = 64 << 10;
+/// Smallest input limit: a one-line cart fits in well under this.
+pub const MIN_INPUT_LIMIT: u64 = 1 << 10;
+
+/// Refuses limits outside `[minimum, maximum]`, naming the setting that
+/// bounds them.
+fn check_limits(limits: PluginLimits, maxima: LimitMaxima) -> Result<(), AppError> {
+    let checks = [
+        (
+            "max_memory",
+            limits.max_memory,
+            MIN_MEMORY_LIMIT,
+            maxima.memory,
+            "--plugin-memory-mib",
+        ),
+        (
+            "max_input",
+            limits.max_input,
+            MIN_INPUT_LIMIT,
+            maxima.input,
+            "--plugin-max-input-kib",
+        ),
+    ];
+    for (what, value, min, max, setting) in checks {
+        match value {
+            Some(v) if v < min => {
+                return Err(AppError::Invalid(format!(
+                    "{what} is {v} bytes; the least a plugin may have is {min}"
+                )));
+            }
+            Some(v) if v > max => {
+                return Err(AppError::Invalid(format!(
+                    "{what} is {v} bytes; this service allows at most {max} ({setting})"
+                )));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// What an admin uploads.
 #[derive(Debug, Clone)]
 pub struct InstallPlugin {
@@ -82,6 +137,8 @@ pub struct InstallPlugin {
     /// Saga hooks only: where it is called (see
     /// [`crate::extensions::parse_listen`]); `None`: at every step.
     pub listen: Option<Vec<String>>,
+    /// Memory and input limits of this version (see [`PluginLimits`]).
+    pub limits: PluginLimits,
     pub activate: bool,
 }
 
@@ -142,6 +199,7 @@ impl Registry<'_> {
         if install.listen.as_ref().is_some_and(Vec::is_empty) {
             return Err(AppError::Invalid("listen names no step".into()));
         }
+        check_limits(install.limits, self.plugins.limit_maxima())?;
         let max = self.plugins.max_component_size();
         if install.bytes.len() > max {
             return Err(AppError::PluginRejected(format!(
@@ -152,7 +210,13 @@ impl Registry<'_> {
         let bytes = Arc::new(install.bytes);
         if let Err(e) = self
             .plugins
-            .check(install.kind, &install.name, bytes.clone(), &config)
+            .check(
+                install.kind,
+                &install.name,
+                bytes.clone(),
+                &config,
+                install.limits,
+            )
             .await
         {
             // What compiling it left behind goes too.
@@ -171,6 +235,7 @@ impl Registry<'_> {
                 config,
                 priority: install.priority,
                 listen: install.listen,
+                limits: install.limits,
                 at: now(),
             })
             .await?
@@ -331,6 +396,53 @@ impl Registry<'_> {
     async fn reload_plugins(&self) {
         if let Err(e) = self.plugins.reload().await {
             tracing::error!(error = ?e, "reloading plugins failed; the poller will retry");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAXIMA: LimitMaxima = LimitMaxima {
+        memory: 16 << 20,
+        input: 128 << 10,
+    };
+
+    fn limits(max_memory: Option<u64>, max_input: Option<u64>) -> PluginLimits {
+        PluginLimits {
+            max_memory,
+            max_input,
+        }
+    }
+
+    #[test]
+    fn limits_within_the_maxima_or_absent_are_accepted() {
+        for ok in [
+            limits(None, None),
+            limits(Some(MIN_MEMORY_LIMIT), Some(MIN_INPUT_LIMIT)),
+            limits(Some(MAXIMA.memory), Some(MAXIMA.input)),
+        ] {
+            assert!(check_limits(ok, MAXIMA).is_ok(), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn limits_outside_the_range_are_refused_naming_the_bound() {
+        let cases = [
+            (limits(Some(MAXIMA.memory + 1), None), "--plugin-memory-mib"),
+            (
+                limits(None, Some(MAXIMA.input + 1)),
+                "--plugin-max-input-kib",
+            ),
+            (limits(Some(0), None), "least a plugin may have is 65536"),
+            (limits(None, Some(1023)), "least a plugin may have is 1024"),
+        ];
+        for (bad, says) in cases {
+            match check_limits(bad, MAXIMA) {
+                Err(AppError::Invalid(reason)) => assert!(reason.contains(says), "{reason}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
         }
     }
 }

@@ -188,6 +188,7 @@ async fn plugin_rows(
                 config: None,
                 priority: 100,
                 listen: None,
+                limits: Default::default(),
                 activate: true,
             },
         )
@@ -246,6 +247,7 @@ async fn component_row(
         config: None,
         priority: 100,
         listen: None,
+        limits: Default::default(),
         activate: true,
     };
     app.registry().install_plugin(admin, install).await?;
@@ -268,6 +270,7 @@ fn example(name: &str, kind: PluginKind) -> InstallPlugin {
         config: Some((*config).into()),
         priority: 100,
         listen: None,
+        limits: Default::default(),
         activate: true,
     }
 }

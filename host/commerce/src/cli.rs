@@ -121,6 +121,15 @@ pub enum PluginAction {
         /// `authorize-payment:before`; default: before and after every step.
         #[arg(long, value_parser = parse_listen_arg)]
         listen: Option<Vec<String>>,
+        /// Linear memory of one call, in bytes, at most the service's
+        /// `--plugin-memory-mib`; default: that maximum.
+        #[arg(long, value_name = "BYTES")]
+        max_memory: Option<u64>,
+        /// Largest input of one call of up to 200 lines, in bytes, at most
+        /// the service's `--plugin-max-input-kib`; default: that maximum.
+        /// Orders over it are refused (422) before the plugin is called.
+        #[arg(long, value_name = "BYTES")]
+        max_input: Option<u64>,
         /// Activate the new version at once.
         #[arg(long)]
         activate: bool,
@@ -422,6 +431,7 @@ async fn plugin(command: PluginCommand) -> anyhow::Result<()> {
 /// print.
 async fn plugin_action(app: &App, action: PluginAction) -> anyhow::Result<serde_json::Value> {
     use commerce_app::plugins::InstallPlugin;
+    use commerce_app::ports::PluginLimits;
     let admin = commerce_app::Caller {
         subject: Uuid::nil(),
         role: Role::Admin,
@@ -434,6 +444,8 @@ async fn plugin_action(app: &App, action: PluginAction) -> anyhow::Result<serde_
             priority,
             config,
             listen,
+            max_memory,
+            max_input,
             activate,
         } => {
             let bytes =
@@ -452,6 +464,10 @@ async fn plugin_action(app: &App, action: PluginAction) -> anyhow::Result<serde_
                         config,
                         priority,
                         listen,
+                        limits: PluginLimits {
+                            max_memory,
+                            max_input,
+                        },
                         activate,
                     },
                 )
@@ -554,6 +570,7 @@ async fn run_file(
         config,
         priority: 100,
         listen: None,
+        limits: Default::default(),
         size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
         active: false,
         created_at: chrono::Utc::now(),

@@ -96,6 +96,18 @@ pub fn order_size(order: &wit::Order) -> usize {
     64 + order.id.len() + lines_size(&order.lines)
 }
 
+/// [`order_size`] (and [`cart_size`]: ids are UUIDs either way) of what
+/// `quote` becomes, without building it.
+pub fn quote_order_size(quote: &Quote) -> usize {
+    const UUID_TEXT: usize = 36;
+    64 + UUID_TEXT
+        + quote
+            .lines
+            .iter()
+            .map(|l| 64 + l.sku.as_str().len() + l.name.len())
+            .sum::<usize>()
+}
+
 pub fn cart_size(cart: &wit::Cart) -> usize {
     64 + cart.customer.id.len() + lines_size(&cart.lines)
 }
@@ -164,5 +176,33 @@ pub fn violation(plugin: &str, v: wit::Violation) -> Violation {
         code: v.code,
         message: v.message,
         line: v.line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use commerce_domain::{OrderStatus, Quantity, Sku};
+    use uuid::Uuid;
+
+    #[test]
+    fn the_size_of_a_quote_is_the_size_of_its_cart_and_order() {
+        let quote = Quote {
+            order_id: Uuid::new_v4(),
+            customer_id: Uuid::new_v4(),
+            status: OrderStatus::Pending,
+            currency: Currency::parse("EUR").unwrap(),
+            lines: (0..7)
+                .map(|i| OrderLine {
+                    sku: Sku::parse(&format!("SKU-{i}")).unwrap(),
+                    name: "x".repeat(i * 10),
+                    quantity: Quantity::parse(1).unwrap(),
+                    unit_price: Decimal::new(199, 2),
+                })
+                .collect(),
+        };
+        let size = quote_order_size(&quote);
+        assert_eq!(size, cart_size(&cart(&quote)));
+        assert_eq!(size, order_size(&order(&quote, Decimal::ONE)));
     }
 }

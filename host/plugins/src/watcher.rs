@@ -26,7 +26,13 @@ pub async fn detect_kind(app: &App, name: &str, bytes: &[u8], config: &str) -> O
     ] {
         let ok = app
             .plugins
-            .check(kind, name, std::sync::Arc::new(bytes.to_vec()), config)
+            .check(
+                kind,
+                name,
+                std::sync::Arc::new(bytes.to_vec()),
+                config,
+                Default::default(),
+            )
             .await
             .is_ok();
         if ok {
@@ -107,6 +113,7 @@ pub async fn install(app: &App, name: &str, bytes: Vec<u8>, config: String, list
                 && p.record.sha256 == sha256
                 && p.record.config == config
                 && p.record.listen == listen
+                && p.record.limits == Default::default()
         })
     {
         return;
@@ -122,6 +129,7 @@ pub async fn install(app: &App, name: &str, bytes: Vec<u8>, config: String, list
         config: Some(config),
         priority: 100,
         listen,
+        limits: Default::default(),
         activate: true,
     };
     match app.registry().install_plugin(system, install).await {

@@ -58,9 +58,15 @@ pub struct PluginArgs {
     /// spends descheduled on a busy machine, hence the headroom.
     #[arg(long, env = "COMMERCE_PLUGIN_DEADLINE_MS", default_value_t = 50)]
     pub plugin_deadline_ms: u64,
-    /// Linear memory per plugin call, in MiB.
+    /// Linear memory per plugin call, in MiB: the default and the most a
+    /// plugin may be installed with (`max_memory`).
     #[arg(long, env = "COMMERCE_PLUGIN_MEMORY_MIB", default_value_t = 16)]
     pub plugin_memory_mib: usize,
+    /// Largest input of a plugin call of up to 200 lines, in KiB (larger
+    /// carts get it in proportion to their lines): the default and the
+    /// most a plugin may be installed with (`max_input`).
+    #[arg(long, env = "COMMERCE_PLUGIN_MAX_INPUT_KIB", default_value_t = 128)]
+    pub plugin_max_input_kib: usize,
     /// Largest plugin component accepted at upload, in MiB.
     #[arg(long, env = "COMMERCE_PLUGIN_MAX_SIZE_MIB", default_value_t = 32)]
     pub plugin_max_size_mib: usize,
@@ -93,6 +99,7 @@ impl PluginArgs {
             fuel: self.plugin_fuel,
             deadline: std::time::Duration::from_millis(self.plugin_deadline_ms.max(1)),
             memory: self.plugin_memory_mib.max(1) << 20,
+            max_input: self.plugin_max_input_kib.max(1) << 10,
             max_component: self.plugin_max_size_mib.max(1) << 20,
             pricing_policy: self.pricing_failure,
             hook_policy: self.hook_failure,

@@ -85,6 +85,9 @@ fn constrain_parameter(path: &str, parameter: &mut Parameter) {
         "reason" => string(None, None, Some(MAX_REASON_LEN)),
         "config" => string(None, None, Some(plugins::MAX_CONFIG_LEN)),
         "listen" => string(Some(listen_pattern()), None, None),
+        // The maxima are settings of the running service, not constants.
+        "max_memory" => integer(plugins::MIN_MEMORY_LIMIT as i64, i64::MAX),
+        "max_input" => integer(plugins::MIN_INPUT_LIMIT as i64, i64::MAX),
         _ => return,
     };
     parameter.schema = Some(RefOr::T(schema));

@@ -21,10 +21,25 @@ pub struct PluginRecord {
     /// Saga hooks only: the steps and phases it is called at
     /// (`authorize-payment:before`, ...); null: at every one.
     pub listen: Option<Vec<String>>,
+    /// Limits set at install for this version, within the operator's
+    /// maxima.
+    pub limits: PluginLimits,
     /// Size of the component in bytes.
     pub size: i64,
     pub active: bool,
     pub created_at: DateTime<Utc>,
+}
+
+/// Limits an admin sets on one plugin version at install, each at most
+/// the operator's maximum (`--plugin-memory-mib`, `--plugin-max-input-kib`); an
+/// absent one is that maximum.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct PluginLimits {
+    /// Linear memory of one call, in bytes.
+    pub max_memory: Option<u64>,
+    /// Largest input of one call of up to 200 lines, in bytes (larger
+    /// inputs get it in proportion to their lines, like every limit).
+    pub max_input: Option<u64>,
 }
 
 /// A new plugin version to store.
@@ -38,6 +53,7 @@ pub struct NewPluginVersion {
     pub priority: i32,
     /// See [`PluginRecord::listen`].
     pub listen: Option<Vec<String>>,
+    pub limits: PluginLimits,
     pub at: DateTime<Utc>,
 }
 

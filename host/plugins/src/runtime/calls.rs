@@ -12,7 +12,7 @@ use crate::convert;
 use crate::limits;
 use crate::sandbox::{CallLimits, MAX_TABLE_ELEMENTS, PluginState};
 use commerce_app::extensions::{
-    Evaluation, ExtensionFailed, HookContext, HookOutcome, PluginKind, Quote,
+    Evaluation, ExtensionFailed, HookContext, HookOutcome, PluginKind, Quote, TooLarge,
 };
 use commerce_app::plugins::{PLUGIN_CALL_DURATION, PLUGIN_CALLS};
 use commerce_domain::pricing::check_adjustment;
@@ -42,17 +42,19 @@ pub const BASE_LINES: usize = 200;
 pub struct Budget {
     pub fuel: u64,
     pub deadline: Duration,
+    pub memory: usize,
     pub max_input: usize,
     pub max_output: usize,
 }
 
 impl PluginRuntime {
-    /// The limits of a call on an input of `lines` lines: the settings'
-    /// fuel, deadline, input and output limits for up to [`BASE_LINES`]
-    /// lines, and above that each limit times `lines / BASE_LINES` (a
-    /// 1,000-line cart gets five times the fuel, time and bytes of a
-    /// 200-line one). Memory does not scale.
-    pub fn budget(&self, lines: usize) -> Budget {
+    /// The limits of a call of a plugin with `limits` on an input of
+    /// `lines` lines: the settings' fuel, deadline and output limit and the
+    /// plugin's input limit for up to [`BASE_LINES`] lines, and above that
+    /// each of these times `lines / BASE_LINES` (a 1,000-line cart gets
+    /// five times the fuel, time and bytes of a 200-line one). Memory (the
+    /// plugin's) does not scale.
+    pub(crate) fn budget(&self, limits: Resolved, lines: usize) -> Budget {
         let s = &self.settings;
         let lines = lines.max(BASE_LINES) as u128;
         let scale = |n: u128| n.saturating_mul(lines) / BASE_LINES as u128;
@@ -62,14 +64,15 @@ impl PluginRuntime {
             deadline: Duration::from_micros(
                 u64::try_from(scale(s.deadline.as_micros())).unwrap_or(u64::MAX),
             ),
-            max_input: size(s.max_input),
+            memory: limits.memory,
+            max_input: size(limits.max_input),
             max_output: size(s.max_output),
         }
     }
 
     pub(super) fn new_store(&self, config: Arc<str>, budget: Budget) -> Store<PluginState> {
         let limits = CallLimits {
-            memory: self.settings.memory,
+            memory: budget.memory,
             log: self.settings.max_log,
         };
         let mut store = Store::new(&self.engine, PluginState::new(config, limits));
@@ -115,7 +118,7 @@ impl PluginRuntime {
             Some(Trap::OutOfFuel) => PluginError::FuelExhausted(budget.fuel),
             Some(Trap::Interrupt) => PluginError::DeadlineExceeded(budget.deadline),
             Some(Trap::StackOverflow) => PluginError::StackOverflow,
-            _ if memory_denied => PluginError::OutOfMemory(self.settings.memory),
+            _ if memory_denied => PluginError::OutOfMemory(budget.memory),
             Some(trap) => PluginError::Trap(trap.to_string()),
             None => PluginError::Trap(format!("{error:#}")),
         }
@@ -170,10 +173,11 @@ impl PluginRuntime {
         Ok(())
     }
 
-    /// What an uploaded component may declare (see [`limits`]).
-    pub(super) fn upload_limits(&self) -> limits::UploadLimits {
+    /// What an uploaded component with `memory` bytes of memory may
+    /// declare (see [`limits`]).
+    pub(super) fn upload_limits(&self, memory: usize) -> limits::UploadLimits {
         limits::UploadLimits {
-            memory: self.settings.memory,
+            memory,
             memories: 1,
             tables: MAX_TABLES,
             table_elements: MAX_TABLE_ELEMENTS as u64,
@@ -197,7 +201,7 @@ impl PluginRuntime {
         plugin: &Loaded,
         cart: &wit::Cart,
     ) -> Result<Vec<wit::Adjustment>, PluginError> {
-        let budget = self.budget(cart.lines.len());
+        let budget = self.budget(plugin.limits, cart.lines.len());
         Self::check_input(budget, convert::cart_size(cart))?;
         self.call(plugin, budget, |linked, store| {
             let Linked::Pricing(pre) = linked else {
@@ -222,7 +226,7 @@ impl PluginRuntime {
         plugin: &Loaded,
         order: &wit::Order,
     ) -> Result<Vec<wit::Violation>, PluginError> {
-        let budget = self.budget(order.lines.len());
+        let budget = self.budget(plugin.limits, order.lines.len());
         Self::check_input(budget, convert::order_size(order))?;
         self.call(plugin, budget, |linked, store| {
             let Linked::Validation(pre) = linked else {
@@ -244,7 +248,7 @@ impl PluginRuntime {
         plugin: &Loaded,
         context: &wit::StepContext,
     ) -> Result<wit::Decision, PluginError> {
-        let budget = self.budget(context.order.lines.len());
+        let budget = self.budget(plugin.limits, context.order.lines.len());
         Self::check_input(budget, convert::order_size(&context.order))?;
         self.call(plugin, budget, |linked, store| {
             let Linked::Hook(pre) = linked else {
@@ -270,6 +274,17 @@ impl PluginRuntime {
     ) -> Result<Evaluation, ExtensionFailed> {
         let currency = quote.currency;
         let cart = convert::cart(quote);
+        let lines = quote.lines.len();
+        self.refuse_oversized(
+            set.of(PluginKind::Pricing),
+            lines,
+            convert::cart_size(&cart),
+        )?;
+        self.refuse_oversized(
+            set.plugins.iter().filter(|p| p.kind != PluginKind::Pricing),
+            lines,
+            convert::quote_order_size(quote),
+        )?;
         let mut evaluation = Evaluation::default();
         for plugin in set.of(PluginKind::Pricing) {
             let priced = self.call_pricing(plugin, &cart).and_then(|adjustments| {
@@ -322,6 +337,31 @@ impl PluginRuntime {
         self.evaluate_on(&set, quote)
     }
 
+    /// Refuses an input larger than one of `plugins` accepts, before any
+    /// call and whatever the failure policy: the request is too large for
+    /// the plugin (a 4xx), the plugin did not fail. Saga hooks are checked
+    /// when the order is priced, so an order they could not be called on
+    /// is never accepted.
+    pub(super) fn refuse_oversized<'a>(
+        &self,
+        plugins: impl Iterator<Item = &'a Loaded>,
+        lines: usize,
+        size: usize,
+    ) -> Result<(), ExtensionFailed> {
+        for plugin in plugins {
+            let limit = self.budget(plugin.limits, lines).max_input;
+            if size > limit {
+                return Err(ExtensionFailed {
+                    kind: plugin.kind,
+                    plugin: plugin.name.clone(),
+                    reason: PluginError::InputTooLarge { size, limit }.to_string(),
+                    too_large: Some(TooLarge { size, limit }),
+                });
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn on_failure(
         &self,
         kind: PluginKind,
@@ -334,6 +374,7 @@ impl PluginRuntime {
                 kind,
                 plugin: plugin.name.clone(),
                 reason: error.to_string(),
+                too_large: None,
             }),
             FailurePolicy::Skip => {
                 tracing::warn!(plugin = %plugin.name, kind = kind.as_str(), error = %error, "skipping a failed plugin");

@@ -26,12 +26,13 @@ use super::bindings::pricing::PricingPre;
 use super::bindings::saga_hook::SagaHookPre;
 use super::bindings::types as wit;
 use super::bindings::validation::ValidationPre;
+use super::convert;
 use super::sandbox::PluginState;
 use commerce_app::extensions::{
     Evaluation, ExtensionFailed, Extensions, HookContext, HookOutcome, PluginKind, Quote,
 };
-use commerce_app::plugins::{PluginHost, PluginRejected, PluginStats};
-use commerce_app::ports::{PluginRecord, PluginRegistry};
+use commerce_app::plugins::{LimitMaxima, PluginHost, PluginRejected, PluginStats};
+use commerce_app::ports::{PluginLimits, PluginRecord, PluginRegistry};
 use commerce_domain::PluginRef;
 
 /// What a plugin failing at an extension point does to the request.
@@ -165,7 +166,16 @@ struct Loaded {
     config: Arc<str>,
     /// Saga hooks: where it is called (`None`: everywhere).
     listen: Option<Arc<[String]>>,
+    /// Its limits, resolved against the operator's maxima.
+    limits: Resolved,
     linked: Linked,
+}
+
+/// A plugin version's memory and base input limits, in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Resolved {
+    pub memory: usize,
+    pub max_input: usize,
 }
 
 impl Loaded {
@@ -378,7 +388,21 @@ impl PluginRuntime {
             kind,
             plugin: "-".into(),
             reason: format!("plugin task failed: {e}"),
+            too_large: None,
         })?
+    }
+
+    /// A version's limits: what it was installed with, else the settings'
+    /// (which are the maxima; an install cannot go above them, and a
+    /// lowered setting lowers what older versions get too).
+    pub(crate) fn resolve(&self, limits: PluginLimits) -> Resolved {
+        let within = |set: Option<u64>, max: usize| {
+            set.map_or(max, |v| usize::try_from(v).unwrap_or(usize::MAX).min(max))
+        };
+        Resolved {
+            memory: within(limits.max_memory, self.settings.memory),
+            max_input: within(limits.max_input, self.settings.max_input),
+        }
     }
 
     fn self_arc(&self) -> Arc<Self> {
@@ -457,6 +481,7 @@ impl PluginRuntime {
                 kind: record.kind,
                 config: Arc::from(record.config.as_str()),
                 listen: record.listen.map(Arc::from),
+                limits: self.resolve(record.limits),
                 linked,
             });
         }
@@ -481,6 +506,9 @@ impl Extensions for PluginRuntime {
     async fn evaluate(&self, quote: Quote) -> Result<Evaluation, ExtensionFailed> {
         let set = self.active.load_full();
         if set.plugins.iter().all(|p| p.kind == PluginKind::SagaHook) {
+            // No call now; the hooks' input limits still hold for the order.
+            let size = convert::quote_order_size(&quote);
+            self.refuse_oversized(set.plugins.iter(), quote.lines.len(), size)?;
             return Ok(Evaluation::default());
         }
         self.in_slot(PluginKind::Pricing, move |runtime| {
@@ -517,10 +545,18 @@ impl PluginHost for PluginRuntime {
         name: &str,
         bytes: Arc<Vec<u8>>,
         config: &str,
+        limits: PluginLimits,
     ) -> Result<(), PluginRejected> {
-        self.try_component(kind, name, bytes, config)
+        self.try_component_within(kind, name, bytes, config, limits)
             .await
             .map_err(|e| PluginRejected(e.to_string()))
+    }
+
+    fn limit_maxima(&self) -> LimitMaxima {
+        LimitMaxima {
+            memory: self.settings.memory as u64,
+            input: self.settings.max_input as u64,
+        }
     }
 
     async fn reload(&self) -> anyhow::Result<()> {
@@ -546,6 +582,7 @@ impl PluginHost for PluginRuntime {
                 kind: record.kind,
                 config: Arc::from(record.config.as_str()),
                 listen: record.listen.clone().map(Arc::from),
+                limits: runtime.resolve(record.limits),
                 linked: runtime.link(record.kind, &component).map_err(PluginRejected)?,
             };
             let bad_input = |e: serde_json::Error| {

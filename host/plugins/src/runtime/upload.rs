@@ -16,7 +16,7 @@ use super::*;
 
 impl PluginRuntime {
     /// Compiles and links a candidate, then smoke-calls it on a sample
-    /// input: what an upload must pass.
+    /// input: what an upload must pass, with the operator's limits.
     pub async fn try_component(
         &self,
         kind: PluginKind,
@@ -24,9 +24,22 @@ impl PluginRuntime {
         bytes: Arc<Vec<u8>>,
         config: &str,
     ) -> Result<(), CheckError> {
+        self.try_component_within(kind, name, bytes, config, PluginLimits::default())
+            .await
+    }
+
+    /// [`Self::try_component`] within the limits set at install.
+    pub async fn try_component_within(
+        &self,
+        kind: PluginKind,
+        name: &str,
+        bytes: Arc<Vec<u8>>,
+        config: &str,
+        limits: PluginLimits,
+    ) -> Result<(), CheckError> {
         let runtime = self.self_arc();
         let (name, config) = (name.to_owned(), config.to_owned());
-        tokio::task::spawn_blocking(move || runtime.check_sync(kind, &name, bytes, &config))
+        tokio::task::spawn_blocking(move || runtime.check_sync(kind, &name, bytes, &config, limits))
             .await
             .map_err(|e| CheckError::Compile(format!("the check did not finish: {e}")))?
     }
@@ -37,12 +50,14 @@ impl PluginRuntime {
         name: &str,
         bytes: Arc<Vec<u8>>,
         config: &str,
+        limits: PluginLimits,
     ) -> Result<(), CheckError> {
+        let limits = self.resolve(limits);
         let sha256 = hex::encode(Sha256::digest(bytes.as_slice()));
         let component = self
             .component(&sha256, || Some(bytes))
             .map_err(CheckError::Compile)?;
-        limits::check(&self.engine, &component, &self.upload_limits())
+        limits::check(&self.engine, &component, &self.upload_limits(limits.memory))
             .map_err(CheckError::Limits)?;
         let linked = self.link(kind, &component).map_err(CheckError::Link)?;
         let candidate = Loaded {
@@ -52,6 +67,7 @@ impl PluginRuntime {
             kind,
             config: Arc::from(config),
             listen: None,
+            limits,
             linked,
         };
         let quote = sample_quote();

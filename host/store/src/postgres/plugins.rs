@@ -9,7 +9,7 @@ use crate::shared::plugins::PluginSql;
 macro_rules! select_records {
     ($($rest:literal),*) => {
         concat!(
-            "SELECT v.name, v.version, v.kind, v.sha256, v.config, v.priority, v.listen, v.created_at, \
+            "SELECT v.name, v.version, v.kind, v.sha256, v.config, v.priority, v.listen, v.max_memory, v.max_input, v.created_at, \
              octet_length(v.bytes)::BIGINT AS size, \
              (h.active_version IS NOT DISTINCT FROM v.version) AS active \
              FROM plugin_versions v JOIN plugin_heads h ON h.name = v.name",
@@ -34,8 +34,9 @@ impl PluginSql for Postgres {
          VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
     const HEAD_KIND: &'static str = "SELECT kind FROM plugin_heads WHERE name = $1 FOR UPDATE";
     const INSERT_VERSION: &'static str = "INSERT INTO plugin_versions \
-         (name, version, kind, sha256, bytes, config, priority, created_at, listen) \
-         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8 \
+         (name, version, kind, sha256, bytes, config, priority, created_at, listen, \
+         max_memory, max_input) \
+         SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5, $6, $7, $8, $9, $10 \
          FROM plugin_versions WHERE name = $1 RETURNING version";
     const MAX_VERSION: &'static str = "SELECT MAX(version) FROM plugin_versions WHERE name = $1";
     const DELETE_HEAD: &'static str = "DELETE FROM plugin_heads WHERE name = $1";

@@ -34,7 +34,8 @@ pub(crate) trait PluginSql {
     /// The kind of head $1, locked where needed.
     const HEAD_KIND: &'static str;
     /// Version after the last of name $1 (kind $2, sha256 $3, bytes $4,
-    /// config $5, priority $6, created_at $7, listen $8), returning it.
+    /// config $5, priority $6, created_at $7, listen $8, max_memory $9,
+    /// max_input $10), returning it.
     const INSERT_VERSION: &'static str;
     const MAX_VERSION: &'static str;
     const DELETE_HEAD: &'static str;
@@ -110,11 +111,18 @@ pub(crate) async fn insert_version<DB: Backend + PluginSql>(
         .arg(new.config)
         .arg(new.priority)
         .arg(new.at)
-        .arg(new.listen.map(|points| points.join(",")));
+        .arg(new.listen.map(|points| points.join(",")))
+        .arg(new.limits.max_memory.map(bytes_column))
+        .arg(new.limits.max_input.map(bytes_column));
     let (version,): (i64,) = fetch_one(statement, DB::on(&mut tx)).await?;
     let record = fetch_record::<DB>(&mut tx, &new.name, version).await?;
     tx.commit().await.map_err(classify)?;
     Ok(record)
+}
+
+/// A limit in bytes as an integer column (limits are far below `i64::MAX`).
+fn bytes_column(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
 }
 
 /// `PluginRegistry::prune_plugin_versions`.

@@ -12,8 +12,8 @@ use super::columns::{Amount, Micros};
 use crate::{corrupt, parse_currency, parse_sku, parse_status};
 use commerce_app::extensions::PluginKind;
 use commerce_app::ports::{
-    FeedCursor, FeedEvent, PluginRecord, Product, Reservation, ReservationState, StoreError,
-    StoredEvent,
+    FeedCursor, FeedEvent, PluginLimits, PluginRecord, Product, Reservation, ReservationState,
+    StoreError, StoredEvent,
 };
 use commerce_app::saga::{SagaData, SagaInstance, SagaStepRecord};
 use commerce_app::views::{OrderLineView, OrderView};
@@ -298,6 +298,8 @@ rows! {
         config: String,
         priority: i32,
         listen: Option<String>,
+        max_memory: Option<i64>,
+        max_input: Option<i64>,
         size: i64,
         active: bool,
         created_at: DateTime<Utc>,
@@ -318,6 +320,10 @@ impl TryFrom<PluginRow> for PluginRecord {
             listen: row
                 .listen
                 .map(|text| text.split(',').map(str::to_owned).collect()),
+            limits: PluginLimits {
+                max_memory: row.max_memory.map(|b| b.max(0).unsigned_abs()),
+                max_input: row.max_input.map(|b| b.max(0).unsigned_abs()),
+            },
             size: row.size,
             active: row.active,
             created_at: row.created_at,
