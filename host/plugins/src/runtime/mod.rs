@@ -294,7 +294,10 @@ fn build_engine(settings: &PluginSettings) -> anyhow::Result<(Engine, bool)> {
         // than madvise, so that the next instance does not page-fault them
         // back in: most calls touch only these.
         .linear_memory_keep_resident(KEEP_RESIDENT)
-        .table_keep_resident(KEEP_RESIDENT);
+        .table_keep_resident(KEEP_RESIDENT)
+        // Where the kernel can say which pages a call dirtied (Linux 6.7+),
+        // reset only those, not the whole resident prefix.
+        .pagemap_scan(wasmtime::Enabled::Auto);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     match Engine::new(&config) {
         Ok(engine) => Ok((engine, true)),
