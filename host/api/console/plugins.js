@@ -30,7 +30,7 @@ export function render(main) {
   const messages = h('div', { id: 'plugin-messages' });
   const listing = h('div', { id: 'plugins-list' }, h('p', { class: 'muted' }, 'Loading…'));
   const dryRun = h('section', { id: 'dry-run' });
-  fill(main, h('h1', {}, 'Plugins'), messages, listing, uploadForm(), dryRun);
+  fill(main, h('h1', {}, 'Plugins'), messages, listing, h('div', { class: 'columns' }, uploadForm(), dryRun));
 
   async function act(request, done) {
     fill(messages);

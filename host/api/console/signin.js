@@ -38,6 +38,7 @@ export function render(main, { reason }) {
     h('h2', {}, 'Where do I get a token?'),
     h('p', {}, 'On the embedded default (no COMMERCE_JWT_SECRET), the service signs with the development secret it keeps in its data directory; mint an admin token from the repository with:'),
     h('pre', {}, h('code', {}, 'cargo run -q -- token --sub 00000000-0000-0000-0000-000000000001 --role admin')),
-    h('p', {}, 'In production, `commerce token --role admin` with the same COMMERCE_JWT_SECRET as the service, or your identity provider, issues it. Customer tokens are refused.'));
+    h('p', {}, 'In production, ', h('code', {}, 'commerce token --role admin'),
+      ' with the service\'s COMMERCE_JWT_SECRET, or your identity provider, issues it. Customer tokens are refused.'));
   token.focus();
 }
