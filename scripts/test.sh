@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 "$(dirname "$0")/services.sh"
+# Chromium and chromedriver for the console's browser tests (tests/console.rs).
+"$(dirname "$0")/browser.sh"
 cargo test --workspace --locked "$@"
 # The example plugins' own unit tests (their config parsers), natively.
 cargo test --locked --manifest-path plugins/Cargo.toml --target-dir target/plugins \

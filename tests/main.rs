@@ -10,7 +10,9 @@
 
 mod api;
 mod bench;
+mod browser;
 mod cart;
+mod console;
 mod containment;
 mod helpers;
 mod inventory;

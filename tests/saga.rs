@@ -50,7 +50,12 @@ async fn wait_for_status(app: &TestApp, id: &str, statuses: &[&str], within: Dur
 }
 
 /// The saga of an order, with its history, once it reached `status`.
-async fn wait_for_saga(app: &TestApp, order_id: &str, status: &str, within: Duration) -> Value {
+pub(crate) async fn wait_for_saga(
+    app: &TestApp,
+    order_id: &str,
+    status: &str,
+    within: Duration,
+) -> Value {
     let deadline = Instant::now() + within;
     loop {
         let (code, _, page) = app.get("/v1/sagas?limit=500", &app.admin()).await;
@@ -445,15 +450,15 @@ async fn tok_timeout_retries_then_compensates() {
 
 /// A gateway (a real HTTP server in this process) that authorizes but
 /// whose capture and void fail with 500 until it is healed: the
-/// compensation keeps failing.
-struct BrokenGateway {
-    base: String,
-    healed: Arc<AtomicBool>,
+/// compensation keeps failing. The console's tests use it too.
+pub(crate) struct BrokenGateway {
+    pub(crate) base: String,
+    pub(crate) healed: Arc<AtomicBool>,
     voids: Arc<AtomicUsize>,
 }
 
 impl BrokenGateway {
-    async fn start() -> BrokenGateway {
+    pub(crate) async fn start() -> BrokenGateway {
         use axum::extract::{Path, State};
         use axum::response::IntoResponse;
         use axum::routing::post;

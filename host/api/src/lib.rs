@@ -1,12 +1,14 @@
 //! The HTTP interface: routes, auth extractors, problem+json errors and
 //! the OpenAPI document.
 //!
-//! Each resource module exposes `router()`; [`router`] merges them and adds
+//! Each resource module exposes `router()` (and [`console`] the operations
+//! console's static page, a client of these routes); [`router`] merges them and adds
 //! the cross-cutting layers (request ids, tracing, body limit, timeout).
 //! Handlers are thin: extract, call one `App` use case, map the result.
 
 pub mod auth;
 pub mod cart;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -73,7 +75,7 @@ pub struct AppState {
         cart::checkout,
         plugins::upload_plugin, plugins::list_plugins, plugins::activate_plugin,
         plugins::rollback_plugin, plugins::remove_plugin, plugins::dry_run_plugin,
-        sagas::list_sagas, sagas::get_saga, sagas::retry_saga, sagas::abort_saga,
+        sagas::list_sagas, sagas::count_sagas, sagas::get_saga, sagas::retry_saga, sagas::abort_saga,
         events::list_events,
     ),
     modifiers(&BearerAuth),
@@ -151,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sagas::router())
         .merge(events::router())
         .merge(plugins::router(route_limits.upload_body))
+        .merge(console::router())
         .fallback(not_found)
         .with_state(state)
         .layer(from_fn_with_state(route_limits, limits::refuse_oversized))

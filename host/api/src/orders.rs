@@ -117,6 +117,9 @@ pub struct UpdateOrderRequest {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only this customer's orders (an admin's look-up; a customer's list
+    /// holds only their own, so another id gives an empty page).
+    pub customer: Option<Uuid>,
     /// Only orders in this status.
     pub status: Option<String>,
     /// Page size, 1 to 100 (default 20).
@@ -301,6 +304,7 @@ pub async fn list_orders(
         .list_orders(
             caller,
             ListOrders {
+                customer: params.customer,
                 status,
                 limit: params.limit,
                 cursor: params.cursor,

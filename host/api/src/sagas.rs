@@ -12,12 +12,13 @@ use super::AppState;
 use super::error::ApiError;
 use super::extract::{Admin, ApiPath, ApiQuery};
 use commerce_app::AppError;
-use commerce_app::saga::admin::{SagaPage, SagaView};
+use commerce_app::saga::admin::{SagaCounts, SagaPage, SagaView};
 use commerce_domain::order::MAX_REASON_LEN;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/sagas", get(list_sagas))
+        .route("/v1/sagas/counts", get(count_sagas))
         .route("/v1/sagas/{id}", get(get_saga))
         .route("/v1/sagas/{id}/retry", post(retry_saga))
         .route("/v1/sagas/{id}/abort", post(abort_saga))
@@ -70,6 +71,18 @@ pub async fn list_sagas(
         .list_sagas(caller, status, params.cursor, params.limit)
         .await?;
     Ok(axum::Json(page))
+}
+
+/// How many sagas are in each status (admin): what the operations
+/// console's overview shows beside the metrics.
+#[utoipa::path(get, path = "/v1/sagas/counts", tag = "sagas",
+    responses((status = 200, body = SagaCounts)),
+    security(("bearer" = [])))]
+pub async fn count_sagas(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+) -> Result<axum::Json<SagaCounts>, ApiError> {
+    Ok(axum::Json(state.app.sagas().count_sagas(caller).await?))
 }
 
 /// One saga with its step history (admin).

@@ -37,7 +37,8 @@ pub enum Command {
     /// safe while the service runs (a view newer than the replay is kept).
     Replay(MigrateArgs),
     /// Print a bearer token for a subject and role, signed with the
-    /// configured secret (or the development secret in --data-dir).
+    /// configured secret (or the development secret in --data-dir). An
+    /// admin token signs in to the operations console (/console).
     Token(TokenArgs),
     /// Manage plugins in the registry (the running services follow within
     /// a second): install, list, activate, rollback, remove, run (dry run).
@@ -374,7 +375,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await?
         .with_request_timeout(std::time::Duration::from_secs(args.request_timeout_secs))
         .with_shutdown(args.shutdown.settings());
-    tracing::info!(addr = %app.local_addr(), backend = store.backend(), carts = carts_backend, "listening");
+    let console = format!("http://{}/console", app.local_addr());
+    tracing::info!(addr = %app.local_addr(), backend = store.backend(), carts = carts_backend, %console, "listening");
     app.run_until_stopped().await?;
     sagas.sagas().release_saga_leases().await;
     tracing::info!("stopped");

@@ -116,6 +116,9 @@ pub struct Placed {
 /// A list request as the caller writes it.
 #[derive(Debug, Clone, Default)]
 pub struct ListOrders {
+    /// Only this customer's orders. A customer's list holds only their
+    /// own, so asking for another's gives an empty page.
+    pub customer: Option<Uuid>,
     pub status: Option<OrderStatus>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
@@ -189,8 +192,18 @@ impl Orders<'_> {
             )));
         }
         let before = request.cursor.as_deref().map(decode_cursor).transpose()?;
+        let customer_id = if caller.is_admin() {
+            request.customer
+        } else if request.customer.is_none_or(|c| c == caller.subject) {
+            Some(caller.subject)
+        } else {
+            return Ok(OrderPage {
+                items: Vec::new(),
+                next_cursor: None,
+            });
+        };
         let query = OrderQuery {
-            customer_id: (!caller.is_admin()).then_some(caller.subject),
+            customer_id,
             status: request.status,
             limit: limit + 1,
             before,

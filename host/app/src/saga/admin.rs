@@ -66,6 +66,16 @@ impl SagaView {
     }
 }
 
+/// How many sagas are in each status, for the operations console's
+/// overview: the metrics only count sagas that finished in this process
+/// (and the ones needing attention), not the ones still running anywhere.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SagaCounts {
+    /// Status (`running`, `compensating`, `completed`, `compensated`,
+    /// `needs_attention`) to the number of sagas in it, every status present.
+    pub counts: std::collections::BTreeMap<String, i64>,
+}
+
 /// A page of sagas; `next_cursor` continues it.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SagaPage {
@@ -102,6 +112,19 @@ impl Sagas<'_> {
             items: sagas.iter().map(|s| SagaView::of(s, None)).collect(),
             next_cursor,
         })
+    }
+
+    /// The number of sagas in each status (admin).
+    pub async fn count_sagas(&self, caller: Caller) -> Result<SagaCounts, AppError> {
+        if !caller.is_admin() {
+            return Err(AppError::Forbidden);
+        }
+        let mut counts = std::collections::BTreeMap::new();
+        for status in crate::ports::SAGA_STATUSES {
+            let n = self.store.count_sagas(status).await?;
+            counts.insert(status_str(status).to_owned(), n);
+        }
+        Ok(SagaCounts { counts })
     }
 
     /// One saga with its step history (admin).
