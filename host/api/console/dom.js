@@ -94,6 +94,22 @@ export function when(iso) {
   return h('time', { datetime: iso, title: iso }, new Date(iso).toLocaleString());
 }
 
+/**
+ * Runs an action's request, says in `messages` how it went (the API's
+ * problem detail when it failed), then reloads the page's data with
+ * `reload`.
+ */
+export async function perform(messages, request, done, reload) {
+  fill(messages);
+  try {
+    await request();
+    messages.append(notice(done));
+  } catch (e) {
+    messages.append(problem(e));
+  }
+  try { await reload(); } catch (e) { messages.append(problem(e)); }
+}
+
 /** Runs `action` for a form's submit, with its button disabled meanwhile. */
 export function onSubmit(form, action) {
   form.addEventListener('submit', async (event) => {

@@ -3,7 +3,7 @@
 // (cancel, refund).
 
 import { get, call, post, enc } from './api.js';
-import { h, fill, field, table, figures, problem, notice, badge, toneOf, when, onSubmit } from './dom.js';
+import { h, fill, field, table, figures, problem, notice, badge, toneOf, when, onSubmit, perform } from './dom.js';
 import { timeline } from './timeline.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -111,16 +111,7 @@ function detail(main, id) {
       h('details', {}, h('summary', {}, 'Refund'), refund));
   }
 
-  async function act(request, done) {
-    fill(messages);
-    try {
-      await request();
-      messages.append(notice(done));
-    } catch (e) {
-      messages.append(problem(e));
-    }
-    try { await load(); } catch (e) { messages.append(problem(e)); }
-  }
+  const act = (request, done) => perform(messages, request, done, load);
 
   load().catch((e) => fill(body, problem(e)));
 }

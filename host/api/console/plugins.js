@@ -4,7 +4,7 @@
 // effects.
 
 import { get, call, post, enc, metricsText } from './api.js';
-import { h, fill, field, table, problem, notice, badge, onSubmit } from './dom.js';
+import { h, fill, field, table, problem, notice, badge, onSubmit, perform } from './dom.js';
 import { parse, sum } from './metrics.js';
 
 /** Digits of the minor unit, for the currencies that have none. */
@@ -32,16 +32,7 @@ export function render(main) {
   const dryRun = h('section', { id: 'dry-run' });
   fill(main, h('h1', {}, 'Plugins'), messages, listing, h('div', { class: 'columns' }, uploadForm(), dryRun));
 
-  async function act(request, done) {
-    fill(messages);
-    try {
-      await request();
-      messages.append(notice(done));
-    } catch (e) {
-      messages.append(problem(e));
-    }
-    await load();
-  }
+  const act = (request, done) => perform(messages, request, done, load);
 
   async function load() {
     try {

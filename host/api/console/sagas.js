@@ -2,7 +2,7 @@
 // with its step history, and the operator's retry and abort.
 
 import { get, call, enc } from './api.js';
-import { h, fill, field, table, figures, problem, notice, badge, toneOf, when, onSubmit } from './dom.js';
+import { h, fill, field, table, figures, problem, notice, badge, toneOf, when, onSubmit, perform } from './dom.js';
 
 const STATUSES = ['needs_attention', 'running', 'compensating', 'completed', 'compensated'];
 
@@ -84,16 +84,7 @@ function detail(main, id) {
       finished ? null : abort);
   }
 
-  async function act(request, done) {
-    fill(messages);
-    try {
-      await request();
-      messages.append(notice(done));
-    } catch (e) {
-      messages.append(problem(e));
-    }
-    try { await load(); } catch (e) { messages.append(problem(e)); }
-  }
+  const act = (request, done) => perform(messages, request, done, load);
 
   load().catch((e) => fill(body, problem(e)));
 }
