@@ -26,3 +26,4 @@ mod replicas;
 mod saga;
 mod scaffold;
 mod store_contract;
+mod what_if;

@@ -31,6 +31,9 @@ both_backends!(
     the_feed_pages_every_event_once_by_cursor,
     a_relay_lease_has_one_owner_at_a_time,
     old_plugin_versions_are_pruned_but_never_the_active_or_rollback_one,
+    canary_and_shadow_versions_are_kept_beside_the_active_one,
+    plugin_runs_are_filtered_newest_first_and_pruned_per_plugin,
+    order_ids_are_walked_oldest_first_from_an_id,
 );
 
 pub(crate) fn event(n: u32) -> NewEvent {
@@ -718,21 +721,10 @@ async fn sagas_are_written_with_events_fenced_by_revision_and_claimed_once(backe
 }
 
 async fn old_plugin_versions_are_pruned_but_never_the_active_or_rollback_one(backend: Backend) {
-    use commerce_app::extensions::PluginKind;
     use commerce_app::ports::NewPluginVersion;
     let db = TestDb::new(backend).await;
     let store = db.open_store().await;
-    let upload = |n: u8| NewPluginVersion {
-        name: "p".into(),
-        kind: PluginKind::Pricing,
-        sha256: format!("{n:064}"),
-        bytes: vec![n; 8],
-        config: "{}".into(),
-        priority: 1,
-        listen: None,
-        limits: Default::default(),
-        at: Utc::now(),
-    };
+    let upload = plugin_upload;
     for n in 1..=5 {
         store
             .insert_plugin_version(upload(n))
@@ -776,4 +768,160 @@ async fn old_plugin_versions_are_pruned_but_never_the_active_or_rollback_one(bac
     );
     assert_eq!(store.prune_plugin_versions("p", 2).await.unwrap(), 1);
     assert_eq!(versions(store.list_plugins().await.unwrap()), [1, 2, 5, 6]);
+}
+
+fn plugin_upload(n: u8) -> commerce_app::ports::NewPluginVersion {
+    commerce_app::ports::NewPluginVersion {
+        name: "p".into(),
+        kind: commerce_app::extensions::PluginKind::Pricing,
+        sha256: format!("{n:064}"),
+        bytes: vec![n; 8],
+        config: "{}".into(),
+        priority: 1,
+        listen: None,
+        limits: Default::default(),
+        at: Utc::now(),
+    }
+}
+
+async fn canary_and_shadow_versions_are_kept_beside_the_active_one(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    for n in 1..=4 {
+        store
+            .insert_plugin_version(plugin_upload(n))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    store.activate_plugin("p", Some(1)).await.unwrap().unwrap();
+    let generation = store.plugin_generation().await.unwrap();
+    assert!(store.set_plugin_canary("p", Some((2, 10))).await.unwrap());
+    assert!(
+        store
+            .set_plugin_shadow("p", Some((3, 250_000)))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store.plugin_generation().await.unwrap() >= generation + 2,
+        "each change reaches the replicas like an activation"
+    );
+    assert!(!store.set_plugin_canary("p", Some((99, 10))).await.unwrap());
+    assert!(!store.set_plugin_shadow("nope", Some((1, 1))).await.unwrap());
+    let (_, active) = store.active_plugins().await.unwrap();
+    let roles: Vec<(i64, bool, Option<u8>, Option<f64>)> = active
+        .iter()
+        .map(|r| (r.version, r.active, r.canary_percent, r.shadow_sample))
+        .collect();
+    assert_eq!(
+        roles,
+        [
+            (1, true, None, None),
+            (2, false, Some(10), None),
+            (3, false, None, Some(0.25))
+        ]
+    );
+    // Neither is pruned while it serves or shadows.
+    assert_eq!(store.prune_plugin_versions("p", 1).await.unwrap(), 0);
+    // Activating the canary's version ends the canary; the shadow stays
+    // unless it is the version activated.
+    store.activate_plugin("p", Some(2)).await.unwrap().unwrap();
+    let (_, active) = store.active_plugins().await.unwrap();
+    let versions: Vec<i64> = active.iter().map(|r| r.version).collect();
+    assert_eq!(versions, [2, 3]);
+    assert!(active.iter().all(|r| r.canary_percent.is_none()));
+    store.activate_plugin("p", Some(3)).await.unwrap().unwrap();
+    let (_, active) = store.active_plugins().await.unwrap();
+    assert_eq!(active.len(), 1);
+    assert!(active[0].shadow_sample.is_none());
+    assert!(store.set_plugin_shadow("p", Some((4, 1))).await.unwrap());
+    assert!(store.set_plugin_shadow("p", None).await.unwrap());
+    assert_eq!(store.active_plugins().await.unwrap().1.len(), 1);
+}
+
+async fn plugin_runs_are_filtered_newest_first_and_pruned_per_plugin(backend: Backend) {
+    use commerce_app::ports::PluginRun;
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let start = Utc::now().trunc_subsecs(6);
+    let run = |name: &str, n: i64, outcome: &str| PluginRun {
+        id: Uuid::now_v7(),
+        name: name.into(),
+        version: 1,
+        kind: commerce_app::extensions::PluginKind::Pricing,
+        outcome: outcome.into(),
+        error: (outcome != "ok").then(|| format!("failed {n}")),
+        input: json!({"n": n}),
+        output: (outcome == "ok").then(|| json!([{"n": n}])),
+        fuel: 1_000 + n as u64,
+        duration_us: 10,
+        log: format!("line {n}\n"),
+        shadow: n == 3,
+        at: start + chrono::Duration::milliseconds(n),
+    };
+    let runs = vec![
+        run("p", 1, "ok"),
+        run("p", 2, "trap"),
+        run("p", 3, "fuel"),
+        run("p", 4, "ok"),
+        run("q", 5, "trap"),
+    ];
+    store.record_plugin_runs(&runs).await.unwrap();
+    let ns = |listed: Vec<PluginRun>| {
+        listed
+            .iter()
+            .map(|r| r.input["n"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ns(store.plugin_runs("p", None, 10).await.unwrap()),
+        [4, 3, 2, 1]
+    );
+    assert_eq!(
+        ns(store.plugin_runs("p", Some("failed"), 10).await.unwrap()),
+        [3, 2]
+    );
+    assert_eq!(
+        ns(store.plugin_runs("p", Some("trap"), 10).await.unwrap()),
+        [2]
+    );
+    assert_eq!(
+        ns(store.plugin_runs("p", Some("ok"), 1).await.unwrap()),
+        [4]
+    );
+    let stored = store.plugin_run(runs[2].id).await.unwrap().unwrap();
+    assert_eq!(stored, runs[2], "a run reads back as it was captured");
+    assert!(store.plugin_run(Uuid::now_v7()).await.unwrap().is_none());
+    // The newest two of each plugin are kept.
+    assert_eq!(store.prune_plugin_runs(2).await.unwrap(), 2);
+    assert_eq!(ns(store.plugin_runs("p", None, 10).await.unwrap()), [4, 3]);
+    assert_eq!(ns(store.plugin_runs("q", None, 10).await.unwrap()), [5]);
+}
+
+async fn order_ids_are_walked_oldest_first_from_an_id(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id = Uuid::now_v7();
+        store
+            .append(append(id, 0, vec![event(i)], Uuid::new_v4()))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    assert_eq!(store.order_ids_from(None, 10).await.unwrap(), ids);
+    assert_eq!(store.order_ids_from(None, 2).await.unwrap(), ids[..2]);
+    assert_eq!(
+        store.order_ids_from(Some(ids[2]), 10).await.unwrap(),
+        ids[2..]
+    );
+    assert!(
+        store
+            .order_ids_from(Some(Uuid::max()), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

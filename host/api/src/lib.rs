@@ -75,6 +75,8 @@ pub struct AppState {
         cart::checkout,
         plugins::upload_plugin, plugins::list_plugins, plugins::activate_plugin,
         plugins::rollback_plugin, plugins::remove_plugin, plugins::dry_run_plugin,
+        plugins::start_shadow, plugins::shadow_status, plugins::stop_shadow,
+        plugins::plugin_runs, plugins::plugin_run, plugins::start_replay, plugins::replay_report,
         sagas::list_sagas, sagas::count_sagas, sagas::get_saga, sagas::retry_saga, sagas::abort_saga,
         events::list_events,
     ),

@@ -24,6 +24,7 @@ pub mod saga;
 pub mod settlements;
 pub mod telemetry;
 pub mod views;
+pub mod what_if;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,6 +172,8 @@ pub struct App {
     pub settlements: Arc<settlements::Settlements>,
     /// The background tasks working for this service.
     pub background: Arc<background::Background>,
+    /// Plugin replays run by this process (`what_if`).
+    pub replays: Arc<what_if::Replays>,
 }
 
 impl App {
@@ -193,6 +196,7 @@ impl App {
             draining: Arc::default(),
             settlements: Arc::default(),
             background: Arc::default(),
+            replays: Arc::default(),
         }
     }
 

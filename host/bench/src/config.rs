@@ -62,6 +62,11 @@ pub struct BenchArgs {
     /// --example-plugins` does.
     #[arg(long, help_heading = "Target")]
     pub example_plugins: bool,
+    /// In-process, with --example-plugins: also shadow the bulk discount
+    /// with a second version (other tiers, so that its answers differ) on
+    /// this share (0-1) of its calls, to measure what a shadow costs.
+    #[arg(long, requires = "example_plugins", help_heading = "Target")]
+    pub shadow_sample: Option<f64>,
     /// In-process: keep the PostgreSQL schema (or the SQLite directory)
     /// after the run, for inspection; its location is printed.
     #[arg(long, help_heading = "Target")]

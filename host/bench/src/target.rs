@@ -179,6 +179,9 @@ async fn in_process(
     };
     let app = wire(store.clone(), wiring).await?;
     cleanup.background = Some(app.background.clone());
+    if let Some(sample) = args.shadow_sample {
+        shadow_bulk_discount(&app, examples, sample).await?;
+    }
     let application = Application::build("127.0.0.1:0", app, keys.clone()).await?;
     let base = format!("http://{}", application.local_addr());
     tokio::spawn(async move {
@@ -204,6 +207,44 @@ async fn in_process(
         store: Some(store),
         cleanup,
     })
+}
+
+/// Installs a second version of the example bulk discount (other tiers)
+/// and shadows it on `sample` of the active one's calls.
+async fn shadow_bulk_discount(
+    app: &commerce_app::App,
+    examples: &[BundledPlugin],
+    sample: f64,
+) -> anyhow::Result<()> {
+    let (name, bytes, ..) = examples
+        .iter()
+        .find(|(name, ..)| *name == "bulk-discount")
+        .context("the examples have no bulk-discount to shadow")?;
+    let admin = commerce_app::Caller::system();
+    let shadow = app
+        .registry()
+        .install_plugin(
+            admin,
+            commerce_app::plugins::InstallPlugin {
+                name: (*name).to_owned(),
+                kind: commerce_app::extensions::PluginKind::Pricing,
+                bytes: bytes.to_vec(),
+                config: Some(r#"{"tiers":[{"min_quantity":2,"percent":5}]}"#.into()),
+                priority: 0,
+                listen: None,
+                limits: Default::default(),
+                activate: false,
+            },
+        )
+        .await?;
+    app.registry()
+        .start_shadow(admin, name, shadow.version, sample)
+        .await?;
+    eprintln!(
+        "shadow: {name} v{} on {sample} of its calls",
+        shadow.version
+    );
+    Ok(())
 }
 
 /// The in-process service's store, and the words for it: SQLite in `dir`,

@@ -147,8 +147,58 @@ pub enum PluginAction {
     Rollback { name: String },
     /// Delete every version of a plugin.
     Remove { name: String },
+    /// Serve a version to a stable share of customers (a canary) beside
+    /// the active one; `activate` promotes it, `rollback` ends it.
+    Canary {
+        name: String,
+        #[arg(long)]
+        version: i64,
+        /// Percent of customers (1-99), chosen by a hash of their id.
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..=99))]
+        percent: u8,
+    },
+    /// Run a version beside the active one on a sample of live calls and
+    /// compare the answers (GET /v1/plugins/NAME/shadow on a replica shows
+    /// what it found); with neither option, print the shadow's setting.
+    Shadow {
+        name: String,
+        #[arg(long, requires = "sample", conflicts_with = "stop")]
+        version: Option<i64>,
+        /// Share of live calls (above 0, at most 1).
+        #[arg(long, requires = "version")]
+        sample: Option<f64>,
+        /// Stop the shadow.
+        #[arg(long)]
+        stop: bool,
+    },
+    /// Replay a version on recorded orders (what-if): re-price or
+    /// re-validate each from what its events hold and compare with what
+    /// it records; waits for the report and prints it.
+    Replay {
+        name: String,
+        #[arg(long)]
+        version: i64,
+        /// Orders placed from this instant on (RFC 3339, e.g.
+        /// 2026-12-01T00:00:00Z); default: the oldest order.
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Most orders read, oldest first (1 to 100,000).
+        #[arg(long, default_value_t = commerce_app::what_if::DEFAULT_REPLAY_ORDERS)]
+        limit: u32,
+    },
+    /// The run log: failed calls (always captured) and a sample of
+    /// successful ones, newest first.
+    Runs {
+        name: String,
+        /// `failed`, one failure kind (`trap`, `fuel`, ...) or `ok`.
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
     /// Run a version (the active one by default) on a JSON input, with no
     /// side effects; prints its output.
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["input", "input_run"]))]
     Run {
         /// An installed plugin, or a component file (`.wasm`) to run as it
         /// would run installed, storing nothing.
@@ -156,9 +206,15 @@ pub enum PluginAction {
         #[arg(long)]
         version: Option<i64>,
         /// JSON file with a cart (pricing), an order (validation) or a step
-        /// context (saga-hook); see wit/README.md.
+        /// context (saga-hook), see wit/README.md; or a run exported from
+        /// the run log (`GET /v1/plugins/NAME/runs/ID`), whose input is used.
         #[arg(long)]
-        input: std::path::PathBuf,
+        input: Option<std::path::PathBuf>,
+        /// The id of a run in the run log (`commerce plugin runs NAME`):
+        /// re-runs the input it captured, e.g. against a component under
+        /// development.
+        #[arg(long)]
+        input_run: Option<Uuid>,
         /// A component file's extension point; default: the world it exports.
         #[arg(long, value_parser = ["pricing", "validation", "saga-hook"])]
         kind: Option<String>,
@@ -489,18 +545,66 @@ async fn plugin_action(app: &App, action: PluginAction) -> anyhow::Result<serde_
             app.registry().remove_plugin(admin, &name).await?;
             serde_json::json!({ "removed": name })
         }
+        PluginAction::Canary {
+            name,
+            version,
+            percent,
+        } => serde_json::to_value(
+            app.registry()
+                .start_canary(admin, &name, version, percent)
+                .await?,
+        )?,
+        PluginAction::Shadow {
+            name,
+            version,
+            sample,
+            stop,
+        } => {
+            let registry = app.registry();
+            if stop {
+                registry.stop_shadow(admin, &name).await?;
+            } else if let (Some(version), Some(sample)) = (version, sample) {
+                registry.start_shadow(admin, &name, version, sample).await?;
+            }
+            let status = registry.shadow_status(admin, &name).await?;
+            serde_json::json!({ "name": name, "version": status.version, "sample": status.sample })
+        }
+        PluginAction::Replay {
+            name,
+            version,
+            since,
+            limit,
+        } => {
+            let registry = app.registry();
+            let started = registry
+                .start_replay(admin, &name, version, since, Some(limit))
+                .await?;
+            loop {
+                let report = registry.replay_report(admin, &name, started.id)?;
+                if report.state != commerce_app::what_if::ReplayState::Running {
+                    break serde_json::to_value(report)?;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+        PluginAction::Runs {
+            name,
+            outcome,
+            limit,
+        } => serde_json::to_value(
+            app.registry()
+                .plugin_runs(admin, &name, outcome.as_deref(), limit)
+                .await?,
+        )?,
         PluginAction::Run {
             name,
             version,
             input,
+            input_run,
             kind,
             config,
         } => {
-            let input: serde_json::Value = serde_json::from_str(
-                &std::fs::read_to_string(&input)
-                    .with_context(|| format!("reading {}", input.display()))?,
-            )
-            .context("the input is not JSON")?;
+            let input = run_input(app, input.as_deref(), input_run).await?;
             if name.ends_with(".wasm") {
                 let config = config.unwrap_or_else(|| "{}".into());
                 run_file(
@@ -519,6 +623,34 @@ async fn plugin_action(app: &App, action: PluginAction) -> anyhow::Result<serde_
         }
         PluginAction::New { .. } => unreachable!("handled before the store is opened"),
     })
+}
+
+/// The input of `plugin run`: a JSON file (a run exported from the run log
+/// gives its `input`), or a run of the log by id.
+async fn run_input(
+    app: &App,
+    file: Option<&std::path::Path>,
+    run: Option<Uuid>,
+) -> anyhow::Result<serde_json::Value> {
+    if let Some(id) = run {
+        let run = app
+            .store
+            .plugin_run(id)
+            .await?
+            .with_context(|| format!("no run {id} in the run log"))?;
+        return Ok(run.input);
+    }
+    let file = file.context("--input or --input-run is required")?;
+    let value: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?,
+    )
+    .context("the input is not JSON")?;
+    Ok(
+        match serde_json::from_value::<commerce_app::ports::PluginRun>(value.clone()) {
+            Ok(run) => run.input,
+            Err(_) => value,
+        },
+    )
 }
 
 /// `--name`, or the file's name without its extension, in lower case with
@@ -575,6 +707,8 @@ async fn run_file(
         limits: Default::default(),
         size: i64::try_from(bytes.len()).unwrap_or(i64::MAX),
         active: false,
+        canary_percent: None,
+        shadow_sample: None,
         created_at: chrono::Utc::now(),
     };
     app.plugins

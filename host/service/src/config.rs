@@ -91,6 +91,22 @@ pub struct PluginArgs {
     /// their compiled artifacts.
     #[arg(long, env = "COMMERCE_PLUGIN_VERSIONS_KEPT", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..))]
     pub plugin_versions_kept: u32,
+    /// Share (0-1) of successful plugin calls captured in the run log with
+    /// their input and output (`GET /v1/plugins/{name}/runs`); failed
+    /// calls are always captured.
+    #[arg(long, env = "COMMERCE_PLUGIN_RUN_SAMPLE", default_value_t = 0.001, value_parser = parse_share)]
+    pub plugin_run_sample: f64,
+    /// Runs kept in the run log per plugin (the newest).
+    #[arg(long, env = "COMMERCE_PLUGIN_RUNS_KEPT", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub plugin_runs_kept: u32,
+}
+
+/// A share of calls: a number from 0 to 1.
+fn parse_share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("{text:?} is not a share from 0 to 1")),
+    }
 }
 
 impl PluginArgs {
@@ -105,6 +121,9 @@ impl PluginArgs {
             hook_policy: self.hook_failure,
             cache_dir: data_dir.join("plugin-cache"),
             versions_kept: self.plugin_versions_kept,
+            run_sample_ppm: (self.plugin_run_sample * f64::from(commerce_app::ports::PPM)).round()
+                as u32,
+            runs_kept: self.plugin_runs_kept,
             ..Default::default()
         }
     }

@@ -8,7 +8,7 @@ use utoipa::openapi::path::{Operation, Parameter};
 use utoipa::openapi::schema::{Object, OneOf, Schema, Type};
 use utoipa::openapi::{Components, RefOr};
 
-use commerce_app::{catalog, feed, inventory, orders, plugins, ports, saga, views};
+use commerce_app::{catalog, feed, inventory, orders, plugins, ports, saga, views, what_if};
 use commerce_domain::order::{MAX_LINES, MAX_REASON_LEN};
 use commerce_domain::product::{MAX_QUANTITY, MAX_SKU_LEN};
 use commerce_domain::{Currency, OrderStatus};
@@ -82,6 +82,7 @@ fn constrain_parameter(path: &str, parameter: &mut Parameter) {
             enumeration(ports::SAGA_STATUSES.iter().map(|s| ports::status_str(*s)))
         }
         "kind" => enumeration(["pricing", "validation", "saga-hook"]),
+        "outcome" => enumeration(plugins::RUN_OUTCOMES.iter().copied()),
         "reason" => string(None, None, Some(MAX_REASON_LEN)),
         "config" => string(None, None, Some(plugins::MAX_CONFIG_LEN)),
         "listen" => string(Some(listen_pattern()), None, None),
@@ -98,6 +99,7 @@ fn page_limit(path: &str) -> i64 {
         "/v1/orders" => views::MAX_PAGE.into(),
         "/v1/sagas" => saga::admin::MAX_SAGA_PAGE.into(),
         "/v1/events" => feed::MAX_FEED_LIMIT.into(),
+        "/v1/plugins/{name}/runs" => plugins::MAX_RUNS_LISTED.into(),
         _ => i64::from(u32::MAX),
     }
 }
@@ -105,7 +107,7 @@ fn page_limit(path: &str) -> i64 {
 /// Puts the constraints into the bodies' schemas.
 pub fn bodies(components: &mut Components) {
     let currency = || enumeration(Currency::codes());
-    let rules: [(&str, &str, Schema); 17] = [
+    let rules: [(&str, &str, Schema); 20] = [
         (
             "ItemRequest",
             "sku",
@@ -163,6 +165,13 @@ pub fn bodies(components: &mut Components) {
         ),
         ("ActivateRequest", "version", optional(integer(1, i64::MAX))),
         ("DryRunRequest", "version", optional(integer(1, i64::MAX))),
+        ("ShadowRequest", "version", integer(1, i64::MAX)),
+        ("ReplayRequest", "version", integer(1, i64::MAX)),
+        (
+            "ReplayRequest",
+            "limit",
+            optional(integer(1, what_if::MAX_REPLAY_ORDERS.into())),
+        ),
     ];
     for (name, property, schema) in rules {
         set_property(components, name, property, schema);

@@ -210,6 +210,11 @@ pub trait OrderViews: Send + Sync {
     /// Up to `query.limit` views, newest first: keyset-paginated by order
     /// id, which is a UUIDv7 and so ordered by creation time.
     async fn list_views(&self, query: &OrderQuery) -> Result<Vec<OrderView>, StoreError>;
+    /// Up to `limit` order ids, oldest first, from `from` on (inclusive;
+    /// `None`: the first order): ids are UUIDv7, so this walks orders in
+    /// the order they were placed (a plugin replay reads them so).
+    async fn order_ids_from(&self, from: Option<Uuid>, limit: u32)
+    -> Result<Vec<Uuid>, StoreError>;
     /// Writes views rebuilt from the events (replay), each unless the
     /// stored one is newer (written since the replay read its events), in
     /// short transactions; then deletes views of orders without events.

@@ -1,13 +1,15 @@
-//! The plugin registry: versions, their bytes and configuration, and which
-//! are active.
+//! The plugin registry: versions, their bytes and configuration, which
+//! are active (and which are in canary or shadow beside the active one),
+//! and the run log of captured calls.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use super::StoreError;
 
 /// A stored plugin version.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct PluginRecord {
     pub name: String,
     pub version: i64,
@@ -27,7 +29,49 @@ pub struct PluginRecord {
     /// Size of the component in bytes.
     pub size: i64,
     pub active: bool,
+    /// Set on the version in canary: the percent of customers (1-99, by a
+    /// stable hash of their id) it serves instead of the active one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary_percent: Option<u8>,
+    /// Set on the version in shadow: the share of the active version's
+    /// live calls (0-1) it is also run on, its answers only compared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shadow_sample: Option<f64>,
     pub created_at: DateTime<Utc>,
+}
+
+/// Parts per million: how a shadow's sample is stored (exact, no float).
+pub const PPM: u32 = 1_000_000;
+
+/// One captured plugin call (the run log).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct PluginRun {
+    pub id: Uuid,
+    pub name: String,
+    pub version: i64,
+    pub kind: crate::extensions::PluginKind,
+    /// `ok`, or the failure kind (`trap`, `fuel`, `deadline`, ...).
+    pub outcome: String,
+    /// Why it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// What the plugin was given: a cart, an order or a step context, as
+    /// in wit/README.md (what `commerce plugin run --input` takes).
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+    /// What it answered, when it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub output: Option<serde_json::Value>,
+    /// Fuel used (about one unit per WebAssembly instruction).
+    pub fuel: u64,
+    pub duration_us: u64,
+    /// What it wrote to its log (bounded like every call's log).
+    pub log: String,
+    /// Whether it was a shadow call (issue 17), not one that served a request.
+    #[serde(default)]
+    pub shadow: bool,
+    pub at: DateTime<Utc>,
 }
 
 /// Limits an admin sets on one plugin version at install, each at most
@@ -91,4 +135,37 @@ pub trait PluginRegistry: Send + Sync {
     async fn plugin_generation(&self) -> Result<i64, StoreError>;
     /// The component bytes of one version.
     async fn plugin_bytes(&self, name: &str, version: i64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Serves `version` to `percent` (1-99) percent of customers beside
+    /// the active version, or ends the canary (`None`). An activation ends
+    /// it too. False: no such plugin or version.
+    async fn set_plugin_canary(
+        &self,
+        name: &str,
+        canary: Option<(i64, u8)>,
+    ) -> Result<bool, StoreError>;
+    /// Runs `version` beside the active one on `ppm` parts per million of
+    /// its calls, or stops the shadow (`None`). False: no such plugin or
+    /// version.
+    async fn set_plugin_shadow(
+        &self,
+        name: &str,
+        shadow: Option<(i64, u32)>,
+    ) -> Result<bool, StoreError>;
+
+    // The run log.
+
+    /// Stores captured calls.
+    async fn record_plugin_runs(&self, runs: &[PluginRun]) -> Result<(), StoreError>;
+    /// The newest runs of `name`, newest first, only those with `outcome`
+    /// if given (`failed`: every outcome but `ok`).
+    async fn plugin_runs(
+        &self,
+        name: &str,
+        outcome: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<PluginRun>, StoreError>;
+    /// One run.
+    async fn plugin_run(&self, id: Uuid) -> Result<Option<PluginRun>, StoreError>;
+    /// Deletes all but the newest `keep` runs of each plugin; returns how many.
+    async fn prune_plugin_runs(&self, keep: u32) -> Result<u64, StoreError>;
 }

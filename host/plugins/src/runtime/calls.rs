@@ -15,9 +15,82 @@ use commerce_app::extensions::{
     Evaluation, ExtensionFailed, HookContext, HookOutcome, PluginKind, Quote, TooLarge,
 };
 use commerce_app::plugins::{PLUGIN_CALL_DURATION, PLUGIN_CALLS};
+use commerce_app::ports::PluginRun;
 use commerce_domain::pricing::check_adjustment;
 
 use super::*;
+
+/// Who a call is for: what it is counted in, and whether it is captured
+/// in the run log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// Serves a request: counted, failures (and a sample of the others)
+    /// captured.
+    Live,
+    /// A shadow's copy of a live call: counted only in the shadow's
+    /// report; failures captured, marked as shadow runs.
+    Shadow,
+    /// A dry run or a smoke call at upload: counted, never captured.
+    Dry,
+    /// A replay of recorded orders (`commerce_app::what_if`): neither
+    /// counted nor captured, so that it cannot skew what live calls show.
+    Replay,
+}
+
+/// The input of one call, of any extension point.
+#[derive(Debug, Clone)]
+pub(super) enum CallInput {
+    Pricing(wit::Cart),
+    Validation(wit::Order),
+    Hook(wit::StepContext),
+}
+
+impl CallInput {
+    /// Reads the JSON input of a plugin of `kind` (wit/README.md).
+    pub fn parse(kind: PluginKind, input: serde_json::Value) -> serde_json::Result<Self> {
+        Ok(match kind {
+            PluginKind::Pricing => CallInput::Pricing(serde_json::from_value(input)?),
+            PluginKind::Validation => CallInput::Validation(serde_json::from_value(input)?),
+            PluginKind::SagaHook => CallInput::Hook(serde_json::from_value(input)?),
+        })
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        let value = match self {
+            CallInput::Pricing(cart) => serde_json::to_value(cart),
+            CallInput::Validation(order) => serde_json::to_value(order),
+            CallInput::Hook(context) => serde_json::to_value(context),
+        };
+        value.unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The input as shown to an operator next to a shadow's answers: the
+    /// customer's id masked to its last four characters (what an operator
+    /// needs is the cart, not who it belongs to).
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut value = self.to_json();
+        let customer = match &mut value {
+            serde_json::Value::Object(o) if o.contains_key("order") => o
+                .get_mut("order")
+                .and_then(|order| order.get_mut("customer")),
+            other => other.get_mut("customer"),
+        };
+        if let Some(id) = customer.and_then(|c| c.get_mut("id"))
+            && let Some(text) = id.as_str()
+        {
+            let tail: String = text
+                .chars()
+                .rev()
+                .take(4)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            *id = serde_json::Value::String(format!("…{tail}"));
+        }
+        value
+    }
+}
 
 /// Bytes one transfer from a plugin to the host may carry.
 pub(super) fn transfer_limit(budget: Budget) -> usize {
@@ -26,11 +99,12 @@ pub(super) fn transfer_limit(budget: Budget) -> usize {
 
 /// A loaded plugin's call series at zero, so that its panels and alerts
 /// have data before its first call.
-pub(super) fn zero_series(name: &str, kind: PluginKind) {
-    let (name, hook) = (name.to_owned(), kind.as_str());
+pub(super) fn zero_series(plugin: &Loaded) {
+    let (name, hook) = (plugin.name.clone(), plugin.kind.as_str());
     let _ = metrics::histogram!(PLUGIN_CALL_DURATION, "plugin" => name.clone(), "hook" => hook);
-    metrics::counter!(PLUGIN_CALLS, "plugin" => name, "hook" => hook, "outcome" => "ok")
-        .increment(0);
+    metrics::counter!(PLUGIN_CALLS, "plugin" => name, "hook" => hook,
+        "version" => plugin.version.to_string(), "outcome" => "ok")
+    .increment(0);
 }
 
 /// Inputs of up to this many lines get the configured limits; larger ones
@@ -124,43 +198,107 @@ impl PluginRuntime {
         }
     }
 
-    /// Runs one call in a fresh store, then logs what the plugin wrote and
-    /// counts the outcome.
-    pub(super) fn call<R>(
+    /// Runs one call in a fresh store, then logs what the plugin wrote,
+    /// counts the outcome and captures the call in the run log as `mode`
+    /// says (`input` is only built for a captured call).
+    pub(super) fn call<R: serde::Serialize>(
         &self,
         plugin: &Loaded,
         budget: Budget,
+        mode: Mode,
+        input: impl FnOnce() -> serde_json::Value,
         run: impl FnOnce(&Linked, &mut Store<PluginState>) -> wasmtime::Result<Result<R, PluginError>>,
     ) -> Result<R, PluginError> {
         let started = std::time::Instant::now();
-        let result = if let Linked::Broken(reason) = &plugin.linked {
-            Err(PluginError::Unavailable(reason.clone()))
+        let at = chrono::Utc::now();
+        let (result, fuel, log) = if let Linked::Broken(reason) = &plugin.linked {
+            (
+                Err(PluginError::Unavailable(reason.clone())),
+                0,
+                String::new(),
+            )
         } else {
             let mut store = self.new_store(plugin.config.clone(), budget);
             let result = match run(&plugin.linked, &mut store) {
                 Ok(r) => r,
                 Err(e) => Err(self.classify(e, &store, budget)),
             };
+            let fuel = budget.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
             let (log, dropped) = store.data().log.contents();
             if !log.is_empty() {
                 tracing::info!(plugin = %plugin.name, dropped_writes = dropped, output = %log.trim_end(), "plugin log");
             }
-            result
+            (result, fuel, log)
         };
-        let (name, hook) = (plugin.name.clone(), plugin.kind.as_str());
-        metrics::histogram!(PLUGIN_CALL_DURATION, "plugin" => name.clone(), "hook" => hook)
-            .record(started.elapsed().as_secs_f64());
+        let elapsed = started.elapsed();
         let outcome = result.as_ref().map_or_else(PluginError::kind, |_| "ok");
-        metrics::counter!(PLUGIN_CALLS, "plugin" => name, "hook" => hook, "outcome" => outcome)
+        if matches!(mode, Mode::Live | Mode::Dry) {
+            let (name, hook) = (plugin.name.clone(), plugin.kind.as_str());
+            metrics::histogram!(PLUGIN_CALL_DURATION, "plugin" => name.clone(), "hook" => hook)
+                .record(elapsed.as_secs_f64());
+            metrics::counter!(PLUGIN_CALLS, "plugin" => name, "hook" => hook,
+                "version" => plugin.version.to_string(), "outcome" => outcome)
             .increment(1);
-        let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = stats.entry(plugin.name.clone()).or_default();
-        entry.calls += 1;
+            let mut stats = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+            let entry = stats.entry(plugin.name.clone()).or_default();
+            entry.calls += 1;
+            if let Err(e) = &result {
+                *entry.failures.entry(e.kind().to_owned()).or_default() += 1;
+            }
+        }
         if let Err(e) = &result {
-            *entry.failures.entry(e.kind().to_owned()).or_default() += 1;
-            tracing::warn!(plugin = %plugin.name, sha256 = %plugin.sha256, failure = e.kind(), error = %e, "plugin call failed");
+            tracing::warn!(plugin = %plugin.name, version = plugin.version, sha256 = %plugin.sha256, shadow = mode == Mode::Shadow, failure = e.kind(), error = %e, "plugin call failed");
+        }
+        let captured = match mode {
+            Mode::Live => result.is_err() || self.run_sampler.take(),
+            Mode::Shadow => result.is_err(),
+            Mode::Dry | Mode::Replay => false,
+        };
+        if captured {
+            self.runs.capture(PluginRun {
+                id: uuid::Uuid::now_v7(),
+                name: plugin.name.clone(),
+                version: plugin.version,
+                kind: plugin.kind,
+                outcome: outcome.to_owned(),
+                error: result.as_ref().err().map(ToString::to_string),
+                input: input(),
+                output: result
+                    .as_ref()
+                    .ok()
+                    .and_then(|r| serde_json::to_value(r).ok()),
+                fuel,
+                duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+                log,
+                shadow: mode == Mode::Shadow,
+                at,
+            });
         }
         result
+    }
+
+    /// Calls `plugin` on `input`, whatever its extension point; the answer
+    /// as JSON (adjustments, violations or a decision).
+    pub(super) fn call_input(
+        &self,
+        plugin: &Loaded,
+        input: &CallInput,
+        mode: Mode,
+    ) -> Result<serde_json::Value, PluginError> {
+        let json = |r: serde_json::Result<serde_json::Value>| {
+            r.map_err(|e| PluginError::InvalidOutput(e.to_string()))
+        };
+        match input {
+            CallInput::Pricing(cart) => self
+                .call_pricing(plugin, cart, mode)
+                .and_then(|a| json(serde_json::to_value(a))),
+            CallInput::Validation(order) => self
+                .call_validation(plugin, order, mode)
+                .and_then(|v| json(serde_json::to_value(v))),
+            CallInput::Hook(context) => self
+                .call_hook(plugin, context, mode)
+                .and_then(|d| json(serde_json::to_value(d))),
+        }
     }
 
     pub(super) fn check_input(budget: Budget, size: usize) -> Result<(), PluginError> {
@@ -200,10 +338,12 @@ impl PluginRuntime {
         &self,
         plugin: &Loaded,
         cart: &wit::Cart,
+        mode: Mode,
     ) -> Result<Vec<wit::Adjustment>, PluginError> {
         let budget = self.budget(plugin.limits, cart.lines.len());
         Self::check_input(budget, convert::cart_size(cart))?;
-        self.call(plugin, budget, |linked, store| {
+        let input = || serde_json::to_value(cart).unwrap_or_default();
+        self.call(plugin, budget, mode, input, |linked, store| {
             let Linked::Pricing(pre) = linked else {
                 return Ok(Err(PluginError::Unavailable("not a pricing plugin".into())));
             };
@@ -225,10 +365,12 @@ impl PluginRuntime {
         &self,
         plugin: &Loaded,
         order: &wit::Order,
+        mode: Mode,
     ) -> Result<Vec<wit::Violation>, PluginError> {
         let budget = self.budget(plugin.limits, order.lines.len());
         Self::check_input(budget, convert::order_size(order))?;
-        self.call(plugin, budget, |linked, store| {
+        let input = || serde_json::to_value(order).unwrap_or_default();
+        self.call(plugin, budget, mode, input, |linked, store| {
             let Linked::Validation(pre) = linked else {
                 return Ok(Err(PluginError::Unavailable(
                     "not a validation plugin".into(),
@@ -247,10 +389,12 @@ impl PluginRuntime {
         &self,
         plugin: &Loaded,
         context: &wit::StepContext,
+        mode: Mode,
     ) -> Result<wit::Decision, PluginError> {
         let budget = self.budget(plugin.limits, context.order.lines.len());
         Self::check_input(budget, convert::order_size(&context.order))?;
-        self.call(plugin, budget, |linked, store| {
+        let input = || serde_json::to_value(context).unwrap_or_default();
+        self.call(plugin, budget, mode, input, |linked, store| {
             let Linked::Hook(pre) = linked else {
                 return Ok(Err(PluginError::Unavailable(
                     "not a saga-hook plugin".into(),
@@ -272,34 +416,31 @@ impl PluginRuntime {
         set: &PluginSet,
         quote: &Quote,
     ) -> Result<Evaluation, ExtensionFailed> {
-        let currency = quote.currency;
+        let customer = quote.customer_id;
         let cart = convert::cart(quote);
         let lines = quote.lines.len();
         self.refuse_oversized(
-            set.of(PluginKind::Pricing),
+            set.of(PluginKind::Pricing, customer).map(|(_, p)| p),
             lines,
             convert::cart_size(&cart),
         )?;
         self.refuse_oversized(
-            set.plugins.iter().filter(|p| p.kind != PluginKind::Pricing),
+            set.slots
+                .iter()
+                .map(|s| s.serving(customer).as_ref())
+                .filter(|p| p.kind != PluginKind::Pricing),
             lines,
             convert::quote_order_size(quote),
         )?;
         let mut evaluation = Evaluation::default();
-        for plugin in set.of(PluginKind::Pricing) {
-            let priced = self.call_pricing(plugin, &cart).and_then(|adjustments| {
-                adjustments
-                    .into_iter()
-                    .map(|a| {
-                        convert::adjustment(&plugin.name, a, currency).and_then(|a| {
-                            check_adjustment(currency, quote.lines.len(), a)
-                                .map_err(|e| e.to_string())
-                        })
-                    })
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(PluginError::InvalidOutput)
-            });
-            match priced {
+        for (slot, plugin) in set.of(PluginKind::Pricing, customer) {
+            let answer = self.call_pricing(plugin, &cart, Mode::Live);
+            self.offer_shadow(
+                slot,
+                || CallInput::Pricing(cart.clone()),
+                || answered(&answer),
+            );
+            match answer.and_then(|adjustments| priced(plugin, quote, adjustments)) {
                 Ok(adjustments) => {
                     evaluation.adjustments.extend(adjustments);
                     evaluation.plugins.push(plugin.reference());
@@ -310,8 +451,14 @@ impl PluginRuntime {
             }
         }
         let order = convert::order(quote, convert::priced_total(quote, &evaluation.adjustments));
-        for plugin in set.of(PluginKind::Validation) {
-            match self.call_validation(plugin, &order) {
+        for (slot, plugin) in set.of(PluginKind::Validation, customer) {
+            let answer = self.call_validation(plugin, &order, Mode::Live);
+            self.offer_shadow(
+                slot,
+                || CallInput::Validation(order.clone()),
+                || answered(&answer),
+            );
+            match answer {
                 Ok(violations) => {
                     evaluation.violations.extend(
                         violations
@@ -391,10 +538,16 @@ impl PluginRuntime {
         let total = convert::priced_total(&context.quote, &context.adjustments);
         let wit_context = convert::step_context(context, total);
         let listening = set
-            .of(PluginKind::SagaHook)
-            .filter(|p| p.listens_at(&context.step, context.before));
-        for plugin in listening {
-            match self.call_hook(plugin, &wit_context) {
+            .of(PluginKind::SagaHook, context.quote.customer_id)
+            .filter(|(_, p)| p.listens_at(&context.step, context.before));
+        for (slot, plugin) in listening {
+            let answer = self.call_hook(plugin, &wit_context, Mode::Live);
+            self.offer_shadow(
+                slot,
+                || CallInput::Hook(wit_context.clone()),
+                || answered(&answer),
+            );
+            match answer {
                 Ok(wit::Decision::Continue) => {}
                 Ok(wit::Decision::Veto(reason)) => {
                     return Ok(HookOutcome::Veto {
@@ -408,5 +561,34 @@ impl PluginRuntime {
             }
         }
         Ok(HookOutcome::Continue)
+    }
+}
+
+/// A pricing plugin's answer as an order records it: each adjustment
+/// converted and checked against the quote.
+pub(super) fn priced(
+    plugin: &Loaded,
+    quote: &Quote,
+    adjustments: Vec<wit::Adjustment>,
+) -> Result<Vec<commerce_domain::Adjustment>, PluginError> {
+    let currency = quote.currency;
+    adjustments
+        .into_iter()
+        .map(|a| {
+            convert::adjustment(&plugin.name, a, currency).and_then(|a| {
+                check_adjustment(currency, quote.lines.len(), a).map_err(|e| e.to_string())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(PluginError::InvalidOutput)
+}
+
+/// A call's answer as a shadow compares it: its JSON, or its failure kind.
+fn answered<R: serde::Serialize>(
+    answer: &Result<R, PluginError>,
+) -> Result<serde_json::Value, String> {
+    match answer {
+        Ok(r) => serde_json::to_value(r).map_err(|e| e.to_string()),
+        Err(e) => Err(e.kind().to_owned()),
     }
 }

@@ -4,11 +4,18 @@
 //! - [`calls`]: per-call stores, typed calls with their bounds, failure
 //!   policies;
 //! - [`upload`]: the checks an upload must pass;
-//! - [`cache`]: compiled components in memory and on disk.
+//! - [`cache`]: compiled components in memory and on disk;
+//! - [`rollout`]: which version serves a customer (canary), shadows;
+//! - [`runlog`]: captured calls.
 
 mod cache;
 mod calls;
+mod rollout;
+mod runlog;
 mod upload;
+
+pub use rollout::{PLUGIN_CANARY_PERCENT, PLUGIN_SHADOW};
+pub use runlog::PLUGIN_RUNS_DROPPED;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::{Hash, Hasher};
@@ -24,16 +31,19 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 
 use super::bindings::pricing::PricingPre;
 use super::bindings::saga_hook::SagaHookPre;
-use super::bindings::types as wit;
 use super::bindings::validation::ValidationPre;
 use super::convert;
 use super::sandbox::PluginState;
+use calls::CallInput;
 use commerce_app::extensions::{
     Evaluation, ExtensionFailed, Extensions, HookContext, HookOutcome, PluginKind, Quote,
 };
-use commerce_app::plugins::{LimitMaxima, PluginHost, PluginRejected, PluginStats};
+use commerce_app::plugins::{
+    LimitMaxima, PluginHost, PluginRejected, PluginStats, ReplayAnswer, ReplayInput, ShadowReport,
+};
 use commerce_app::ports::{PluginLimits, PluginRecord, PluginRegistry};
 use commerce_domain::PluginRef;
+use rollout::{Sampler, Shadow, Slot};
 
 /// What a plugin failing at an extension point does to the request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,6 +79,11 @@ pub struct PluginSettings {
     pub poll_interval: Duration,
     /// Versions kept per plugin name ([`PluginHost::versions_kept`]).
     pub versions_kept: u32,
+    /// Successful live calls captured in the run log, in parts per million
+    /// (failed calls are always captured).
+    pub run_sample_ppm: u32,
+    /// Runs kept in the run log per plugin (the newest).
+    pub runs_kept: u32,
 }
 
 impl Default for PluginSettings {
@@ -86,6 +101,8 @@ impl Default for PluginSettings {
             cache_dir: PathBuf::from("./data/plugin-cache"),
             poll_interval: Duration::from_millis(250),
             versions_kept: 10,
+            run_sample_ppm: 1_000,
+            runs_kept: 1_000,
         }
     }
 }
@@ -193,15 +210,25 @@ impl Loaded {
     }
 }
 
-/// The active plugins, in the order they run (priority, then name).
+/// The active plugins, in the order they run (priority, then name), each
+/// with its canary and shadow versions.
 struct PluginSet {
     generation: i64,
-    plugins: Vec<Loaded>,
+    slots: Vec<Slot>,
 }
 
 impl PluginSet {
-    fn of(&self, kind: PluginKind) -> impl Iterator<Item = &Loaded> {
-        self.plugins.iter().filter(move |p| p.kind == kind)
+    /// The plugins of `kind`, each with the version serving `customer`.
+    fn of(&self, kind: PluginKind, customer: uuid::Uuid) -> impl Iterator<Item = (&Slot, &Loaded)> {
+        self.slots
+            .iter()
+            .filter(move |s| s.active.kind == kind)
+            .map(move |s| (s, s.serving(customer).as_ref()))
+    }
+
+    /// Every version that may serve a call (active and canary).
+    fn servers(&self) -> impl Iterator<Item = &Loaded> {
+        self.slots.iter().flat_map(Slot::servers).map(Arc::as_ref)
     }
 }
 
@@ -228,6 +255,11 @@ pub struct PluginRuntime {
     slots: Arc<tokio::sync::Semaphore>,
     /// Itself, for the blocking tasks that calls run on.
     me: Weak<PluginRuntime>,
+    /// The shadow queue and reports.
+    shadows: rollout::Shadows,
+    /// The run log's capturing end, and which successful calls it takes.
+    runs: runlog::RunLog,
+    run_sampler: rollout::Sampler,
 }
 
 /// Concurrent plugin calls per core. Measured with `commerce bench`
@@ -340,15 +372,21 @@ impl PluginRuntime {
                     }
                 })?;
         }
+        let (shadows, shadow_jobs) = rollout::Shadows::new();
+        let runs = runlog::RunLog::start(registry.clone(), settings.runs_kept);
+        let run_sampler = rollout::Sampler::new(settings.run_sample_ppm);
         let runtime = Arc::new_cyclic(|me| PluginRuntime {
             me: me.clone(),
+            shadows,
+            runs,
+            run_sampler,
             engine,
             linker,
             settings,
             registry,
             active: ArcSwap::from_pointee(PluginSet {
                 generation: -1,
-                plugins: vec![],
+                slots: vec![],
             }),
             compiled: Mutex::new(HashMap::new()),
             stats: Mutex::new(BTreeMap::new()),
@@ -361,6 +399,7 @@ impl PluginRuntime {
                     * std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             )),
         });
+        rollout::spawn_worker(Arc::downgrade(&runtime), shadow_jobs)?;
         runtime.reload_now().await?;
         tracing::info!(pooling = runtime.pooled, cache = %runtime.settings.cache_dir.display(), "plugin runtime ready");
         Ok(runtime)
@@ -455,7 +494,7 @@ impl PluginRuntime {
     pub async fn reload_now(&self) -> anyhow::Result<()> {
         let _serialized = self.reload_lock.lock().await;
         let (generation, records) = self.registry.active_plugins().await?;
-        let mut plugins = Vec::with_capacity(records.len());
+        let mut loaded = Vec::with_capacity(records.len());
         for record in records {
             let runtime = self.self_arc();
             let registry = self.registry.clone();
@@ -474,31 +513,46 @@ impl PluginRuntime {
             })
             .await?
             .unwrap_or_else(|reason| {
-                tracing::error!(plugin = %record.name, version = record.version, %reason, "an active plugin cannot be loaded; its calls will fail");
+                tracing::error!(plugin = %record.name, version = record.version, %reason, "a plugin version in use cannot be loaded; its calls will fail");
                 Linked::Broken(reason)
             });
-            plugins.push(Loaded {
-                name: record.name,
+            let plugin = Arc::new(Loaded {
+                name: record.name.clone(),
                 version: record.version,
-                sha256: record.sha256,
+                sha256: record.sha256.clone(),
                 kind: record.kind,
                 config: Arc::from(record.config.as_str()),
-                listen: record.listen.map(Arc::from),
+                listen: record.listen.clone().map(Arc::from),
                 limits: self.resolve(record.limits),
                 linked,
             });
+            loaded.push((record, plugin));
         }
-        for plugin in &plugins {
-            calls::zero_series(&plugin.name, plugin.kind);
+        let slots = slots(loaded);
+        for slot in &slots {
+            for plugin in slot.servers() {
+                calls::zero_series(plugin);
+            }
+            let canary = slot.canary.as_ref();
+            metrics::gauge!(PLUGIN_CANARY_PERCENT, "plugin" => slot.active.name.clone())
+                .set(canary.map_or(0.0, |(_, percent)| f64::from(*percent)));
         }
-        let names: Vec<String> = plugins
+        self.shadows.reset_for(&slots);
+        let names: Vec<String> = slots
             .iter()
-            .map(|p| format!("{}@{}", p.name, &p.sha256[..12.min(p.sha256.len())]))
+            .map(|s| {
+                let p = &s.active;
+                let mut name = format!("{}@{}", p.name, &p.sha256[..12.min(p.sha256.len())]);
+                if let Some((canary, percent)) = &s.canary {
+                    name += &format!(" (canary v{} {percent}%)", canary.version);
+                }
+                if let Some(shadow) = &s.shadow {
+                    name += &format!(" (shadow v{})", shadow.plugin.version);
+                }
+                name
+            })
             .collect();
-        self.active.store(Arc::new(PluginSet {
-            generation,
-            plugins,
-        }));
+        self.active.store(Arc::new(PluginSet { generation, slots }));
         tracing::info!(generation, plugins = ?names, "plugin set loaded");
         Ok(())
     }
@@ -508,10 +562,18 @@ impl PluginRuntime {
 impl Extensions for PluginRuntime {
     async fn evaluate(&self, quote: Quote) -> Result<Evaluation, ExtensionFailed> {
         let set = self.active.load_full();
-        if set.plugins.iter().all(|p| p.kind == PluginKind::SagaHook) {
+        if set
+            .slots
+            .iter()
+            .all(|s| s.active.kind == PluginKind::SagaHook)
+        {
             // No call now; the hooks' input limits still hold for the order.
             let size = convert::quote_order_size(&quote);
-            self.refuse_oversized(set.plugins.iter(), quote.lines.len(), size)?;
+            let hooks = set
+                .slots
+                .iter()
+                .map(|s| s.serving(quote.customer_id).as_ref());
+            self.refuse_oversized(hooks, quote.lines.len(), size)?;
             return Ok(Evaluation::default());
         }
         self.in_slot(PluginKind::Pricing, move |runtime| {
@@ -523,14 +585,16 @@ impl Extensions for PluginRuntime {
     fn has_saga_hooks_at(&self, step: &str, before: bool) -> bool {
         self.active
             .load()
-            .of(PluginKind::SagaHook)
-            .any(|p| p.listens_at(step, before))
+            .servers()
+            .any(|p| p.kind == PluginKind::SagaHook && p.listens_at(step, before))
     }
 
     async fn run_hooks(&self, context: HookContext) -> Result<HookOutcome, ExtensionFailed> {
         let set = self.active.load_full();
-        let listening = |p: &Loaded| p.listens_at(&context.step, context.before);
-        if !set.of(PluginKind::SagaHook).any(listening) {
+        if !set
+            .of(PluginKind::SagaHook, context.quote.customer_id)
+            .any(|(_, p)| p.listens_at(&context.step, context.before))
+        {
             return Ok(HookOutcome::Continue);
         }
         self.in_slot(PluginKind::SagaHook, move |runtime| {
@@ -575,38 +639,22 @@ impl PluginHost for PluginRuntime {
         let runtime = self.self_arc();
         let record = record.clone();
         tokio::task::spawn_blocking(move || {
-            let component = runtime
-                .component(&record.sha256, || Some(bytes))
-                .map_err(PluginRejected)?;
-            let plugin = Loaded {
-                name: record.name.clone(),
-                version: record.version,
-                sha256: record.sha256.clone(),
-                kind: record.kind,
-                config: Arc::from(record.config.as_str()),
-                listen: record.listen.clone().map(Arc::from),
-                limits: runtime.resolve(record.limits),
-                linked: runtime.link(record.kind, &component).map_err(PluginRejected)?,
+            let plugin = runtime.load_record(&record, bytes)?;
+            let input = CallInput::parse(record.kind, input).map_err(|e| {
+                PluginRejected(format!(
+                    "the input is not a {} input: {e}",
+                    record.kind.as_str()
+                ))
+            })?;
+            let output = runtime
+                .call_input(&plugin, &input, calls::Mode::Dry)
+                .map_err(|e| PluginRejected(format!("the plugin {e}")))?;
+            let field = match record.kind {
+                PluginKind::Pricing => "adjustments",
+                PluginKind::Validation => "violations",
+                PluginKind::SagaHook => "decision",
             };
-            let bad_input = |e: serde_json::Error| {
-                PluginRejected(format!("the input is not a {} input: {e}", record.kind.as_str()))
-            };
-            let failed = |e: PluginError| PluginRejected(format!("the plugin {e}"));
-            let output = match record.kind {
-                PluginKind::Pricing => {
-                    let cart: wit::Cart = serde_json::from_value(input).map_err(bad_input)?;
-                    serde_json::json!({ "adjustments": runtime.call_pricing(&plugin, &cart).map_err(failed)? })
-                }
-                PluginKind::Validation => {
-                    let order: wit::Order = serde_json::from_value(input).map_err(bad_input)?;
-                    serde_json::json!({ "violations": runtime.call_validation(&plugin, &order).map_err(failed)? })
-                }
-                PluginKind::SagaHook => {
-                    let context: wit::StepContext = serde_json::from_value(input).map_err(bad_input)?;
-                    serde_json::json!({ "decision": runtime.call_hook(&plugin, &context).map_err(failed)? })
-                }
-            };
-            Ok(output)
+            Ok(serde_json::json!({ field: output }))
         })
         .await
         .map_err(|e| PluginRejected(format!("the dry run failed: {e}")))?
@@ -631,11 +679,119 @@ impl PluginHost for PluginRuntime {
     fn stats(&self) -> BTreeMap<String, PluginStats> {
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    fn shadow_report(&self, name: &str) -> Option<ShadowReport> {
+        self.shadows.report(name)
+    }
+
+    async fn replay(
+        &self,
+        record: &PluginRecord,
+        bytes: Arc<Vec<u8>>,
+        inputs: Vec<ReplayInput>,
+    ) -> Result<Vec<Result<ReplayAnswer, String>>, PluginRejected> {
+        let runtime = self.self_arc();
+        let record = record.clone();
+        tokio::task::spawn_blocking(move || {
+            let plugin = runtime.load_record(&record, bytes)?;
+            Ok(inputs
+                .iter()
+                .map(|input| runtime.replay_one(&plugin, input))
+                .collect())
+        })
+        .await
+        .map_err(|e| PluginRejected(format!("the replay failed: {e}")))?
+    }
+}
+
+impl PluginRuntime {
+    /// A stored version, compiled (or taken from the cache) and linked, to
+    /// call outside the active set (dry runs, replays).
+    fn load_record(
+        &self,
+        record: &PluginRecord,
+        bytes: Arc<Vec<u8>>,
+    ) -> Result<Loaded, PluginRejected> {
+        let component = self
+            .component(&record.sha256, || Some(bytes))
+            .map_err(PluginRejected)?;
+        Ok(Loaded {
+            name: record.name.clone(),
+            version: record.version,
+            sha256: record.sha256.clone(),
+            kind: record.kind,
+            config: Arc::from(record.config.as_str()),
+            listen: record.listen.clone().map(Arc::from),
+            limits: self.resolve(record.limits),
+            linked: self.link(record.kind, &component).map_err(PluginRejected)?,
+        })
+    }
+
+    /// One recorded input, replayed: what an order would record.
+    fn replay_one(&self, plugin: &Loaded, input: &ReplayInput) -> Result<ReplayAnswer, String> {
+        let quote = &input.quote;
+        let answer = match plugin.kind {
+            PluginKind::Pricing => self
+                .call_pricing(plugin, &convert::cart(quote), calls::Mode::Replay)
+                .and_then(|adjustments| calls::priced(plugin, quote, adjustments))
+                .map(ReplayAnswer::Adjustments),
+            PluginKind::Validation => self
+                .call_validation(
+                    plugin,
+                    &convert::order(quote, input.total),
+                    calls::Mode::Replay,
+                )
+                .map(|violations| {
+                    ReplayAnswer::Violations(
+                        violations
+                            .into_iter()
+                            .map(|v| convert::violation(&plugin.name, v))
+                            .collect(),
+                    )
+                }),
+            PluginKind::SagaHook => {
+                return Err("a saga hook is not replayed".into());
+            }
+        };
+        answer.map_err(|e| format!("{}: {e}", e.kind()))
+    }
+}
+
+/// Groups the loaded versions (active, canary and shadow records, in the
+/// registry's order) into one slot per plugin with an active version, in
+/// the active versions' order.
+fn slots(loaded: Vec<(PluginRecord, Arc<Loaded>)>) -> Vec<Slot> {
+    let mut slots: Vec<Slot> = loaded
+        .iter()
+        .filter(|(record, _)| record.active)
+        .map(|(_, plugin)| Slot {
+            active: plugin.clone(),
+            canary: None,
+            shadow: None,
+        })
+        .collect();
+    for (record, plugin) in loaded {
+        let Some(slot) = slots.iter_mut().find(|s| s.active.name == record.name) else {
+            continue;
+        };
+        if let Some(percent) = record.canary_percent {
+            slot.canary = Some((plugin.clone(), percent));
+        }
+        if let Some(sample) = record.shadow_sample {
+            let ppm = (sample * f64::from(commerce_app::ports::PPM)).round() as u32;
+            slot.shadow = Some(Shadow {
+                plugin,
+                sampler: Sampler::new(ppm),
+            });
+        }
+    }
+    slots
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bindings::types as wit;
 
     /// An answer within the output limit always fits in one transfer:
     /// wasmtime counts the host size of each list entry where the output

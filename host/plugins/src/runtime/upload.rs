@@ -13,6 +13,7 @@ use commerce_app::extensions::{HookContext, PluginKind, Quote};
 use commerce_domain::{Currency, OrderLine, OrderStatus, Quantity, Sku};
 
 use super::*;
+use calls::Mode;
 
 impl PluginRuntime {
     /// Compiles and links a candidate, then smoke-calls it on a sample
@@ -73,10 +74,14 @@ impl PluginRuntime {
         let quote = sample_quote();
         let smoke = match kind {
             PluginKind::Pricing => self
-                .call_pricing(&candidate, &convert::cart(&quote))
+                .call_pricing(&candidate, &convert::cart(&quote), Mode::Dry)
                 .map(|_| ()),
             PluginKind::Validation => self
-                .call_validation(&candidate, &convert::order(&quote, Decimal::new(2500, 2)))
+                .call_validation(
+                    &candidate,
+                    &convert::order(&quote, Decimal::new(2500, 2)),
+                    Mode::Dry,
+                )
                 .map(|_| ()),
             PluginKind::SagaHook => {
                 let context = HookContext {
@@ -89,6 +94,7 @@ impl PluginRuntime {
                 self.call_hook(
                     &candidate,
                     &convert::step_context(&context, Decimal::new(2500, 2)),
+                    Mode::Dry,
                 )
                 .map(|_| ())
             }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::columns::Amount;
 use super::rows::{EventRow, FeedRow, IdempotencyRow, ProductRow, ViewRow};
-use super::{Arg, Backend, Stmt, execute, fetch_all, fetch_one, fetch_optional};
+use super::{Arg, Backend, Stmt, execute, fetch_all, fetch_one, fetch_optional, fetch_rows};
 use crate::{classify, is_unique_violation};
 use commerce_app::ports::{
     Append, FeedCursor, FeedEvent, IdempotencyRecord, Product, ProductUpsert, StoreError,
@@ -220,6 +220,24 @@ pub(crate) async fn list_views<DB: Backend + EventSql>(
     }
     let statement = statement.arg(query.limit as i64);
     fetch_all::<DB, ViewRow, _>(statement, DB::pool(reader)).await
+}
+
+/// `OrderViews::order_ids_from`: by the primary key, oldest first.
+pub(crate) async fn order_ids_from<DB: Backend + EventSql>(
+    reader: &Pool<DB>,
+    from: Option<Uuid>,
+    limit: u32,
+) -> Result<Vec<Uuid>, StoreError> {
+    let sql = format!(
+        "SELECT order_id FROM order_views WHERE order_id >= {} ORDER BY order_id LIMIT {}",
+        DB::param(1),
+        DB::param(2)
+    );
+    let statement = sqlx::query(AssertSqlSafe(sql))
+        .arg(from.unwrap_or(Uuid::nil()))
+        .arg(i64::from(limit));
+    let rows: Vec<(Uuid,)> = fetch_rows(statement, DB::pool(reader)).await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
 
 /// `OrderViews::unpaid_holds`: reserved orders of the customer with no

@@ -89,6 +89,7 @@ pub(crate) trait Backend:
     + Bind<i64>
     + Bind<Option<i64>>
     + Bind<i32>
+    + Bind<bool>
     + Bind<DateTime<Utc>>
     + Bind<Amount>
     + Bind<Micros>
@@ -112,6 +113,7 @@ pub(crate) trait Backend:
     + Reads<rows::StepRow>
     + Reads<rows::ReservationRow>
     + Reads<rows::PluginRow>
+    + Reads<rows::PluginRunRow>
     + Reads<(i64,)>
     + Reads<(Option<i64>,)>
     + Reads<(String,)>

@@ -9,10 +9,11 @@ use sqlx::Pool;
 
 use super::{
     Arg, Backend, execute, fetch_all, fetch_one, fetch_optional, fetch_optional_row,
-    rows::PluginRow,
+    rows::{PluginRow, PluginRunRow},
 };
 use crate::classify;
-use commerce_app::ports::{NewPluginVersion, PluginRecord, StoreError};
+use commerce_app::ports::{NewPluginVersion, PluginRecord, PluginRun, StoreError};
+use uuid::Uuid;
 
 /// The statements of the registry, in the backend's SQL. Numbered
 /// parameters as in the comments.
@@ -27,8 +28,13 @@ pub(crate) trait PluginSql {
     const GENERATION: &'static str;
     /// (active_version, previous_version) of head $1, locked where needed.
     const LOCK_HEAD: &'static str;
-    /// Head $1 gets active $2 and previous $3.
+    /// Head $1 gets active $2 and previous $3; its canary ends, and its
+    /// shadow too if it was of $2.
     const SET_HEAD: &'static str;
+    /// Head $1 gets canary version $2 at percent $3 (both NULL: none).
+    const SET_CANARY: &'static str;
+    /// Head $1 gets shadow version $2 at $3 parts per million (both NULL: none).
+    const SET_SHADOW: &'static str;
     /// Head (name $1, kind $2, updated_at $3) unless it exists.
     const INSERT_HEAD: &'static str;
     /// The kind of head $1, locked where needed.
@@ -42,8 +48,19 @@ pub(crate) trait PluginSql {
     const DELETE_VERSIONS: &'static str;
     /// The bytes of (name $1, version $2).
     const BYTES: &'static str;
-    /// Versions of name $1 up to $2, except $3 and $4, deleted.
+    /// Versions of name $1 up to $2, except $3 and $4 and any in canary
+    /// or shadow, deleted.
     const PRUNE_VERSIONS: &'static str;
+    /// A run ($1 id, name, version, kind, outcome, error, input, output,
+    /// fuel, duration_us, log, shadow, $13 at).
+    const INSERT_RUN: &'static str;
+    /// Runs of name $1 with outcome $2 (NULL: any; 'failed': not 'ok'),
+    /// newest first, at most $3.
+    const RUNS: &'static str;
+    /// The run with id $1.
+    const RUN: &'static str;
+    /// Runs beyond the newest $1 of each plugin, deleted.
+    const PRUNE_RUNS: &'static str;
 }
 
 async fn fetch_record<DB: Backend + PluginSql>(
@@ -270,4 +287,115 @@ pub(crate) async fn bytes<DB: Backend + PluginSql>(
         .map(DB::read)
         .transpose()?
         .map(|(bytes,): (Vec<u8>,)| bytes))
+}
+
+/// Sets (or clears) a head's canary or shadow: `statement` is
+/// [`PluginSql::SET_CANARY`] or [`PluginSql::SET_SHADOW`], `role` the
+/// version and its share. False if the plugin or the version is unknown.
+async fn set_role<DB: Backend + PluginSql>(
+    writer: &Pool<DB>,
+    statement: &'static str,
+    name: &str,
+    role: Option<(i64, i64)>,
+) -> Result<bool, StoreError> {
+    let mut tx = writer.begin().await.map_err(classify)?;
+    if lock_head::<DB>(&mut tx, name).await?.is_none() {
+        return Ok(false);
+    }
+    if let Some((version, _)) = role
+        && fetch_record::<DB>(&mut tx, name, version).await?.is_none()
+    {
+        return Ok(false);
+    }
+    let statement = sqlx::query(statement)
+        .arg(name.to_owned())
+        .arg(role.map(|(version, _)| version))
+        .arg(role.map(|(_, share)| share));
+    execute(statement, DB::on(&mut tx)).await?;
+    bump_generation::<DB>(&mut tx).await?;
+    tx.commit().await.map_err(classify)?;
+    Ok(true)
+}
+
+/// `PluginRegistry::set_plugin_canary`.
+pub(crate) async fn set_canary<DB: Backend + PluginSql>(
+    writer: &Pool<DB>,
+    name: &str,
+    canary: Option<(i64, u8)>,
+) -> Result<bool, StoreError> {
+    let role = canary.map(|(version, percent)| (version, i64::from(percent)));
+    set_role::<DB>(writer, DB::SET_CANARY, name, role).await
+}
+
+/// `PluginRegistry::set_plugin_shadow`.
+pub(crate) async fn set_shadow<DB: Backend + PluginSql>(
+    writer: &Pool<DB>,
+    name: &str,
+    shadow: Option<(i64, u32)>,
+) -> Result<bool, StoreError> {
+    let role = shadow.map(|(version, ppm)| (version, i64::from(ppm)));
+    set_role::<DB>(writer, DB::SET_SHADOW, name, role).await
+}
+
+/// `PluginRegistry::record_plugin_runs`: one transaction for the batch.
+pub(crate) async fn record_runs<DB: Backend + PluginSql>(
+    writer: &Pool<DB>,
+    runs: &[PluginRun],
+) -> Result<(), StoreError> {
+    let count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let mut tx = writer.begin().await.map_err(classify)?;
+    for run in runs {
+        let statement = sqlx::query(DB::INSERT_RUN)
+            .arg(run.id)
+            .arg(run.name.clone())
+            .arg(run.version)
+            .arg(run.kind.as_str())
+            .arg(run.outcome.clone())
+            .arg(run.error.clone())
+            .arg(run.input.to_string())
+            .arg(run.output.as_ref().map(serde_json::Value::to_string))
+            .arg(count(run.fuel))
+            .arg(count(run.duration_us))
+            .arg(run.log.clone())
+            .arg(run.shadow)
+            .arg(run.at);
+        execute(statement, DB::on(&mut tx)).await?;
+    }
+    tx.commit().await.map_err(classify)?;
+    Ok(())
+}
+
+/// `PluginRegistry::plugin_runs`.
+pub(crate) async fn runs<DB: Backend + PluginSql>(
+    reader: &Pool<DB>,
+    name: &str,
+    outcome: Option<&str>,
+    limit: u32,
+) -> Result<Vec<PluginRun>, StoreError> {
+    let statement = sqlx::query(DB::RUNS)
+        .arg(name.to_owned())
+        .arg(outcome.map(str::to_owned))
+        .arg(i64::from(limit));
+    fetch_all::<DB, PluginRunRow, _>(statement, DB::pool(reader)).await
+}
+
+/// `PluginRegistry::plugin_run`.
+pub(crate) async fn run<DB: Backend + PluginSql>(
+    reader: &Pool<DB>,
+    id: Uuid,
+) -> Result<Option<PluginRun>, StoreError> {
+    let statement = sqlx::query(DB::RUN).arg(id);
+    fetch_optional::<DB, PluginRunRow, _>(statement, DB::pool(reader)).await
+}
+
+/// `PluginRegistry::prune_plugin_runs`.
+pub(crate) async fn prune_runs<DB: Backend + PluginSql>(
+    writer: &Pool<DB>,
+    keep: u32,
+) -> Result<u64, StoreError> {
+    execute(
+        sqlx::query(DB::PRUNE_RUNS).arg(i64::from(keep)),
+        DB::pool(writer),
+    )
+    .await
 }

@@ -182,6 +182,14 @@ macro_rules! sql_store_ports {
                     events::list_views(self.reads(), query).await
                 }
 
+                async fn order_ids_from(
+                    &self,
+                    from: Option<Uuid>,
+                    limit: u32,
+                ) -> Result<Vec<Uuid>, StoreError> {
+                    events::order_ids_from(self.reads(), from, limit).await
+                }
+
                 async fn unpaid_holds(&self, customer_id: Uuid) -> Result<UnpaidHolds, StoreError> {
                     events::unpaid_holds(self.reads(), customer_id).await
                 }
@@ -367,6 +375,43 @@ macro_rules! sql_store_ports {
                     version: i64,
                 ) -> Result<Option<Vec<u8>>, StoreError> {
                     plugins::bytes(self.reads(), name, version).await
+                }
+
+                async fn set_plugin_canary(
+                    &self,
+                    name: &str,
+                    canary: Option<(i64, u8)>,
+                ) -> Result<bool, StoreError> {
+                    plugins::set_canary(self.writes(), name, canary).await
+                }
+
+                async fn set_plugin_shadow(
+                    &self,
+                    name: &str,
+                    shadow: Option<(i64, u32)>,
+                ) -> Result<bool, StoreError> {
+                    plugins::set_shadow(self.writes(), name, shadow).await
+                }
+
+                async fn record_plugin_runs(&self, runs: &[PluginRun]) -> Result<(), StoreError> {
+                    plugins::record_runs(self.writes(), runs).await
+                }
+
+                async fn plugin_runs(
+                    &self,
+                    name: &str,
+                    outcome: Option<&str>,
+                    limit: u32,
+                ) -> Result<Vec<PluginRun>, StoreError> {
+                    plugins::runs(self.reads(), name, outcome, limit).await
+                }
+
+                async fn plugin_run(&self, id: Uuid) -> Result<Option<PluginRun>, StoreError> {
+                    plugins::run(self.reads(), id).await
+                }
+
+                async fn prune_plugin_runs(&self, keep: u32) -> Result<u64, StoreError> {
+                    plugins::prune_runs(self.writes(), keep).await
                 }
             }
 

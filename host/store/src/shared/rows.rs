@@ -12,8 +12,8 @@ use super::columns::{Amount, Micros};
 use crate::{corrupt, parse_currency, parse_sku, parse_status};
 use commerce_app::extensions::PluginKind;
 use commerce_app::ports::{
-    FeedCursor, FeedEvent, PluginLimits, PluginRecord, Product, Reservation, ReservationState,
-    StoreError, StoredEvent,
+    FeedCursor, FeedEvent, PPM, PluginLimits, PluginRecord, PluginRun, Product, Reservation,
+    ReservationState, StoreError, StoredEvent,
 };
 use commerce_app::saga::{SagaData, SagaInstance, SagaStepRecord};
 use commerce_app::views::{OrderLineView, OrderView};
@@ -302,7 +302,54 @@ rows! {
         max_input: Option<i64>,
         size: i64,
         active: bool,
+        canary_percent: Option<i32>,
+        shadow_ppm: Option<i64>,
         created_at: DateTime<Utc>,
+    }
+
+    /// A captured plugin call.
+    pub(crate) struct PluginRunRow {
+        id: Uuid,
+        name: String,
+        version: i64,
+        kind: String,
+        outcome: String,
+        error: Option<String>,
+        input: String,
+        output: Option<String>,
+        fuel: i64,
+        duration_us: i64,
+        log: String,
+        shadow: bool,
+        at: DateTime<Utc>,
+    }
+}
+
+impl TryFrom<PluginRunRow> for PluginRun {
+    type Error = StoreError;
+
+    fn try_from(row: PluginRunRow) -> Result<Self, StoreError> {
+        let json =
+            |what: &str, text: &str| serde_json::from_str(text).map_err(|_| corrupt(what, text));
+        Ok(PluginRun {
+            kind: PluginKind::parse(&row.kind).ok_or_else(|| corrupt("plugin kind", &row.kind))?,
+            input: json("plugin run input", &row.input)?,
+            output: row
+                .output
+                .as_deref()
+                .map(|text| json("plugin run output", text))
+                .transpose()?,
+            id: row.id,
+            name: row.name,
+            version: row.version,
+            outcome: row.outcome,
+            error: row.error,
+            fuel: row.fuel.max(0).unsigned_abs(),
+            duration_us: row.duration_us.max(0).unsigned_abs(),
+            log: row.log,
+            shadow: row.shadow,
+            at: row.at,
+        })
     }
 }
 
@@ -326,6 +373,10 @@ impl TryFrom<PluginRow> for PluginRecord {
             },
             size: row.size,
             active: row.active,
+            canary_percent: row.canary_percent.and_then(|p| u8::try_from(p).ok()),
+            shadow_sample: row
+                .shadow_ppm
+                .map(|ppm| ppm.clamp(0, i64::from(PPM)) as f64 / f64::from(PPM)),
             created_at: row.created_at,
         })
     }
