@@ -23,6 +23,7 @@ mod outbox;
 mod payment;
 mod plugins;
 mod replicas;
+mod rollout;
 mod saga;
 mod scaffold;
 mod store_contract;

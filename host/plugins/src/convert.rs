@@ -140,12 +140,16 @@ pub fn violations_size(violations: &[wit::Violation]) -> usize {
         .sum()
 }
 
-/// A plugin's adjustment, checked: same currency, non-negative.
-pub fn adjustment(
-    plugin: &str,
-    a: wit::Adjustment,
+/// Whether a plugin's adjustment fits a cart of `lines` lines in
+/// `currency`: the same currency, an amount the currency can hold (not
+/// negative), a line the cart has. Checked inside the call, so that an
+/// answer the host cannot take is the call's failure (counted, captured in
+/// the run log) like any other.
+pub fn check_adjustment(
+    a: &wit::Adjustment,
     currency: Currency,
-) -> Result<Adjustment, String> {
+    lines: usize,
+) -> Result<(), String> {
     if a.amount.currency != currency.code() {
         return Err(format!(
             "adjustment {:?} is in {}, the cart is in {}",
@@ -157,7 +161,22 @@ pub fn adjustment(
     if a.amount.amount < 0 {
         return Err(format!("adjustment {:?} has a negative amount", a.label));
     }
-    Ok(Adjustment {
+    let amount = Decimal::new(a.amount.amount, currency.minor_digits());
+    let checked = Adjustment {
+        plugin: String::new(),
+        label: String::new(),
+        kind: AdjustmentKind::Discount,
+        amount,
+        line: a.line,
+    };
+    commerce_domain::pricing::check_adjustment(currency, lines, checked)
+        .map(drop)
+        .map_err(|e| format!("adjustment {:?}: {e}", a.label))
+}
+
+/// A plugin's adjustment, converted (checked by [`check_adjustment`]).
+pub fn adjustment(plugin: &str, a: wit::Adjustment, currency: Currency) -> Adjustment {
+    Adjustment {
         plugin: plugin.to_owned(),
         label: a.label,
         kind: match a.kind {
@@ -167,7 +186,7 @@ pub fn adjustment(
         },
         amount: Decimal::new(a.amount.amount, currency.minor_digits()),
         line: a.line,
-    })
+    }
 }
 
 pub fn violation(plugin: &str, v: wit::Violation) -> Violation {
@@ -204,5 +223,30 @@ mod tests {
         let size = quote_order_size(&quote);
         assert_eq!(size, cart_size(&cart(&quote)));
         assert_eq!(size, order_size(&order(&quote, Decimal::ONE)));
+    }
+
+    #[test]
+    fn an_adjustment_the_host_cannot_take_is_refused() {
+        let eur = Currency::parse("EUR").unwrap();
+        let adjustment = |amount: i64, currency: &str, line: Option<u32>| wit::Adjustment {
+            label: "x".into(),
+            kind: wit::AdjustmentKind::Discount,
+            amount: wit::Money {
+                amount,
+                currency: currency.into(),
+            },
+            line,
+        };
+        assert!(check_adjustment(&adjustment(150, "EUR", Some(1)), eur, 2).is_ok());
+        assert!(check_adjustment(&adjustment(150, "EUR", None), eur, 0).is_ok());
+        for (bad, why) in [
+            (adjustment(150, "USD", None), "is in USD"),
+            (adjustment(-1, "EUR", None), "negative"),
+            (adjustment(150, "EUR", Some(2)), "line"),
+            (adjustment(i64::MAX, "EUR", None), "out of range"),
+        ] {
+            let error = check_adjustment(&bad, eur, 2).unwrap_err();
+            assert!(error.contains(why), "{error}");
+        }
     }
 }

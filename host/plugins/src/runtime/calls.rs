@@ -351,6 +351,7 @@ impl PluginRuntime {
             Ok(match bindings.call_price(&mut *store, cart)? {
                 Ok(adjustments) => {
                     Self::check_output(budget, convert::adjustments_size(&adjustments))
+                        .and_then(|()| Self::check_adjustments(cart, &adjustments))
                         .map(|()| adjustments)
                 }
                 // An error message is output like any answer.
@@ -359,6 +360,22 @@ impl PluginRuntime {
                 )),
             })
         })
+    }
+
+    /// Whether the host can take a pricing answer for `cart` (see
+    /// [`convert::check_adjustment`]). A cart the host built has a known
+    /// currency; a dry run's may not, and is then checked when priced.
+    fn check_adjustments(
+        cart: &wit::Cart,
+        adjustments: &[wit::Adjustment],
+    ) -> Result<(), PluginError> {
+        let Ok(currency) = commerce_domain::Currency::parse(&cart.currency) else {
+            return Ok(());
+        };
+        adjustments
+            .iter()
+            .try_for_each(|a| convert::check_adjustment(a, currency, cart.lines.len()))
+            .map_err(PluginError::InvalidOutput)
     }
 
     pub(super) fn call_validation(
@@ -575,9 +592,13 @@ pub(super) fn priced(
     adjustments
         .into_iter()
         .map(|a| {
-            convert::adjustment(&plugin.name, a, currency).and_then(|a| {
-                check_adjustment(currency, quote.lines.len(), a).map_err(|e| e.to_string())
-            })
+            convert::check_adjustment(&a, currency, quote.lines.len())?;
+            check_adjustment(
+                currency,
+                quote.lines.len(),
+                convert::adjustment(&plugin.name, a, currency),
+            )
+            .map_err(|e| e.to_string())
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(PluginError::InvalidOutput)

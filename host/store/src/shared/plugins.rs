@@ -201,10 +201,15 @@ pub(crate) async fn activate<DB: Backend + PluginSql>(
     if fetch_record::<DB>(&mut tx, name, target).await?.is_none() {
         return Ok(None);
     }
-    if active != Some(target) {
-        let previous = active.or(previous);
-        set_head::<DB>(&mut tx, name, Some(target), previous).await?;
-    }
+    // Written even when `target` is active already: an activation ends a
+    // canary (and a shadow of the version), which re-activating the
+    // active version is the way to ask for.
+    let previous = if active == Some(target) {
+        previous
+    } else {
+        active.or(previous)
+    };
+    set_head::<DB>(&mut tx, name, Some(target), previous).await?;
     let record = fetch_record::<DB>(&mut tx, name, target).await?;
     tx.commit().await.map_err(classify)?;
     Ok(record)
