@@ -253,6 +253,18 @@ async fn a_shadow_reports_differing_answers_while_orders_keep_the_active_prices(
         assert_eq!(example["input"]["customer"]["id"], masked, "{example}");
         assert!(example["at"].is_string(), "{example}");
     }
+    // The shadowed version is not also a canary: for the canary's
+    // customers it would be compared with itself.
+    let (s, _, body) = app
+        .call(
+            Method::POST,
+            "/v1/plugins/bulk/activate",
+            Some(&admin),
+            Some(json!({"version": v2, "percent": 10})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
     let shown = status.to_string();
     assert!(
         !shown.contains(&full_id) && !shown.contains(&customer.simple().to_string()),
@@ -840,4 +852,337 @@ async fn successful_calls_are_captured_at_the_run_sample() {
     let (_, _, limited) = app.get("/v1/plugins/bulk/runs?limit=1", &app.admin()).await;
     assert_eq!(limited.as_array().unwrap().len(), 1, "{limited}");
     assert_eq!(limited[0]["id"], one["id"]);
+}
+
+/// `GET {base}/v1/plugins/bulk/shadow` as `token`, at one replica or the
+/// other; the status (its report is that replica's).
+async fn bulk_shadow_at(client: &reqwest::Client, base: &str, token: &str) -> Value {
+    let resp = client
+        .get(format!("{base}/v1/plugins/bulk/shadow"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("shadow status");
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("shadow status json");
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// Shadow calls `base` sampled for bulk, by its `/metrics`.
+async fn bulk_sampled_at(app: &TestApp, base: &str) -> f64 {
+    metric_sum(
+        &app.metrics_at(base).await,
+        "commerce_plugin_shadow_total",
+        &[("plugin", "bulk"), ("result", "sampled")],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_started_on_one_replica_is_in_force_on_the_other_within_a_second() {
+    let app = TestApp::spawn_with(Backend::Postgres, &PATIENT, &[]).await;
+    app.put_product("MUG", "10.00", "EUR", 100_000).await;
+    let (v1, v2) = two_bulk_versions(&app).await;
+    let (_replica, b) = app.spawn_replica();
+    let a = app.base.clone();
+    let client = app.client.clone();
+    let admin = app.admin();
+    let (_, token) = app.customer();
+    // Before the shadow, B shadows nothing.
+    let order = place_at(&client, &b, &token, 10).await;
+    assert_eq!(order["total"], "90.00", "{order}");
+    let status = bulk_shadow_at(&client, &b, &admin).await;
+    assert_eq!(status["version"], Value::Null, "{status}");
+    assert_eq!(status["report"]["calls"], 0, "{status}");
+
+    // Shadow v2 on every call, started through replica A.
+    let (s, _, status) = app
+        .call(
+            Method::POST,
+            "/v1/plugins/bulk/shadow",
+            Some(&admin),
+            Some(json!({"version": v2, "sample": 1.0})),
+            &[],
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{status}");
+    let started = Instant::now();
+    assert_eq!(status["version"], v2, "{status}");
+
+    // What is bounded: the order of B's that the shadow sampled was
+    // answered within a second of A's answer to the POST. A sampled call
+    // is counted (report.calls) before the order is answered, so the
+    // report read right after an order covers it; its comparison runs
+    // later on B's shadow worker thread, and is waited for below with a
+    // looser deadline (a busy two-core machine may delay that thread).
+    let mut placed = 0;
+    let sampled = loop {
+        let order = place_at(&client, &b, &token, 10).await;
+        let answered = started.elapsed();
+        placed += 1;
+        assert_eq!(
+            order["total"], "90.00",
+            "the shadow changed a price: {order}"
+        );
+        assert_eq!(
+            priced_by(&client, &b, &token, &order, "bulk").await,
+            Some(v1),
+            "{order}"
+        );
+        let status = bulk_shadow_at(&client, &b, &admin).await;
+        let calls = status["report"]["calls"].as_u64().unwrap_or(0);
+        assert!(
+            answered < Duration::from_secs(1),
+            "B had not shadowed any of {placed} orders a second after the shadow started \
+             (the last answered after {answered:?}): {status}"
+        );
+        if calls >= 1 {
+            assert_eq!(status["version"], v2, "{status}");
+            assert_eq!(status["sample"], 1.0, "{status}");
+            assert_eq!(status["report"]["version"], v2, "{status}");
+            break calls;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        sampled <= placed,
+        "{sampled} calls sampled of {placed} orders"
+    );
+    // B compares what it sampled: v1 took 10.00 off, v2 would take 20.00.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let status = loop {
+        let status = bulk_shadow_at(&client, &b, &admin).await;
+        if status["report"]["differed"].as_u64().unwrap_or(0) >= 1 {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "B never compared the call it sampled: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status["report"]["agreed"], 0, "{status}");
+    assert_eq!(status["report"]["failed"], 0, "{status}");
+    let example = &status["report"]["examples"][0];
+    assert_eq!(example["active"][0]["amount"]["amount"], 1000, "{status}");
+    assert_eq!(example["shadow"][0]["amount"]["amount"], 2000, "{status}");
+    // A shadows its own calls too.
+    let before = bulk_sampled_at(&app, &a).await;
+    let order = place_at(&client, &a, &token, 10).await;
+    assert_eq!(order["total"], "90.00", "{order}");
+    assert_eq!(bulk_sampled_at(&app, &a).await, before + 1.0);
+    let status = bulk_shadow_at(&client, &a, &admin).await;
+    assert_eq!(status["version"], v2, "{status}");
+    assert!(status["report"]["calls"].as_u64() >= Some(1), "{status}");
+
+    // Stopped through B: A stops sampling within a second of B's answer
+    // (with a sample of 1, every call of a shadowed plugin is sampled).
+    let resp = client
+        .delete(format!("{b}/v1/plugins/bulk/shadow"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("stop the shadow");
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let stopped = Instant::now();
+    let status = bulk_shadow_at(&client, &a, &admin).await;
+    assert_eq!(status["version"], Value::Null, "{status}");
+    assert_eq!(status["sample"], Value::Null, "{status}");
+    loop {
+        let before = bulk_sampled_at(&app, &a).await;
+        let order = place_at(&client, &a, &token, 10).await;
+        assert_eq!(order["total"], "90.00", "{order}");
+        let after = bulk_sampled_at(&app, &a).await;
+        if after == before {
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(1),
+            "A still shadowed calls a second after the shadow stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // And it stays stopped, on both; A's report is gone with the shadow.
+    let (on_a, on_b) = (
+        bulk_sampled_at(&app, &a).await,
+        bulk_sampled_at(&app, &b).await,
+    );
+    for base in [&a, &b, &a, &b] {
+        let order = place_at(&client, base, &token, 10).await;
+        assert_eq!(order["total"], "90.00", "{order}");
+    }
+    assert_eq!(
+        bulk_sampled_at(&app, &a).await,
+        on_a,
+        "A samples a stopped shadow"
+    );
+    assert_eq!(
+        bulk_sampled_at(&app, &b).await,
+        on_b,
+        "B samples a stopped shadow"
+    );
+    let status = bulk_shadow_at(&client, &a, &admin).await;
+    assert_eq!(status["version"], Value::Null, "{status}");
+    assert_eq!(status["report"]["calls"], 0, "{status}");
+}
+
+/// `commerce ARGS`, which must succeed; its output, as JSON.
+fn cli_json(app: &TestApp, args: &[&str]) -> Value {
+    let (ok, out, err) = cli(app, args);
+    assert!(ok, "commerce {}: {err}", args.join(" "));
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("commerce {}: {e}: {out}", args.join(" ")))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_starts_canaries_and_shadows_lists_runs_and_replays() {
+    let app = TestApp::spawn_with(Backend::Sqlite, &PATIENT, &[]).await;
+    app.put_product("MUG", "10.00", "EUR", 100_000).await;
+    let versions = two_bulk_versions(&app).await;
+    let (v1, v2) = versions;
+    assert_eq!(
+        (v1, v2),
+        (1, 2),
+        "the CLI calls below name versions 1 and 2"
+    );
+    let (client, base, admin) = (app.client.clone(), app.base.clone(), app.admin());
+
+    // A replay of v1 on the three orders v1 priced: the same answers.
+    let (_, token) = app.customer();
+    for quantity in [10, 1, 12] {
+        place_at(&client, &base, &token, quantity).await;
+    }
+    let report = cli_json(
+        &app,
+        &["plugin", "replay", "bulk", "--version", "1", "--limit", "5"],
+    );
+    assert_eq!(report["state"], "done", "{report}");
+    assert_eq!(report["plugin"], "bulk", "{report}");
+    assert_eq!(report["version"], 1, "{report}");
+    assert_eq!(report["orders"], 3, "{report}");
+    assert_eq!(report["same"], 3, "{report}");
+    assert_eq!(report["differed"], 0, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+
+    // A 30% canary of v2: the service follows within a second.
+    let pick = |canary: bool| loop {
+        let (id, token) = app.customer();
+        if (canary_bucket("bulk", id) < 30) == canary {
+            break token;
+        }
+    };
+    let (reached, spared) = (pick(true), pick(false));
+    let canary = cli_json(
+        &app,
+        &[
+            "plugin",
+            "canary",
+            "bulk",
+            "--version",
+            "2",
+            "--percent",
+            "30",
+        ],
+    );
+    let started = Instant::now();
+    assert_eq!(canary["name"], "bulk", "{canary}");
+    assert_eq!(canary["version"], 2, "{canary}");
+    assert_eq!(canary["canary_percent"], 30, "{canary}");
+    assert_eq!(canary["active"], false, "{canary}");
+    wait_for_version(&client, &base, &reached, versions, v2, started).await;
+    assert_eq!(
+        bulk_version_served(&client, &base, &spared, versions).await,
+        v1
+    );
+    // 100 is an activation, not a canary: refused before it reaches the
+    // registry.
+    let (ok, out, err) = cli(
+        &app,
+        &[
+            "plugin",
+            "canary",
+            "bulk",
+            "--version",
+            "2",
+            "--percent",
+            "100",
+        ],
+    );
+    assert!(!ok, "a canary of 100%: {out}");
+    assert!(err.contains("--percent"), "{err}");
+    assert_eq!(record(&app, "bulk", v2).await["canary_percent"], 30);
+    assert_eq!(
+        bulk_version_served(&client, &base, &spared, versions).await,
+        v1
+    );
+
+    // The canary's version is not shadowed (it would be compared with
+    // itself for the canary's customers): the canary ends first.
+    let (ok, out, err) = cli(
+        &app,
+        &[
+            "plugin",
+            "shadow",
+            "bulk",
+            "--version",
+            "2",
+            "--sample",
+            "0.5",
+        ],
+    );
+    assert!(!ok, "a shadow of the canary: {out}");
+    assert!(err.contains("in canary"), "{err}");
+    let (ok, out, err) = cli(&app, &["plugin", "rollback", "bulk"]);
+    assert!(ok, "{out} {err}");
+    assert!(
+        record(&app, "bulk", v2)
+            .await
+            .get("canary_percent")
+            .is_none()
+    );
+
+    // A shadow: started, shown, stopped.
+    let shadow = cli_json(
+        &app,
+        &[
+            "plugin",
+            "shadow",
+            "bulk",
+            "--version",
+            "2",
+            "--sample",
+            "0.5",
+        ],
+    );
+    assert_eq!(
+        shadow,
+        json!({"name": "bulk", "version": 2, "sample": 0.5}),
+        "{shadow}"
+    );
+    let status = bulk_shadow_at(&client, &base, &admin).await;
+    assert_eq!(status["version"], v2, "{status}");
+    assert_eq!(status["sample"], 0.5, "{status}");
+    let shown = cli_json(&app, &["plugin", "shadow", "bulk"]);
+    assert_eq!(shown, shadow);
+    // A version needs a sample.
+    let (ok, out, _) = cli(&app, &["plugin", "shadow", "bulk", "--version", "2"]);
+    assert!(!ok, "a shadow without a sample: {out}");
+    let stopped = cli_json(&app, &["plugin", "shadow", "bulk", "--stop"]);
+    assert_eq!(
+        stopped,
+        json!({"name": "bulk", "version": null, "sample": null}),
+        "{stopped}"
+    );
+    let status = bulk_shadow_at(&client, &base, &admin).await;
+    assert_eq!(status["version"], Value::Null, "{status}");
+    assert_eq!(status["sample"], Value::Null, "{status}");
+    let shown = cli_json(&app, &["plugin", "shadow", "bulk"]);
+    assert_eq!(shown, stopped);
+
+    // The run log's filter names what it takes.
+    let (ok, out, err) = cli(&app, &["plugin", "runs", "bulk", "--outcome", "bogus"]);
+    assert!(!ok, "an unknown outcome: {out}");
+    assert!(err.contains("bogus"), "{err}");
+    for outcome in ["ok", "failed", "trap", "fuel", "deadline"] {
+        assert!(err.contains(outcome), "{outcome} is not named: {err}");
+    }
 }

@@ -489,6 +489,14 @@ impl Registry<'_> {
                 "version {version} of {name} is the active one already"
             )));
         }
+        if versions
+            .iter()
+            .any(|r| r.shadow_sample.is_some() && r.version == version)
+        {
+            return Err(AppError::Conflict(format!(
+                "version {version} of {name} is in shadow: for the canary's customers it would be compared with itself; stop the shadow first"
+            )));
+        }
         if !versions.iter().any(|r| r.version == version) {
             return Err(AppError::NotFound("plugin version"));
         }
@@ -544,6 +552,14 @@ impl Registry<'_> {
         if versions.iter().any(|r| r.active && r.version == version) {
             return Err(AppError::Conflict(format!(
                 "version {version} of {name} is the active one: a shadow runs another version beside it"
+            )));
+        }
+        if versions
+            .iter()
+            .any(|r| r.canary_percent.is_some() && r.version == version)
+        {
+            return Err(AppError::Conflict(format!(
+                "version {version} of {name} is in canary: for the canary's customers it would be compared with itself; end the canary first (rollback)"
             )));
         }
         if !versions.iter().any(|r| r.version == version)

@@ -116,6 +116,9 @@ async fn bench(
             .as_secs_f64()
     });
 
+    if args.shadow_sample.is_some() {
+        report_shadow(client, &target.base, admin).await;
+    }
     eprintln!("bench: load over; checking consistency");
     let reader = check::Reader {
         client,
@@ -362,4 +365,33 @@ fn init_logs() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// What the bulk discount's shadow (`--shadow-sample`) found, on stderr.
+async fn report_shadow(client: &reqwest::Client, base: &str, admin: &str) {
+    let report = async {
+        client
+            .get(format!("{base}/v1/plugins/bulk-discount/shadow"))
+            .header("authorization", admin)
+            .send()
+            .await?
+            .error_for_status()?
+            .json::<serde_json::Value>()
+            .await
+    };
+    match report.await {
+        Ok(status) => {
+            let r = &status["report"];
+            eprintln!(
+                "bench: shadow v{}: {} calls sampled, {} agreed, {} differed, {} failed, {} dropped",
+                status["version"],
+                r["calls"],
+                r["agreed"],
+                r["differed"],
+                r["failed"],
+                r["dropped"]
+            );
+        }
+        Err(e) => eprintln!("bench: could not read the shadow's report: {e}"),
+    }
 }
