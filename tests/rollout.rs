@@ -142,6 +142,11 @@ async fn a_shadow_reports_differing_answers_while_orders_keep_the_active_prices(
     let app = TestApp::spawn_with(backend, &PATIENT, &[]).await;
     app.put_product("MUG", "10.00", "EUR", 100_000).await;
     let (v1, v2) = two_bulk_versions(&app).await;
+    assert_eq!(
+        shadow_thread_nice(app.pid()),
+        19,
+        "shadow calls run at the lowest CPU priority, after the orders"
+    );
     let admin = app.admin();
     let (customer, token) = app.customer();
     let shadow = |body: Value, token: &str| {
@@ -1185,4 +1190,20 @@ async fn the_cli_starts_canaries_and_shadows_lists_runs_and_replays() {
     for outcome in ["ok", "failed", "trap", "fuel", "deadline"] {
         assert!(err.contains(outcome), "{outcome} is not named: {err}");
     }
+}
+
+/// The nice value of the service's `plugin-shadow` thread, from
+/// /proc/PID/task/TID/stat (its 19th field).
+fn shadow_thread_nice(pid: u32) -> i64 {
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap_or_default();
+        if comm.trim() == "plugin-shadow" {
+            let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+            // After the command, which is in parentheses: state is field 3.
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            return fields[19 - 3].parse().unwrap();
+        }
+    }
+    panic!("the service has no plugin-shadow thread");
 }

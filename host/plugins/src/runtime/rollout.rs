@@ -238,6 +238,7 @@ pub(super) fn spawn_worker(
     std::thread::Builder::new()
         .name("plugin-shadow".into())
         .spawn(move || {
+            lower_priority();
             while let Ok(job) = jobs.recv() {
                 let Some(runtime) = runtime.upgrade() else {
                     break;
@@ -247,6 +248,27 @@ pub(super) fn spawn_worker(
         })
         .map(drop)
 }
+
+/// Gives the calling thread the lowest CPU priority (nice 19): a shadow
+/// call then runs on what the orders leave of the cores, instead of
+/// taking a share of them. On Linux the nice value is a thread's own
+/// (setpriority(2), "Notes"), so only the shadow thread is lowered.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn lower_priority() {
+    // SAFETY: gettid takes no arguments; setpriority takes plain integers
+    // and changes only the scheduling priority of the thread named.
+    let done = unsafe {
+        let tid = libc::syscall(libc::SYS_gettid);
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19)
+    };
+    if done != 0 {
+        tracing::warn!(error = %std::io::Error::last_os_error(), "the shadow thread keeps the default priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 #[cfg(test)]
 mod tests {
