@@ -113,7 +113,8 @@ pub enum ReplayAnswer {
 pub struct ShadowReport {
     /// The shadow version.
     pub version: i64,
-    /// Calls of the shadowed plugin sampled for the shadow.
+    /// Calls of the shadowed plugin sampled for the shadow and run on it
+    /// (or dropped); a call still queued is counted once run.
     pub calls: u64,
     /// Shadow answers equal to the serving version's.
     pub agreed: u64,

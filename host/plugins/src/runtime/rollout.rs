@@ -149,10 +149,12 @@ impl Shadows {
         self.reports.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Counts `result` in the metrics, and in the report with `update`.
+    /// The lock is held only for `update`, which must be a few additions:
+    /// the low-priority shadow thread takes it too, and a request must not
+    /// wait behind it.
     fn count(&self, plugin: &Loaded, result: &'static str, update: impl FnOnce(&mut ShadowReport)) {
-        metrics::counter!(PLUGIN_SHADOW, "plugin" => plugin.name.clone(),
-            "version" => plugin.version.to_string(), "result" => result)
-        .increment(1);
+        shadow_metric(plugin, result);
         let mut reports = self.lock();
         if let Some(report) = reports
             .get_mut(&plugin.name)
@@ -177,8 +179,9 @@ impl PluginRuntime {
         if !shadow.sampler.take() {
             return;
         }
-        self.shadows
-            .count(&shadow.plugin, "sampled", |r| r.calls += 1);
+        // Counted in the report by the shadow thread (or below, if
+        // dropped): the request takes no lock.
+        shadow_metric(&shadow.plugin, "sampled");
         let job = ShadowJob {
             plugin: shadow.plugin.clone(),
             input: input(),
@@ -188,8 +191,10 @@ impl PluginRuntime {
         if let Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) =
             self.shadows.queue.try_send(job)
         {
-            self.shadows
-                .count(&job.plugin, "dropped", |r| r.dropped += 1);
+            self.shadows.count(&job.plugin, "dropped", |r| {
+                r.calls += 1;
+                r.dropped += 1;
+            });
         }
     }
 
@@ -208,25 +213,34 @@ impl PluginRuntime {
             Ok(value) => value.clone(),
             Err(kind) => serde_json::json!({ "failed": kind }),
         };
+        // Built before the lock is taken.
+        let example = (result != "agreed").then(|| ShadowExample {
+            at: job.at,
+            input: job.input.redacted(),
+            active: shown(&job.primary),
+            shadow: shown(&shadow),
+        });
         self.shadows.count(&job.plugin, result, |report| {
+            report.calls += 1;
             match result {
                 "agreed" => report.agreed += 1,
                 _ if failed => report.failed += 1,
                 _ => report.differed += 1,
             }
-            if result != "agreed" {
+            if let Some(example) = example {
                 if report.examples.len() == SHADOW_EXAMPLES {
                     report.examples.remove(0);
                 }
-                report.examples.push(ShadowExample {
-                    at: job.at,
-                    input: job.input.redacted(),
-                    active: shown(&job.primary),
-                    shadow: shown(&shadow),
-                });
+                report.examples.push(example);
             }
         });
     }
+}
+
+fn shadow_metric(plugin: &Loaded, result: &'static str) {
+    metrics::counter!(PLUGIN_SHADOW, "plugin" => plugin.name.clone(),
+        "version" => plugin.version.to_string(), "result" => result)
+    .increment(1);
 }
 
 /// The thread that runs shadow calls, one at a time, until the runtime is
