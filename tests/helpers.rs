@@ -200,8 +200,13 @@ impl Drop for KillOnDrop {
 /// The bytes of a component built by host/bundled/build.rs
 /// (`bulk_discount`, ...).
 pub fn component(name: &str) -> Vec<u8> {
-    let path = format!("{}/{name}.wasm", commerce_bundled::PLUGIN_DIR);
+    let path = component_path(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Where [`component`] reads `name` from (for the CLI's `plugin run`).
+pub fn component_path(name: &str) -> String {
+    format!("{}/{name}.wasm", commerce_bundled::PLUGIN_DIR)
 }
 
 /// Percent-encodes a query parameter value.
@@ -265,6 +270,30 @@ impl TestApp {
     pub fn spawn_replica(&self) -> (KillOnDrop, String) {
         let (child, base) = start_service_with(&self.db, &self.args, &self.envs, None);
         (KillOnDrop(child), base)
+    }
+
+    /// Stores and activates `bytes` as pricing plugin `name` straight in
+    /// the registry, skipping the upload checks as if it had passed them
+    /// (a trapping component does not); the service picks it up by
+    /// polling.
+    pub async fn activate_unchecked(&self, name: &str, bytes: Vec<u8>) {
+        let store = self.db.open_store().await;
+        store
+            .insert_plugin_version(commerce_app::ports::NewPluginVersion {
+                name: name.into(),
+                kind: commerce_app::extensions::PluginKind::Pricing,
+                sha256: "0".repeat(64),
+                bytes,
+                config: "{}".into(),
+                priority: 1,
+                listen: None,
+                limits: Default::default(),
+                at: chrono::Utc::now(),
+            })
+            .await
+            .unwrap()
+            .unwrap();
+        store.activate_plugin(name, None).await.unwrap().unwrap();
     }
 
     /// Uploads a component; returns status and body.

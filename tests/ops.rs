@@ -246,9 +246,6 @@ async fn json_log_lines_carry_request_order_and_saga_ids() {
 /// order processing time by outcome; inventory update latency by operation.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
-    use commerce_app::extensions::PluginKind;
-    use commerce_app::ports::NewPluginVersion;
-
     let app = TestApp::spawn_with(
         Backend::Sqlite,
         &["--example-plugins", "--pricing-failure", "skip"],
@@ -257,27 +254,8 @@ async fn kpi_metrics_cover_plugins_order_processing_and_inventory_updates() {
     .await;
     // A pricing plugin that traps on every call, as if it had passed its
     // upload checks.
-    let store = app.db.open_store().await;
-    store
-        .insert_plugin_version(NewPluginVersion {
-            name: "trapper".into(),
-            kind: PluginKind::Pricing,
-            sha256: "0".repeat(64),
-            bytes: crate::helpers::component("evil_trap"),
-            config: "{}".into(),
-            priority: 1,
-            listen: None,
-            limits: Default::default(),
-            at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    store
-        .activate_plugin("trapper", None)
-        .await
-        .unwrap()
-        .unwrap();
+    app.activate_unchecked("trapper", crate::helpers::component("evil_trap"))
+        .await;
     app.put_product("MUG", "12.50", "EUR", 100).await;
     let (_, token) = app.customer();
 

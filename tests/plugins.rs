@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use commerce_app::extensions::{Extensions, HookContext, HookOutcome, PluginKind, Quote};
-use commerce_app::ports::{NewPluginVersion, PluginLimits};
+use commerce_app::ports::PluginLimits;
 use commerce_domain::{Currency, OrderLine, OrderStatus, Quantity, Sku};
 use commerce_plugins::{CheckError, PluginError};
 use reqwest::{Method, StatusCode};
@@ -478,34 +478,13 @@ async fn a_plugin_written_in_another_language_runs(backend: Backend) {
     assert_eq!(order["total"], "10.00");
 }
 
-/// Stores and activates a pricing plugin straight in the registry, skipping
-/// the upload checks, as if it had passed them.
-async fn activate_unchecked(app: &TestApp, name: &str, bytes: Vec<u8>) {
-    let store = app.db.open_store().await;
-    store
-        .insert_plugin_version(NewPluginVersion {
-            name: name.into(),
-            kind: PluginKind::Pricing,
-            sha256: "0".repeat(64),
-            bytes,
-            config: "{}".into(),
-            priority: 1,
-            listen: None,
-            limits: Default::default(),
-            at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    store.activate_plugin(name, None).await.unwrap().unwrap();
-}
-
 async fn failing_plugins_follow_the_failure_policy(backend: Backend) {
     // A plugin that passed its checks can still fail on real input; put one
     // straight into the registry, as if it had.
     let app = TestApp::spawn(backend).await;
     app.put_product("MUG", "10.00", "EUR", 1_000).await;
-    activate_unchecked(&app, "trapper", component("evil_trap")).await;
+    app.activate_unchecked("trapper", component("evil_trap"))
+        .await;
     let (_, token) = app.customer();
     // Pricing fails closed by default: 503, nothing placed.
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -527,7 +506,9 @@ async fn failing_plugins_follow_the_failure_policy(backend: Backend) {
     // With the skip policy, orders go through without the failing plugin.
     let skipping = TestApp::spawn_with(app.db.backend, &["--pricing-failure", "skip"], &[]).await;
     skipping.put_product("MUG", "10.00", "EUR", 1_000).await;
-    activate_unchecked(&skipping, "trapper", component("evil_trap")).await;
+    skipping
+        .activate_unchecked("trapper", component("evil_trap"))
+        .await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let (s, order) = place(&skipping, &token, 1).await;

@@ -6,15 +6,13 @@
 use std::time::{Duration, Instant};
 
 use commerce_app::Role;
-use commerce_app::extensions::PluginKind;
 use commerce_app::plugins::canary_bucket;
-use commerce_app::ports::NewPluginVersion;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::both_backends;
-use crate::helpers::{Backend, TestApp, component, metric_sum};
+use crate::helpers::{Backend, TestApp, component, component_path, metric_sum};
 
 both_backends!(a_shadow_reports_differing_answers_while_orders_keep_the_active_prices);
 
@@ -516,34 +514,6 @@ async fn wait_for_version(
     }
 }
 
-/// Stores and activates `bytes` as pricing plugin `name` straight in the
-/// registry, as if it had passed its checks (a trapping component does
-/// not); the service picks it up by polling.
-async fn activate_unchecked(app: &TestApp, name: &str, bytes: Vec<u8>) {
-    let store = app.db.open_store().await;
-    store
-        .insert_plugin_version(NewPluginVersion {
-            name: name.into(),
-            kind: PluginKind::Pricing,
-            sha256: "0".repeat(64),
-            bytes,
-            config: "{}".into(),
-            priority: 1,
-            listen: None,
-            limits: Default::default(),
-            at: chrono::Utc::now(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
-    store.activate_plugin(name, None).await.unwrap().unwrap();
-}
-
-/// The path of a component built by host/bundled/build.rs.
-fn component_path(name: &str) -> String {
-    format!("{}/{name}.wasm", commerce_bundled::PLUGIN_DIR)
-}
-
 /// Runs `commerce ARGS` against the app's data; its status, stdout and
 /// stderr.
 fn cli(app: &TestApp, args: &[&str]) -> (bool, String, String) {
@@ -581,7 +551,8 @@ async fn a_trapping_plugins_failures_are_in_the_run_log_and_rerun_locally() {
     let args = [&PATIENT[..], &["--pricing-failure", "skip"]].concat();
     let app = TestApp::spawn_with(Backend::Sqlite, &args, &[]).await;
     app.put_product("MUG", "10.00", "EUR", 10_000).await;
-    activate_unchecked(&app, "trapper", component("evil_trap")).await;
+    app.activate_unchecked("trapper", component("evil_trap"))
+        .await;
     let (s, body) = app
         .upload(
             "bulk",
