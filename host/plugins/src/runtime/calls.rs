@@ -210,7 +210,6 @@ impl PluginRuntime {
         run: impl FnOnce(&Linked, &mut Store<PluginState>) -> wasmtime::Result<Result<R, PluginError>>,
     ) -> Result<R, PluginError> {
         let started = std::time::Instant::now();
-        let at = chrono::Utc::now();
         let (result, fuel, log) = if let Linked::Broken(reason) = &plugin.linked {
             (
                 Err(PluginError::Unavailable(reason.clone())),
@@ -271,7 +270,9 @@ impl PluginRuntime {
                 duration_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
                 log,
                 shadow: mode == Mode::Shadow,
-                at,
+                // The call's start, read from the clock only for a
+                // captured call.
+                at: chrono::Utc::now() - chrono::Duration::from_std(elapsed).unwrap_or_default(),
             });
         }
         result
@@ -582,7 +583,9 @@ impl PluginRuntime {
 }
 
 /// A pricing plugin's answer as an order records it: each adjustment
-/// converted and checked against the quote.
+/// converted and put to the domain's rule. Its fit to the cart (currency,
+/// amount, line) was checked inside the call ([`convert::check_adjustment`]),
+/// whose cart the host built from this quote.
 pub(super) fn priced(
     plugin: &Loaded,
     quote: &Quote,
@@ -592,7 +595,6 @@ pub(super) fn priced(
     adjustments
         .into_iter()
         .map(|a| {
-            convert::check_adjustment(&a, currency, quote.lines.len())?;
             check_adjustment(
                 currency,
                 quote.lines.len(),

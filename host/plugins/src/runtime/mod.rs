@@ -196,6 +196,20 @@ pub(crate) struct Resolved {
 }
 
 impl Loaded {
+    /// `record`'s version, with `limits` resolved and `linked` as loaded.
+    fn new(record: &PluginRecord, limits: Resolved, linked: Linked) -> Self {
+        Loaded {
+            name: record.name.clone(),
+            version: record.version,
+            sha256: record.sha256.clone(),
+            kind: record.kind,
+            config: Arc::from(record.config.as_str()),
+            listen: record.listen.clone().map(Arc::from),
+            limits,
+            linked,
+        }
+    }
+
     /// Whether this saga hook is called at `step`, before or after.
     fn listens_at(&self, step: &str, before: bool) -> bool {
         commerce_app::extensions::listens_at(self.listen.as_deref(), step, before)
@@ -516,16 +530,7 @@ impl PluginRuntime {
                 tracing::error!(plugin = %record.name, version = record.version, %reason, "a plugin version in use cannot be loaded; its calls will fail");
                 Linked::Broken(reason)
             });
-            let plugin = Arc::new(Loaded {
-                name: record.name.clone(),
-                version: record.version,
-                sha256: record.sha256.clone(),
-                kind: record.kind,
-                config: Arc::from(record.config.as_str()),
-                listen: record.listen.clone().map(Arc::from),
-                limits: self.resolve(record.limits),
-                linked,
-            });
+            let plugin = Arc::new(Loaded::new(&record, self.resolve(record.limits), linked));
             loaded.push((record, plugin));
         }
         let slots = slots(loaded);
@@ -715,16 +720,8 @@ impl PluginRuntime {
         let component = self
             .component(&record.sha256, || Some(bytes))
             .map_err(PluginRejected)?;
-        Ok(Loaded {
-            name: record.name.clone(),
-            version: record.version,
-            sha256: record.sha256.clone(),
-            kind: record.kind,
-            config: Arc::from(record.config.as_str()),
-            listen: record.listen.clone().map(Arc::from),
-            limits: self.resolve(record.limits),
-            linked: self.link(record.kind, &component).map_err(PluginRejected)?,
-        })
+        let linked = self.link(record.kind, &component).map_err(PluginRejected)?;
+        Ok(Loaded::new(record, self.resolve(record.limits), linked))
     }
 
     /// One recorded input, replayed: what an order would record.
