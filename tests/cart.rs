@@ -959,3 +959,36 @@ async fn cart_kpis_count_each_cart_once_across_replicas(carts: Carts) {
 const CARTS_CREATED: &str = "commerce_carts_created_total";
 const CHECKOUTS: &str = "commerce_cart_checkouts_total";
 const ABANDONED: &str = "commerce_carts_abandoned_total";
+
+/// A cart whose lines came to more than an order may carry (here its
+/// price rose after the lines were put) is read as a conflict with its
+/// content (409, saying what to do), not as bad input; lowering a
+/// quantity makes it readable again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cart_over_the_largest_amount_is_a_conflict_to_read() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    app.put_product("GOLD", "1.00", "EUR", 100_000).await;
+    let (_, token) = app.customer();
+    let put = |quantity: i64| {
+        app.call(
+            Method::PUT,
+            "/v1/cart/items/GOLD",
+            Some(&token),
+            Some(json!({ "quantity": quantity })),
+            &[],
+        )
+    };
+    let (s, _, cart) = put(2_000).await;
+    assert_eq!(s, StatusCode::OK, "{cart}");
+    app.put_product("GOLD", "999999999.00", "EUR", 100_000)
+        .await;
+    let (s, headers, problem) = app.get("/v1/cart", &token).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{problem}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    let detail = problem["detail"].as_str().unwrap();
+    assert!(detail.contains("more than an order may carry"), "{detail}");
+    let (s, _, cart) = put(1).await;
+    assert_eq!(s, StatusCode::OK, "{cart}");
+    let (s, _, cart) = app.get("/v1/cart", &token).await;
+    assert_eq!(s, StatusCode::OK, "{cart}");
+}

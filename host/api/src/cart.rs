@@ -56,6 +56,7 @@ fn parse_sku(sku: &str) -> Result<Sku, ApiError> {
 #[utoipa::path(get, path = "/v1/cart", tag = "cart",
     responses(
         (status = 200, body = CartView),
+        (status = 409, description = "The cart comes to more than an order may carry"),
         (status = 503, description = "The cart storage (Redis) is unreachable"),
     ),
     security(("bearer" = [])))]

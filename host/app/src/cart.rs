@@ -121,7 +121,17 @@ impl Carts<'_> {
     /// The caller's cart, priced now. Reading it renews its time to live.
     pub async fn get_cart(&self, caller: Caller) -> Result<CartView, AppError> {
         let cart = self.carts.load_cart(caller.subject, self.cart_ttl).await?;
-        self.price_cart(caller, cart).await
+        // A cart can come to more than an order may carry (its lines'
+        // prices rose, or it was filled to the brim): reading it is then a
+        // conflict with its content, not bad input.
+        self.price_cart(caller, cart).await.map_err(|e| match e {
+            AppError::Money(commerce_domain::MoneyError::OutOfRange(amount)) => {
+                AppError::Conflict(format!(
+                    "the cart comes to {amount}, more than an order may carry; lower a quantity or remove a line"
+                ))
+            }
+            other => other,
+        })
     }
 
     /// Sets how many of `sku` the cart holds; 0 removes the line.
