@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Makes sure the local PostgreSQL (127.0.0.1:5432, database `test`) and
-# Redis (127.0.0.1:6379) answer, starting them if they are installed but
+# Makes sure the local PostgreSQL (127.0.0.1:5432, database `test`),
+# Redis (127.0.0.1:6379) and a 3-master Redis Cluster (127.0.0.1:7000-7002,
+# scripts/redis-cluster.sh) answer, starting them if they are installed but
 # down. Exits non-zero, saying why, if one cannot be reached.
 set -euo pipefail
 
@@ -45,4 +46,10 @@ if ! redis_answers >/dev/null 2>&1; then
     redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" || true
   fi
   wait_for "Redis at 127.0.0.1:6379" redis_answers
+fi
+
+# The local 3-master Redis Cluster (127.0.0.1:7000-7002) that the Redis
+# Cluster tests (tests/redis_cluster.rs) run against.
+if [ -z "${TEST_REDIS_CLUSTER_URL:-}" ]; then
+  "$(dirname "$0")/redis-cluster.sh"
 fi

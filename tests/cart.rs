@@ -515,6 +515,7 @@ async fn deleting_at_a_revision_spares_a_changed_cart(carts: Carts) {
             let handle =
                 commerce_store::redis::Redis::connect(&commerce_store::redis::RedisConfig {
                     url: redis.url.clone(),
+                    cluster: false,
                     prefix: redis.prefix.clone(),
                     timeout: Duration::from_millis(500),
                 })

@@ -22,6 +22,7 @@ mod ops;
 mod outbox;
 mod payment;
 mod plugins;
+mod redis_cluster;
 mod replicas;
 mod rollout;
 mod saga;

@@ -467,6 +467,7 @@ async fn a_relay_resumes_after_what_the_stream_holds_and_repeats_nothing() {
     let redis = TestRedis::new();
     let handle = Redis::connect(&RedisConfig {
         url: redis.url.clone(),
+        cluster: false,
         prefix: redis.prefix.clone(),
         timeout: Duration::from_secs(1),
     })

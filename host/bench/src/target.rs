@@ -44,7 +44,7 @@ struct Cleanup {
     /// A temporary directory to remove.
     dir: Option<PathBuf>,
     /// (Redis URL, key prefix) whose keys to delete.
-    redis: Option<(String, String)>,
+    redis: Option<Redis>,
     /// The in-process service's background work, stopped before its data
     /// goes.
     background: Option<Arc<commerce_app::background::Background>>,
@@ -99,8 +99,8 @@ impl Target {
             if let Some(dir) = &dir {
                 eprintln!("kept: data directory {}", dir.display());
             }
-            if let Some((_, prefix)) = &redis {
-                eprintln!("kept: Redis keys {prefix}*");
+            if let Some(redis) = &redis {
+                eprintln!("kept: Redis keys {}*", redis.prefix());
             }
             return;
         }
@@ -121,10 +121,13 @@ impl Target {
         if let Some(dir) = dir {
             let _ = std::fs::remove_dir_all(dir);
         }
-        if let Some((url, prefix)) = redis
-            && let Err(e) = delete_keys(&url, &prefix).await
+        if let Some(redis) = redis
+            && let Err(e) = redis.delete_keys().await
         {
-            eprintln!("warning: could not delete the Redis keys {prefix}*: {e:#}");
+            eprintln!(
+                "warning: could not delete the Redis keys {}*: {e:#}",
+                redis.prefix()
+            );
         }
     }
 }
@@ -304,6 +307,7 @@ async fn connect_redis(
     };
     let config = RedisConfig {
         url: url.clone(),
+        cluster: false,
         prefix: format!("bench:{run}:"),
         timeout: Duration::from_millis(500),
     };
@@ -312,7 +316,7 @@ async fn connect_redis(
         .ping()
         .await
         .map_err(|e| anyhow::anyhow!("Redis at {url} does not answer: {e}"))?;
-    cleanup.redis = Some((url.clone(), config.prefix.clone()));
+    cleanup.redis = Some(redis.clone());
     Ok(Some(redis))
 }
 
@@ -370,30 +374,6 @@ pub async fn seed(
 /// wrong amount shows in the totals.
 pub fn price(i: usize) -> String {
     format!("{}.{:02}", 1 + i % 40, (i * 37) % 100)
-}
-
-/// Deletes every key under `prefix` (SCAN, then DEL in batches).
-async fn delete_keys(url: &str, prefix: &str) -> anyhow::Result<()> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let mut cursor: u64 = 0;
-    loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
-        if !keys.is_empty() {
-            let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-        }
-        if next == 0 {
-            return Ok(());
-        }
-        cursor = next;
-    }
 }
 
 /// The seeded stock per SKU, as the check wants it.

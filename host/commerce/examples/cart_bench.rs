@@ -102,6 +102,7 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let redis_config = RedisConfig {
         url: std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into()),
+        cluster: false,
         prefix: format!("bench:{}:", Uuid::new_v4().simple()),
         timeout: Duration::from_millis(500),
     };
@@ -127,7 +128,7 @@ async fn main() -> anyhow::Result<()> {
 
     if with_redis {
         // Leave the shared Redis as we found it.
-        delete_keys(&redis_config).await?;
+        Redis::connect(&redis_config)?.delete_keys().await?;
     }
     Ok(())
 }
@@ -261,18 +262,4 @@ impl Customer {
         }
         (put, get)
     }
-}
-
-/// Deletes the run's keys from Redis.
-async fn delete_keys(redis_config: &RedisConfig) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis_config.url.as_str())?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", redis_config.prefix))
-        .query_async(&mut conn)
-        .await?;
-    if !keys.is_empty() {
-        let _: i64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
-    }
-    Ok(())
 }

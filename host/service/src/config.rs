@@ -182,10 +182,18 @@ impl InventoryArgs {
 pub struct RedisArgs {
     /// Redis URL (e.g. redis://host:6379/0). When set, carts live in Redis
     /// and the outbox relay publishes events to the stream
-    /// `<prefix>commerce.events`; when unset, carts live in the database. Redis need not be up at start-up:
-    /// cart routes answer 503 until it is, and orders are unaffected.
+    /// `<prefix>commerce.events`; when unset, carts live in the database.
+    /// For a Redis Cluster, list one or more of its nodes separated by
+    /// commas (redis://10.0.0.1:6379,redis://10.0.0.2:6379), or give one
+    /// with --redis-cluster. Redis need not be up at start-up: cart routes
+    /// answer 503 until it is, and orders are unaffected.
     #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
+    /// REDIS_URL names a Redis Cluster (implied when it lists several
+    /// nodes): keys are routed to their slots' nodes, which are found from
+    /// the ones listed.
+    #[arg(long, env = "COMMERCE_REDIS_CLUSTER")]
+    pub redis_cluster: bool,
     /// Prefix of every Redis key, so that deployments can share a Redis.
     #[arg(long, env = "COMMERCE_REDIS_PREFIX", default_value = "commerce:")]
     pub redis_prefix: String,
@@ -201,6 +209,7 @@ impl RedisArgs {
         let url = self.redis_url.as_ref().filter(|u| !u.is_empty())?;
         Some(RedisConfig {
             url: url.clone(),
+            cluster: self.redis_cluster,
             prefix: self.redis_prefix.clone(),
             timeout: Duration::from_millis(self.redis_timeout_ms.max(1)),
         })

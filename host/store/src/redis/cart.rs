@@ -376,19 +376,19 @@ impl CartStore for RedisCarts {
         if due.is_empty() {
             return Ok(0);
         }
-        // Where each cart stands: -2 gone (expired), else ms left.
-        let mut ttls = redis::pipe();
-        for (member, _) in &due {
-            match Uuid::parse_str(member) {
-                Ok(customer) => ttls.cmd("PTTL").arg(self.key(customer)),
+        // Where each cart stands: -2 gone (expired), else ms left. The
+        // carts' keys lie on many slots: one command each on a cluster.
+        let ttls = due
+            .iter()
+            .map(|(member, _)| match Uuid::parse_str(member) {
+                Ok(customer) => redis::cmd("PTTL").arg(self.key(customer)).clone(),
                 // Not ours: treat as gone, so it leaves the set.
-                Err(_) => ttls.cmd("PTTL").arg(format!("{}-not-a-cart", key)),
-            };
-        }
-        let left: Vec<i64> = self
-            .redis
-            .run(|mut conn| async move { ttls.query_async(&mut conn).await })
-            .await?;
+                Err(_) => redis::cmd("PTTL")
+                    .arg(format!("{}-not-a-cart", key))
+                    .clone(),
+            })
+            .collect();
+        let left: Vec<i64> = self.redis.run_each(ttls).await?;
         let mut claim = CLAIM_EXPIRED.prepare_invoke();
         claim.key(&key);
         let mut expired = 0;

@@ -72,6 +72,13 @@ impl Cached {
     }
 }
 
+/// Whether `e` is Redis saying it does not know the script (NOSCRIPT).
+fn is_no_script(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|cause| cause.downcast_ref::<redis::RedisError>())
+        .any(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
+}
+
 /// The Redis stock cache.
 #[derive(Clone)]
 pub struct RedisStockCache {
@@ -95,17 +102,11 @@ impl RedisStockCache {
 #[async_trait]
 impl StockCache for RedisStockCache {
     async fn get_many(&self, skus: &[Sku]) -> Result<Vec<Option<Product>>, StoreError> {
-        if skus.is_empty() {
-            return Ok(vec![]);
-        }
-        let mut pipe = redis::pipe();
-        for sku in skus {
-            pipe.hget(self.key(sku), "p");
-        }
-        let values: Vec<Option<String>> = self
-            .redis
-            .run(|mut conn| async move { pipe.query_async(&mut conn).await })
-            .await?;
+        let cmds = skus
+            .iter()
+            .map(|sku| redis::cmd("HGET").arg(self.key(sku)).arg("p").clone())
+            .collect();
+        let values: Vec<Option<String>> = self.redis.run_each(cmds).await?;
         Ok(values
             .into_iter()
             .map(|v| {
@@ -115,40 +116,40 @@ impl StockCache for RedisStockCache {
             .collect())
     }
 
-    /// One round trip for all of `products`: a pipeline of the script's
-    /// EVALSHA per key (loading the script first if Redis lost it).
+    /// One round trip for all of `products` (on a cluster, one per key, at
+    /// once): the script's EVALSHA per key, loading the script first if
+    /// Redis lost it (on a cluster, SCRIPT LOAD goes to every primary).
     async fn put(&self, products: &[Product]) -> Result<(), StoreError> {
         if products.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
+        let mut cmds = Vec::with_capacity(products.len());
         for p in products {
             let json = serde_json::to_string(&Cached::from(p))
                 .map_err(|e| StoreError::Unexpected(e.into()))?;
-            pipe.cmd("EVALSHA")
-                .arg(self.script.get_hash())
-                .arg(1)
-                .arg(self.key(&p.sku))
-                .arg(p.version)
-                .arg(json)
-                .arg(TTL_MS)
-                .ignore();
+            cmds.push(
+                redis::cmd("EVALSHA")
+                    .arg(self.script.get_hash())
+                    .arg(1)
+                    .arg(self.key(&p.sku))
+                    .arg(p.version)
+                    .arg(json)
+                    .arg(TTL_MS)
+                    .clone(),
+            );
         }
-        let script = self.script.clone();
-        self.redis
-            .run(|mut conn| async move {
-                match pipe.query_async::<()>(&mut conn).await {
-                    Err(e)
-                        if e.kind()
-                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                    {
-                        script.prepare_invoke().load_async(&mut conn).await?;
-                        pipe.query_async::<()>(&mut conn).await
-                    }
-                    other => other,
-                }
-            })
-            .await
+        match self.redis.run_each::<redis::Value>(cmds.clone()).await {
+            Err(StoreError::Unexpected(e)) if is_no_script(&e) => {
+                let script = self.script.clone();
+                self.redis
+                    .run(|mut conn| async move {
+                        script.prepare_invoke().load_async(&mut conn).await
+                    })
+                    .await?;
+                self.redis.run_each::<redis::Value>(cmds).await.map(drop)
+            }
+            other => other.map(drop),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
