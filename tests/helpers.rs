@@ -581,11 +581,22 @@ pub fn redis_url() -> String {
     std::env::var("TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
-/// A key prefix of its own in the test Redis, so that tests run in
-/// parallel; every key under it is deleted when this is dropped.
+/// The Redis Cluster the tests use, as `REDIS_URL` lists its nodes
+/// (`TEST_REDIS_CLUSTER_URL`, default the 3-master cluster that
+/// scripts/redis-cluster.sh starts on 127.0.0.1:7000-7002).
+pub fn redis_cluster_url() -> String {
+    std::env::var("TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
+        "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002".to_owned()
+    })
+}
+
+/// A key prefix of its own in the test Redis (or Redis Cluster), so that
+/// tests run in parallel; every key under it is deleted when this is
+/// dropped.
 pub struct TestRedis {
     pub url: String,
     pub prefix: String,
+    pub cluster: bool,
 }
 
 impl TestRedis {
@@ -593,7 +604,25 @@ impl TestRedis {
         TestRedis {
             url: redis_url(),
             prefix: format!("test:{}:", Uuid::new_v4().simple()),
+            cluster: false,
         }
+    }
+
+    /// On the test Redis Cluster; panics, saying how to start one, if it
+    /// does not answer (these tests never skip).
+    pub async fn cluster() -> TestRedis {
+        let redis = TestRedis {
+            url: redis_cluster_url(),
+            prefix: format!("test:{}:", Uuid::new_v4().simple()),
+            cluster: true,
+        };
+        let url = &redis.url;
+        redis.handle().ping().await.unwrap_or_else(|e| {
+            panic!(
+                "these tests need a Redis Cluster at {url} (scripts/redis-cluster.sh starts one): {e}"
+            )
+        });
+        redis
     }
 
     /// `REDIS_URL` and `COMMERCE_REDIS_PREFIX` for the service.
@@ -604,7 +633,24 @@ impl TestRedis {
         ]
     }
 
+    pub fn config(&self) -> commerce_store::redis::RedisConfig {
+        commerce_store::redis::RedisConfig {
+            url: self.url.clone(),
+            cluster: self.cluster,
+            prefix: self.prefix.clone(),
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    /// The service's own handle on it (cluster-aware: each key to its
+    /// node).
+    pub fn handle(&self) -> commerce_store::redis::Redis {
+        commerce_store::redis::Redis::connect(&self.config()).expect("a valid Redis URL")
+    }
+
+    /// A plain connection to the (single) test Redis.
     pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        assert!(!self.cluster, "a cluster is reached through handle()");
         let url = &self.url;
         redis::Client::open(url.as_str())
             .expect("redis url")
@@ -614,24 +660,46 @@ impl TestRedis {
                 panic!("Redis is required for these tests and is unreachable at {url}: {e}")
             })
     }
+
+    /// The entries of the stream `<prefix>commerce.events`, as field
+    /// maps, oldest first.
+    pub async fn stream(&self) -> Vec<std::collections::BTreeMap<String, String>> {
+        let key = format!("{}commerce.events", self.prefix);
+        let entries: Vec<(String, std::collections::BTreeMap<String, String>)> = self
+            .handle()
+            .run(|mut conn| async move {
+                redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await
+            .expect("XRANGE");
+        entries.into_iter().map(|(_, fields)| fields).collect()
+    }
 }
 
 impl Drop for TestRedis {
     fn drop(&mut self) {
-        let Ok(client) = redis::Client::open(self.url.as_str()) else {
-            return;
-        };
-        let Ok(mut conn) = client.get_connection() else {
-            return;
-        };
-        // KEYS is fine on a test Redis; the prefix holds a handful of keys.
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{}*", self.prefix))
-            .query(&mut conn)
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<i64> = redis::cmd("DEL").arg(&keys).query(&mut conn);
-        }
+        let config = self.config();
+        // Drop cannot await, and may run inside a runtime: a thread with
+        // a runtime of its own. SCAN per node, DEL per key (cluster-safe).
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async {
+                commerce_store::redis::Redis::connect(&config)
+                    .ok()?
+                    .delete_keys()
+                    .await
+                    .ok()
+            })
+        })
+        .join();
     }
 }
 

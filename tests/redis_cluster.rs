@@ -2,7 +2,8 @@
 //! stock cache and the outbox stream, against the local 3-master cluster
 //! that `scripts/redis-cluster.sh` starts (127.0.0.1:7000-7002;
 //! `TEST_REDIS_CLUSTER_URL` to point elsewhere). These tests never skip: a
-//! cluster that does not answer fails them.
+//! cluster that does not answer fails them. The three-replica test
+//! (replicas.rs) runs on the cluster too.
 //!
 //! What a cluster adds: a key lives on the node that serves its slot, a
 //! script or a pipeline may touch one slot only, and a node may hold
@@ -18,126 +19,42 @@ use commerce_app::ports::{CartStore, CartWrite, Product, SetLine, StockCache};
 use commerce_domain::{Currency, Quantity, Sku};
 use commerce_store::redis::cart::RedisCarts;
 use commerce_store::redis::stock::RedisStockCache;
-use commerce_store::redis::{Redis, RedisConfig};
 use reqwest::{Method, StatusCode};
 use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::{Backend, TestApp, TestRedis};
 
-/// The cluster's nodes as `REDIS_URL` lists them.
-fn cluster_url() -> String {
-    std::env::var("TEST_REDIS_CLUSTER_URL").unwrap_or_else(|_| {
-        "redis://127.0.0.1:7000,redis://127.0.0.1:7001,redis://127.0.0.1:7002".to_owned()
-    })
-}
-
-/// A key prefix of its own on the cluster; its keys are deleted when this
-/// is dropped.
-struct TestCluster {
-    url: String,
-    prefix: String,
-}
-
-impl TestCluster {
-    async fn new() -> TestCluster {
-        let cluster = TestCluster {
-            url: cluster_url(),
-            prefix: format!("test:{}:", Uuid::new_v4().simple()),
-        };
-        let url = &cluster.url;
-        cluster.handle().ping().await.unwrap_or_else(|e| {
-            panic!(
-                "the Redis Cluster tests need a cluster at {url} (scripts/redis-cluster.sh starts one): {e}"
-            )
-        });
-        cluster
-    }
-
-    fn config(&self) -> RedisConfig {
-        RedisConfig {
-            url: self.url.clone(),
-            cluster: true,
-            prefix: self.prefix.clone(),
-            timeout: Duration::from_secs(1),
-        }
-    }
-
-    fn handle(&self) -> Redis {
-        Redis::connect(&self.config()).expect("a valid cluster URL")
-    }
-
-    fn envs(&self) -> Vec<(&str, &str)> {
-        vec![
-            ("REDIS_URL", self.url.as_str()),
-            ("COMMERCE_REDIS_PREFIX", self.prefix.as_str()),
-        ]
-    }
-
-    /// A plain connection to each node (not cluster-aware: it sees only
-    /// the keys that node holds).
-    async fn nodes(&self) -> Vec<redis::aio::MultiplexedConnection> {
-        let mut nodes = vec![];
-        for url in self.url.split(',') {
-            let client = redis::Client::open(url.trim()).expect("node url");
-            nodes.push(
-                client
-                    .get_multiplexed_async_connection()
-                    .await
-                    .expect("node answers"),
-            );
-        }
-        nodes
-    }
-
-    /// How many of this test's keys of `kind` each node holds.
-    async fn spread(&self, kind: &str) -> Vec<usize> {
-        let mut counts = vec![];
-        for mut node in self.nodes().await {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}{kind}:*", self.prefix))
-                .query_async(&mut node)
-                .await
-                .unwrap();
-            counts.push(keys.len());
-        }
-        counts
-    }
-
-    /// The stream's entries, as field maps, read through the cluster.
-    async fn stream(&self) -> Vec<BTreeMap<String, String>> {
-        let key = format!("{}commerce.events", self.prefix);
-        let entries: Vec<(String, BTreeMap<String, String>)> = self
-            .handle()
-            .run(|mut conn| async move {
-                redis::cmd("XRANGE")
-                    .arg(&key)
-                    .arg("-")
-                    .arg("+")
-                    .query_async(&mut conn)
-                    .await
-            })
+/// How many of the test's keys of `kind` each node holds, read from each
+/// node over a plain connection (not cluster-aware: it sees only the keys
+/// that node holds).
+async fn spread_of(redis: &TestRedis, kind: &str) -> Vec<usize> {
+    let mut counts = vec![];
+    for mut node in nodes(redis).await {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{}{kind}:*", redis.prefix))
+            .query_async(&mut node)
             .await
             .unwrap();
-        entries.into_iter().map(|(_, fields)| fields).collect()
+        counts.push(keys.len());
     }
+    counts
 }
 
-impl Drop for TestCluster {
-    fn drop(&mut self) {
-        let config = self.config();
-        // Drop cannot await, and may run inside a runtime: a thread with
-        // a runtime of its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            rt.block_on(async { Redis::connect(&config).ok()?.delete_keys().await.ok() })
-        })
-        .join();
+/// A plain connection to each node the URL lists.
+async fn nodes(redis: &TestRedis) -> Vec<redis::aio::MultiplexedConnection> {
+    let mut nodes = vec![];
+    for url in redis.url.split(',') {
+        let client = redis::Client::open(url.trim()).expect("node url");
+        nodes.push(
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("node answers"),
+        );
     }
+    nodes
 }
 
 /// Nodes that hold at least one of the keys counted.
@@ -151,7 +68,7 @@ fn nodes_used(spread: &[usize]) -> usize {
 /// event once, in feed order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn carts_stock_and_the_event_stream_work_on_a_cluster() {
-    let cluster = TestCluster::new().await;
+    let cluster = TestRedis::cluster().await;
     let app = TestApp::spawn_with(
         Backend::Postgres,
         &["--outbox-poll-ms", "50"],
@@ -166,7 +83,7 @@ async fn carts_stock_and_the_event_stream_work_on_a_cluster() {
     for sku in &skus {
         app.put_product(sku, "2.50", "EUR", 100).await;
     }
-    let stock = cluster.spread("stock").await;
+    let stock = spread_of(&cluster, "stock").await;
     assert_eq!(stock.iter().sum::<usize>(), skus.len(), "{stock:?}");
     assert!(
         nodes_used(&stock) >= 2,
@@ -195,7 +112,7 @@ async fn carts_stock_and_the_event_stream_work_on_a_cluster() {
         assert_eq!(status, StatusCode::OK, "{cart}");
         assert_eq!(cart["items"].as_array().unwrap().len(), 2, "{cart}");
     }
-    let carts = cluster.spread("cart").await;
+    let carts = spread_of(&cluster, "cart").await;
     assert_eq!(carts.iter().sum::<usize>(), customers.len(), "{carts:?}");
     assert!(
         nodes_used(&carts) >= 2,
@@ -222,7 +139,7 @@ async fn carts_stock_and_the_event_stream_work_on_a_cluster() {
         assert_eq!(cart["items"], json!([]), "emptied by the checkout");
         orders.push(order["id"].as_str().unwrap().to_owned());
     }
-    assert_eq!(cluster.spread("cart").await.iter().sum::<usize>(), 0);
+    assert_eq!(spread_of(&cluster, "cart").await.iter().sum::<usize>(), 0);
 
     // Stock read through the cache, which every order refreshed: what
     // the orders took, SKU by SKU.
@@ -298,12 +215,12 @@ fn product(sku: &str, version: i64, on_hand: i64) -> Product {
 /// an older version never overwriting a newer one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stock_cache_spans_the_nodes_and_keeps_the_newer_version() {
-    let cluster = TestCluster::new().await;
+    let cluster = TestRedis::cluster().await;
     let cache = RedisStockCache::new(cluster.handle());
     let skus: Vec<String> = (0..30).map(|i| format!("P{i}")).collect();
     let first: Vec<Product> = skus.iter().map(|s| product(s, 2, 10)).collect();
     cache.put(&first).await.unwrap();
-    let spread = cluster.spread("stock").await;
+    let spread = spread_of(&cluster, "stock").await;
     assert_eq!(nodes_used(&spread), 3, "{spread:?}");
 
     let wanted: Vec<Sku> = skus
@@ -319,7 +236,7 @@ async fn the_stock_cache_spans_the_nodes_and_keeps_the_newer_version() {
     }
     assert!(read[skus.len()].is_none(), "a SKU nobody cached");
 
-    for mut node in cluster.nodes().await {
+    for mut node in nodes(&cluster).await {
         let _: () = redis::cmd("SCRIPT")
             .arg("FLUSH")
             .query_async(&mut node)
@@ -352,7 +269,7 @@ async fn the_stock_cache_spans_the_nodes_and_keeps_the_newer_version() {
 /// and leaves a cart that is still alive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_carts_on_every_node_are_counted_once() {
-    let cluster = TestCluster::new().await;
+    let cluster = TestRedis::cluster().await;
     let carts = RedisCarts::new(cluster.handle());
     let eur = Currency::parse("EUR").unwrap();
     let mug = Sku::parse("MUG").unwrap();
@@ -384,12 +301,12 @@ async fn expired_carts_on_every_node_are_counted_once() {
         )
         .await
         .unwrap();
-    let spread = cluster.spread("cart").await;
+    let spread = spread_of(&cluster, "cart").await;
     assert_eq!(spread.iter().sum::<usize>(), 21);
     assert_eq!(nodes_used(&spread), 3, "{spread:?}");
 
     tokio::time::sleep(short * 3).await;
-    assert_eq!(cluster.spread("cart").await.iter().sum::<usize>(), 1);
+    assert_eq!(spread_of(&cluster, "cart").await.iter().sum::<usize>(), 1);
     // Two replicas sweeping at once: 20 between them, none twice.
     let (a, b) = tokio::join!(
         carts.sweep_expired_carts(short, 1000),

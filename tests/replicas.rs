@@ -1,6 +1,8 @@
 //! Three replicas as one service (issue 6, item 6): three `commerce serve`
-//! processes share one PostgreSQL schema, one Redis prefix (carts, the
-//! stock cache, the outbox stream) and one payment simulator process. A
+//! processes share one PostgreSQL schema, one Redis prefix on a Redis
+//! Cluster (carts, the stock cache, the outbox stream; issue 20, item 4:
+//! the local 3-master cluster of scripts/redis-cluster.sh) and one payment
+//! simulator process. A
 //! load of direct orders, cart checkouts and cancels is spread over them
 //! round-robin; one replica is killed (SIGKILL) with sagas in flight and
 //! started again while the load goes on. Clients whose replica vanished
@@ -337,7 +339,7 @@ async fn three_replicas_one_killed_and_restarted_mid_load_behave_as_one() {
     // tok_slow authorizations take a second: sagas are mid-flight when
     // the replica dies.
     let sim = PaymentSim::spawn(&["--slow-ms", "1000"]);
-    let redis = TestRedis::new();
+    let redis = TestRedis::cluster().await;
     let mut envs = redis.envs();
     envs.push(("PAYMENT_URL", sim.base.as_str()));
     envs.push(("COMMERCE_OUTBOX_POLL_MS", "50"));
@@ -674,19 +676,14 @@ async fn three_replicas_one_killed_and_restarted_mid_load_behave_as_one() {
         .await
         .unwrap();
     let all_events: HashSet<String> = all_events.iter().map(Uuid::to_string).collect();
-    let mut conn = redis.connection().await;
+    let handle = redis.handle();
     let deadline = Instant::now() + Duration::from_secs(15);
     let published = loop {
-        let entries: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-            .arg(format!("{}commerce.events", redis.prefix))
-            .arg("-")
-            .arg("+")
-            .query_async(&mut conn)
+        let ids: Vec<String> = redis
+            .stream()
             .await
-            .expect("XRANGE");
-        let ids: Vec<String> = entries
             .into_iter()
-            .map(|(_, fields)| fields["event_id"].clone())
+            .map(|fields| fields["event_id"].clone())
             .collect();
         if ids.len() >= all_events.len() || Instant::now() >= deadline {
             break ids;
@@ -714,10 +711,15 @@ async fn three_replicas_one_killed_and_restarted_mid_load_behave_as_one() {
     loop {
         let mut drift = Vec::new();
         for (sku, on_hand, reserved, version) in &products {
-            let cached: Option<String> = redis::cmd("HGET")
-                .arg(format!("{}stock:{{{sku}}}", redis.prefix))
-                .arg("p")
-                .query_async(&mut conn)
+            let key = format!("{}stock:{{{sku}}}", redis.prefix);
+            let cached: Option<String> = handle
+                .run(|mut conn| async move {
+                    redis::cmd("HGET")
+                        .arg(key)
+                        .arg("p")
+                        .query_async(&mut conn)
+                        .await
+                })
                 .await
                 .unwrap();
             let cached: Value = cached
