@@ -11,7 +11,8 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 use commerce_app::Store;
 use commerce_app::ports::{
-    Append, InventoryChange, NewEvent, ProductUpsert, ReservationState, StockAdjustment, StoreError,
+    Append, IdempotencyRecord, InventoryChange, NewEvent, ProductUpsert, ReservationState,
+    StockAdjustment, StoreError,
 };
 use commerce_app::views::OrderView;
 use commerce_domain::{Currency, OrderStatus, Sku, StockClaim};
@@ -36,7 +37,13 @@ both_backends!(
     an_expired_hold_fails_the_order_and_frees_the_stock,
     the_stock_cache_reads_through_and_is_reconciled,
     many_orders_written_at_once_each_get_their_own_outcome,
+    a_used_key_or_stale_version_is_told_before_missing_stock,
 );
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_selling_out_does_not_break_up_the_group_commit() {
+    a_product_selling_out_keeps_the_batches_whole(Backend::Postgres).await
+}
 
 fn sku(s: &str) -> Sku {
     Sku::parse(s).unwrap()
@@ -838,4 +845,138 @@ async fn many_orders_written_at_once_each_get_their_own_outcome(backend: Backend
             2 * ORDERS
         );
     }
+}
+
+/// A product sells out while other orders come in at the same time
+/// (PostgreSQL writes them in group-commit batches): the buyers too late
+/// for it hear a clean out-of-stock, every other order is placed, and no
+/// batch is refused and rewritten append by append for the want of the
+/// scarce units: the holds that cannot have them are answered before the
+/// batch is written.
+async fn a_product_selling_out_keeps_the_batches_whole(backend: Backend) {
+    const UNITS: usize = 3;
+    const BUYERS: usize = 60;
+    let app = Arc::new(TestApp::spawn(backend).await);
+    app.put_product("LAST", "9.99", "EUR", UNITS as i64).await;
+    app.put_product("PLENTY", "1.00", "EUR", 1000).await;
+    let mut tasks = Vec::new();
+    for i in 0..2 * BUYERS {
+        let app = app.clone();
+        let sku = if i % 2 == 0 { "LAST" } else { "PLENTY" };
+        tasks.push(tokio::spawn(async move {
+            let (_, token) = app.customer();
+            let (status, _, body) = app.place(&token, &[(sku, 1)], None).await;
+            (sku, status, body)
+        }));
+    }
+    let (mut last, mut plenty, mut refused) = (0, 0, 0);
+    for task in tasks {
+        match task.await.unwrap() {
+            ("LAST", StatusCode::CREATED, _) => last += 1,
+            ("PLENTY", StatusCode::CREATED, _) => plenty += 1,
+            ("LAST", StatusCode::CONFLICT, body) => {
+                assert_eq!(body["type"], "/problems/out-of-stock", "{body}");
+                refused += 1;
+            }
+            (sku, status, body) => panic!("{sku}: {status} {body}"),
+        }
+    }
+    assert_eq!((last, refused, plenty), (UNITS, BUYERS - UNITS, BUYERS));
+    let p = product_json(&app, "LAST").await;
+    assert_eq!(
+        (p["reserved"].as_i64(), p["available"].as_i64()),
+        (Some(UNITS as i64), Some(0))
+    );
+    assert_eq!(product_json(&app, "PLENTY").await["reserved"], BUYERS);
+
+    let metrics = app.metrics().await;
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    // The orders were written in batches of more than one...
+    let (appends, batches) = (
+        value("commerce_store_batch_size_sum"),
+        value("commerce_store_batch_size_count"),
+    );
+    assert!(appends > batches, "no batch of several appends: {metrics}");
+    // ...and none of them was refused whole.
+    assert_eq!(
+        value("commerce_store_batch_fallbacks_total"),
+        0.0,
+        "{metrics}"
+    );
+}
+
+/// However a backend orders the statements of a write (SQLite takes the
+/// stock first, PostgreSQL's batch looks at it before writing), a write
+/// that could not have its units and also reuses a key, or comes at a
+/// stale version, is told about the key or the version: the answer a
+/// retry needs (replay the order, reload it), not "out of stock".
+async fn a_used_key_or_stale_version_is_told_before_missing_stock(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.open_store().await;
+    product(&store, "ONE", 1).await;
+    let order = Uuid::now_v7();
+    let hold_one = |o: Uuid| hold(o, vec![claim("ONE", 1, 1, 1)], chrono::Duration::minutes(5));
+    let key = |o: Uuid| IdempotencyRecord {
+        customer_id: Uuid::nil(),
+        key: "retried".into(),
+        request_hash: "h".into(),
+        order_id: o,
+    };
+    let mut first = append_with(order, 0, hold_one(order));
+    first.idempotency.push(key(order));
+    store.append(first).await.unwrap();
+    let sold_out = stock(&store, "ONE").await;
+    assert_eq!((sold_out.0, sold_out.1), (1, 1));
+
+    // The same key again for another order, on the sold-out product:
+    // alone and in a batch of others.
+    let run = |appends: Vec<Append>| {
+        let store = store.clone();
+        async move {
+            let mut tasks = tokio::task::JoinSet::new();
+            for a in appends {
+                let store = store.clone();
+                tasks.spawn(async move { store.append(a).await });
+            }
+            tasks.join_all().await
+        }
+    };
+    for together in [1, 20] {
+        let mut appends = Vec::new();
+        let retry = Uuid::now_v7();
+        let mut again = append_with(retry, 0, hold_one(retry));
+        again.idempotency.push(key(retry));
+        appends.push(again);
+        // ...and a write at a version the order is already past.
+        appends.push(append_with(order, 0, hold_one(order)));
+        for _ in 1..together {
+            let o = Uuid::now_v7();
+            appends.push(append_with(o, 0, hold_one(o)));
+        }
+        let results = run(appends).await;
+        let count =
+            |f: fn(&Result<(), StoreError>) -> bool| results.iter().filter(|r| f(r)).count();
+        assert_eq!(
+            count(|r| matches!(r, Err(StoreError::IdempotencyKeyTaken))),
+            1,
+            "{results:?}"
+        );
+        assert_eq!(
+            count(|r| matches!(r, Err(StoreError::VersionConflict { .. }))),
+            1,
+            "{results:?}"
+        );
+        assert_eq!(
+            count(|r| matches!(r, Err(StoreError::StockConflict { .. }))),
+            together - 1,
+            "{results:?}"
+        );
+    }
+    // Nothing moved.
+    assert_eq!(stock(&store, "ONE").await, sold_out);
 }

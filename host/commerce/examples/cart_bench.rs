@@ -46,8 +46,6 @@ struct Args {
     lines: usize,
 }
 
-const SECRET: &str = "benchmark-secret-benchmark-secret-0123456789";
-
 /// Latencies of one operation, and its failures.
 #[derive(Default)]
 struct Samples {
@@ -106,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
         prefix: format!("bench:{}:", Uuid::new_v4().simple()),
         timeout: Duration::from_millis(500),
     };
-    let keys = JwtKeys::new(SECRET.as_bytes());
+    let keys = JwtKeys::new(common::SECRET.as_bytes());
     let (base, with_redis) = start_service(&args, dir.path(), &redis_config, &keys).await?;
 
     let client = reqwest::Client::builder()

@@ -31,7 +31,6 @@ use commerce_api::auth::JwtKeys;
 use commerce_app::Role;
 use commerce_app::inventory::InventoryStats;
 use commerce_service::startup::Application;
-use commerce_store::StoreConfig;
 use serde_json::json;
 use sqlx::Connection;
 use uuid::Uuid;
@@ -60,18 +59,14 @@ struct Args {
     saga: bool,
 }
 
-const SECRET: &str = "benchmark-secret-benchmark-secret-0123456789";
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir = tempfile::tempdir()?;
-    let admin_url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!("bench_{}", Uuid::new_v4().simple());
-    let config = store_config(&args, &admin_url, &schema, dir.path()).await?;
-    let store = commerce_store::open(&config).await?;
-    let keys = JwtKeys::new(SECRET.as_bytes());
+    let admin_url = common::admin_url();
+    let fresh = common::FreshStore::create(&args.backend, dir.path()).await?;
+    let store = commerce_store::open(&fresh.config).await?;
+    let keys = JwtKeys::new(common::SECRET.as_bytes());
     let (base, inventory) = start_service(&args, store.clone(), dir.path(), &keys).await?;
 
     let client = reqwest::Client::builder()
@@ -96,37 +91,8 @@ async fn main() -> anyhow::Result<()> {
     if args.saga {
         saga_summary(&*store, args.duration as f64).await?;
     }
-    if args.backend == "postgres" {
-        let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-            .execute(&mut conn)
-            .await?;
-    }
+    fresh.drop().await?;
     Ok(())
-}
-
-/// A fresh store: SQLite in `dir`, or `schema` (created here) in the
-/// PostgreSQL database at `admin_url`.
-async fn store_config(
-    args: &Args,
-    admin_url: &str,
-    schema: &str,
-    dir: &Path,
-) -> anyhow::Result<StoreConfig> {
-    Ok(if args.backend == "postgres" {
-        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-            .execute(&mut conn)
-            .await?;
-        StoreConfig::Postgres {
-            url: format!("{admin_url}?options=-c%20search_path%3D{schema}"),
-            max_connections: 32,
-        }
-    } else {
-        StoreConfig::Sqlite {
-            data_dir: dir.to_owned(),
-        }
-    })
 }
 
 /// Starts the service on a free port, with payments and the example
@@ -254,14 +220,6 @@ async fn place_orders(
     (latencies, errors, placed)
 }
 
-/// The `p`-quantile (0 to 1) of `sorted`, in milliseconds; NaN if empty.
-fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
-    sorted
-        .get(((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1)))
-        .map(|d| d.as_secs_f64() * 1000.0)
-        .unwrap_or(f64::NAN)
-}
-
 /// The run's line: orders/s and latency percentiles.
 fn print_latencies(args: &Args, load: &Load) {
     let latencies = &load.latencies;
@@ -276,10 +234,10 @@ fn print_latencies(args: &Args, load: &Load) {
         latencies.len(),
         load.errors,
         orders / args.duration as f64,
-        percentile_ms(latencies, 0.50),
-        percentile_ms(latencies, 0.95),
-        percentile_ms(latencies, 0.99),
-        percentile_ms(latencies, 1.0),
+        common::percentile_ms(latencies, 0.50),
+        common::percentile_ms(latencies, 0.95),
+        common::percentile_ms(latencies, 0.99),
+        common::percentile_ms(latencies, 1.0),
     );
 }
 

@@ -199,6 +199,22 @@ impl Orders<'_> {
         }
     }
 
+    /// After a stock claim failed, on the stock read again: `OutOfStock`
+    /// if the units `wanted` are gone (sold out, not raced: nothing to
+    /// retry, and the buyer should hear it without a pause).
+    pub(super) fn still_in_stock(
+        &self,
+        wanted: &BTreeMap<Sku, i64>,
+        products: &HashMap<Sku, Product>,
+    ) -> Result<(), AppError> {
+        plan_hold(&BTreeMap::new(), wanted, &stock_of(products))
+            .map(drop)
+            .map_err(|short| {
+                InventoryStats::count(&self.inventory_stats.out_of_stock, OUT_OF_STOCK);
+                AppError::OutOfStock(short)
+            })
+    }
+
     /// A stock claim lost a race: pause (bounded, jittered) before the
     /// next attempt, or give up after the last.
     pub(super) async fn after_stock_conflict(&self, attempt: &mut u32) -> Result<(), AppError> {

@@ -132,8 +132,11 @@ impl Orders<'_> {
                     });
                 }
                 Err(StoreError::StockConflict { .. }) => {
-                    self.after_stock_conflict(&mut attempt).await?;
                     products = self.inventory().load_products(&skus).await?;
+                    // Sold out rather than raced: the buyer hears it now,
+                    // not after the pause.
+                    self.still_in_stock(&wanted, &products)?;
+                    self.after_stock_conflict(&mut attempt).await?;
                 }
                 // A repeat, or a concurrent request with one of the keys
                 // won the race: the caller answers with what it placed.

@@ -9,7 +9,10 @@
 //! transaction is rolled back and each append is made on its own, through
 //! the single-append path, which tells each caller what went wrong with
 //! its own append. So the batch changes the cost of appends, never their
-//! outcome.
+//! outcome. One refusal is foreseen rather than met: a hold whose units
+//! the batch's earlier holds already took is answered `StockConflict`
+//! before the batch is written (`admit`), as it would be alone, so that a
+//! product selling out does not send every batch append by append.
 //!
 //! Stock in a batch is claimed on availability alone: the product rows
 //! are locked in SKU order (as every writer of products locks them, so
@@ -31,6 +34,7 @@ use uuid::Uuid;
 
 use commerce_app::ports::{Append, InventoryChange, StoreError};
 use commerce_app::saga::{SagaInstance, SagaStepRecord, SagaWrite, status_str};
+use commerce_domain::Sku;
 
 /// Appends written together at most.
 const MAX_BATCH: usize = 256;
@@ -76,8 +80,17 @@ async fn run(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (together, alone): (Vec<Job>, Vec<Job>) =
             batch.drain(..).partition(|j| batchable(&j.append));
-        metrics::histogram!(BATCH_SIZE).record(together.len() as f64);
         let mut one_by_one = alone;
+        let together = match admit(&pool, together, &mut one_by_one).await {
+            Ok(admitted) => admitted,
+            Err((jobs, e)) => {
+                // Not read: the batch is written as if every hold fitted,
+                // and falls back append by append if one does not.
+                tracing::debug!(error = %e, "stock for the batch's holds could not be read");
+                jobs
+            }
+        };
+        metrics::histogram!(BATCH_SIZE).record(together.len() as f64);
         if together.len() > 1 {
             let appends: Vec<&Append> = together.iter().map(|j| &j.append).collect();
             match write(&pool, &appends).await {
@@ -103,6 +116,147 @@ async fn run(pool: PgPool, mut jobs: mpsc::Receiver<Job>) {
             let _ = job.reply.send(result);
         }
     }
+}
+
+/// Holds that find their units gone are answered here, before the
+/// batch is written, instead of refusing the batch (which would then be
+/// written append by append, one transaction each: on a product selling
+/// out under load, every batch). The stock of the batch's holds is read
+/// once; the holds are admitted in the order they came while the units
+/// last; a hold that does not fit gets `StockConflict`, as the
+/// single-append path would give it, and its caller re-reads and plans
+/// again (finding the product sold out, or the units back). Unless it
+/// would have been refused before its stock was reached (a used key, a
+/// stale version): then it goes alone, to be told that. Stock that
+/// other appends of the same batch give back is not counted: a hold
+/// refused for want of it only goes round once more. The batch's own
+/// update still checks availability under the row locks, so a writer
+/// that moved the stock since this read refuses the batch as before.
+async fn admit(
+    pool: &PgPool,
+    jobs: Vec<Job>,
+    alone: &mut Vec<Job>,
+) -> Result<Vec<Job>, (Vec<Job>, sqlx::Error)> {
+    let mut skus: Vec<&str> = jobs.iter().flat_map(|j| held_skus(&j.append)).collect();
+    if skus.is_empty() {
+        return Ok(jobs);
+    }
+    skus.sort_unstable();
+    skus.dedup();
+    let read = sqlx::query_as::<_, (String, i64)>(
+        "SELECT sku, on_hand - reserved FROM products WHERE sku = ANY($1)",
+    )
+    .bind(&skus)
+    .fetch_all(pool)
+    .await;
+    let mut available: BTreeMap<String, i64> = match read {
+        Ok(rows) => rows.into_iter().collect(),
+        Err(e) => return Err((jobs, e)),
+    };
+    let mut admitted = Vec::with_capacity(jobs.len());
+    let mut short = Vec::new();
+    for job in jobs {
+        match take_from(&mut available, &job.append) {
+            None => admitted.push(job),
+            Some(sku) => short.push((job, sku)),
+        }
+    }
+    if short.is_empty() {
+        return Ok(admitted);
+    }
+    // Alone, a stale version or a used key is met before the stock: those
+    // appends go alone, to hear it.
+    let appends: Vec<&Append> = short.iter().map(|(j, _)| &j.append).collect();
+    let refused_earlier = match refused_before_stock(pool, &appends).await {
+        Ok(refused) => refused,
+        Err(e) => {
+            tracing::debug!(error = %e, "keys and versions of short holds could not be read");
+            alone.extend(short.into_iter().map(|(j, _)| j));
+            return Ok(admitted);
+        }
+    };
+    for (job, sku) in short {
+        if refused_earlier.contains(&job.append.aggregate_id) {
+            alone.push(job);
+        } else {
+            let _ = job.reply.send(Err(StoreError::StockConflict { sku }));
+        }
+    }
+    Ok(admitted)
+}
+
+/// The aggregates of `appends` whose idempotency key is already used or
+/// whose next version is already taken.
+async fn refused_before_stock(
+    pool: &PgPool,
+    appends: &[&Append],
+) -> Result<std::collections::HashSet<Uuid>, sqlx::Error> {
+    let (mut k_customer, mut k_key, mut k_aggregate) = (Vec::new(), Vec::new(), Vec::new());
+    for a in appends {
+        for k in &a.idempotency {
+            k_customer.push(k.customer_id);
+            k_key.push(k.key.as_str());
+            k_aggregate.push(a.aggregate_id);
+        }
+    }
+    let mut refused: std::collections::HashSet<Uuid> = sqlx::query_scalar(
+        "SELECT w.aggregate_id FROM UNNEST($1::uuid[], $2::text[], $3::uuid[]) \
+         AS w(customer_id, idem_key, aggregate_id) \
+         JOIN idempotency_keys k ON k.customer_id = w.customer_id AND k.idem_key = w.idem_key",
+    )
+    .bind(&k_customer)
+    .bind(&k_key)
+    .bind(&k_aggregate)
+    .fetch_all(pool)
+    .await?
+    .into_iter()
+    .collect();
+    let next: Vec<(Uuid, i64)> = appends
+        .iter()
+        .filter(|a| !a.events.is_empty())
+        .map(|a| (a.aggregate_id, (a.expected_version + 1) as i64))
+        .collect();
+    let stale: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT e.aggregate_id FROM events e \
+         JOIN UNNEST($1::uuid[], $2::int8[]) AS w(aggregate_id, version) \
+         ON e.aggregate_id = w.aggregate_id AND e.version = w.version \
+         WHERE e.aggregate_id = ANY($1)",
+    )
+    .bind(next.iter().map(|n| n.0).collect::<Vec<_>>())
+    .bind(next.iter().map(|n| n.1).collect::<Vec<_>>())
+    .fetch_all(pool)
+    .await?;
+    refused.extend(stale);
+    Ok(refused)
+}
+
+/// The SKUs `append` takes units of.
+fn held_skus(append: &Append) -> impl Iterator<Item = &str> {
+    let claims = match &append.inventory {
+        Some(InventoryChange::Hold { claims, .. }) => claims.as_slice(),
+        _ => &[],
+    };
+    claims.iter().map(|c| c.sku.as_str())
+}
+
+/// Takes the units of `append`'s hold from `available`, all or none;
+/// the first SKU short of them if none.
+fn take_from(available: &mut BTreeMap<String, i64>, append: &Append) -> Option<Sku> {
+    let Some(InventoryChange::Hold { claims, .. }) = &append.inventory else {
+        return None;
+    };
+    let short = claims
+        .iter()
+        .find(|c| available.get(c.sku.as_str()).is_none_or(|&a| a < c.delta));
+    if let Some(c) = short {
+        return Some(c.sku.clone());
+    }
+    for c in claims {
+        if let Some(a) = available.get_mut(c.sku.as_str()) {
+            *a -= c.delta;
+        }
+    }
+    None
 }
 
 /// What the multi-row statements cover: any events, keys and saga

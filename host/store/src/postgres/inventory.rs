@@ -7,6 +7,7 @@ use sqlx::Postgres;
 use crate::shared::inventory::InventorySql;
 
 impl InventorySql for Postgres {
+    const STOCK_FIRST: bool = false;
     const TAKE: &'static str = "UPDATE products SET reserved = reserved + $2, \
          version = version + 1, updated_at = $4 \
          WHERE sku = $1 AND version = $3 AND on_hand - reserved >= $2";

@@ -40,6 +40,8 @@ pub(crate) trait EventSql {
     /// Events after cursor ($1, $2) that can no longer be preceded, limit $3.
     const READ_FEED: &'static str;
     const FIND_IDEMPOTENCY: &'static str;
+    /// A row if aggregate $1 has an event at version $2.
+    const VERSION_TAKEN: &'static str;
     /// Idempotency key (customer_id $1, idem_key $2, request_hash $3,
     /// order_id $4, created_at $5), unless it exists.
     const INSERT_KEY: &'static str;

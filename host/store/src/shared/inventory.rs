@@ -23,6 +23,13 @@ use commerce_domain::{Sku, StockClaim};
 
 /// The statements of the inventory, in the backend's SQL.
 pub(crate) trait InventorySql {
+    /// Whether an append takes its stock before writing anything else.
+    /// Where one writer holds the whole database for its transaction
+    /// (SQLite), checking the units first lets an append that cannot have
+    /// them give way after one statement instead of after all of them;
+    /// where writers lock rows (PostgreSQL), the stock goes last, so that
+    /// a hot product's row is locked for the shortest time.
+    const STOCK_FIRST: bool;
     /// Reserve $2 more of $1 if at version $3 with $2 available ($4 at).
     const TAKE: &'static str;
     /// Availability and version of $1.

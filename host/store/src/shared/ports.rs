@@ -49,13 +49,23 @@ pub(crate) trait SqlStore: Send + Sync {
 }
 
 /// One append in its own transaction: idempotency keys, events, view,
-/// saga, then stock last (a hot product's row is then locked for the
-/// shortest time).
+/// saga, and its stock last, or first where the backend says so
+/// (`InventorySql::STOCK_FIRST`).
 pub(crate) async fn append_one<DB>(writer: &Pool<DB>, append: &Append) -> Result<(), StoreError>
 where
     DB: Backend + EventSql + InventorySql + SagaSql,
 {
     let mut tx = writer.begin().await.map_err(classify)?;
+    let stock = append.inventory.as_ref();
+    if let Some(change) = stock.filter(|_| DB::STOCK_FIRST)
+        && let Err(refused) = inventory::apply::<DB>(&mut tx, change, append.view.updated_at).await
+    {
+        // Looking at the stock first must not change the answer: a key
+        // already used or a stale version still says so.
+        return Err(refused_before_stock::<DB>(&mut tx, append)
+            .await?
+            .unwrap_or(refused));
+    }
     for key in &append.idempotency {
         let statement = sqlx::query(DB::INSERT_KEY)
             .arg(key.customer_id)
@@ -72,10 +82,46 @@ where
     if let Some(saga) = &append.saga {
         saga::apply::<DB>(&mut tx, saga).await?;
     }
-    if let Some(change) = &append.inventory {
+    if let Some(change) = stock.filter(|_| !DB::STOCK_FIRST) {
         inventory::apply::<DB>(&mut tx, change, append.view.updated_at).await?;
     }
     tx.commit().await.map_err(classify)
+}
+
+/// What a write of `append` would have been refused for before its stock
+/// was reached: its idempotency key already used, or the version after
+/// the one it expects already taken.
+pub(crate) async fn refused_before_stock<DB>(
+    conn: &mut DB::Connection,
+    append: &Append,
+) -> Result<Option<StoreError>, StoreError>
+where
+    DB: Backend + EventSql,
+{
+    for key in &append.idempotency {
+        let found = sqlx::query(DB::FIND_IDEMPOTENCY)
+            .arg(key.customer_id)
+            .arg(key.key.clone())
+            .fetch_optional(DB::on(&mut *conn))
+            .await
+            .map_err(classify)?;
+        if found.is_some() {
+            return Ok(Some(StoreError::IdempotencyKeyTaken));
+        }
+    }
+    if append.events.is_empty() {
+        return Ok(None);
+    }
+    let found = sqlx::query(DB::VERSION_TAKEN)
+        .arg(append.aggregate_id)
+        .arg((append.expected_version + 1) as i64)
+        .fetch_optional(DB::on(&mut *conn))
+        .await
+        .map_err(classify)?;
+    Ok(found.map(|_| StoreError::VersionConflict {
+        aggregate_id: append.aggregate_id,
+        expected: append.expected_version,
+    }))
 }
 
 /// `SagaStore::save_saga`: the saga's write and its stock change in one

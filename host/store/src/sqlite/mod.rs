@@ -76,6 +76,8 @@ impl EventSql for Sqlite {
     // order, so whatever is visible now is final up to its last position.
     const READ_FEED: &'static str = "SELECT * FROM events WHERE (tx_id, position) > (?1, ?2) \
          ORDER BY tx_id, position LIMIT ?3";
+    const VERSION_TAKEN: &'static str =
+        "SELECT 1 FROM events WHERE aggregate_id = ?1 AND version = ?2";
     const FIND_IDEMPOTENCY: &'static str = "SELECT request_hash, order_id FROM idempotency_keys \
          WHERE customer_id = ?1 AND idem_key = ?2";
     const PURGE_KEYS: &'static str = "DELETE FROM idempotency_keys WHERE rowid IN \
