@@ -192,11 +192,14 @@ impl Orders<'_> {
                     + chrono::Duration::from_std(self.inventory_settings.reservation_ttl)
                         .unwrap_or(chrono::Duration::MAX),
             }),
-            Err(short) => {
-                InventoryStats::count(&self.inventory_stats.out_of_stock, OUT_OF_STOCK);
-                Err(AppError::OutOfStock(short))
-            }
+            Err(short) => Err(self.out_of_stock(short)),
         }
+    }
+
+    /// The refusal of an order short of `short`, counted.
+    fn out_of_stock(&self, short: Vec<commerce_domain::inventory::Shortage>) -> AppError {
+        InventoryStats::count(&self.inventory_stats.out_of_stock, OUT_OF_STOCK);
+        AppError::OutOfStock(short)
     }
 
     /// After a stock claim failed, on the stock read again: `OutOfStock`
@@ -209,10 +212,7 @@ impl Orders<'_> {
     ) -> Result<(), AppError> {
         plan_hold(&BTreeMap::new(), wanted, &stock_of(products))
             .map(drop)
-            .map_err(|short| {
-                InventoryStats::count(&self.inventory_stats.out_of_stock, OUT_OF_STOCK);
-                AppError::OutOfStock(short)
-            })
+            .map_err(|short| self.out_of_stock(short))
     }
 
     /// A stock claim lost a race: pause (bounded, jittered) before the
