@@ -110,7 +110,7 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    common::seed(&client, &base, &keys, args.skus).await?;
+    common::seed(&client, &base, &keys, args.skus, 1_000_000).await?;
 
     let (mut put, mut get) = load(&args, &client, &base, &keys).await?;
     println!(

@@ -10,12 +10,21 @@
 //! Every order reserves its stock as it is placed, so `--skus` sets the
 //! contention: `--skus 1` puts every order on one hot SKU (every claim
 //! races every other), `--skus 1000` spreads them out. The summary reports
-//! the stock claims that lost a race and were retried.
+//! the stock claims that lost a race and were retried. `--stock` sets the
+//! units per product: below what the run orders, the products sell out
+//! under load, and the losers' `409 out-of-stock` answers are counted
+//! apart from errors.
+//!
+//! After the load the run checks every product against what the clients
+//! were told: the units reserved (or, with `--saga`, sold) are exactly
+//! the units of the orders answered 201, and never more than were on
+//! hand. A run that oversells, or loses a hold, exits non-zero.
 //!
 //! ```text
 //! cargo run --release --example order_bench -- --backend sqlite
 //! cargo run --release --example order_bench -- --backend postgres
 //! cargo run --release --example order_bench -- --backend postgres --skus 1
+//! cargo run --release --example order_bench -- --backend postgres --skus 1 --stock 20000
 //! ```
 //! PostgreSQL is reached at TEST_DATABASE_URL (default
 //! postgres://postgres@127.0.0.1:5432/test).
@@ -48,6 +57,9 @@ struct Args {
     /// Products in the catalog.
     #[arg(long, default_value_t = 100)]
     skus: usize,
+    /// Units on hand seeded per product.
+    #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(i64).range(0..))]
+    stock: i64,
     /// Activate the example pricing and validation plugins.
     #[arg(long)]
     plugins: bool,
@@ -72,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    common::seed(&client, &base, &keys, args.skus).await?;
+    common::seed(&client, &base, &keys, args.skus, args.stock).await?;
 
     let stats_before = pg_stats(&args, &admin_url).await?;
     let load = load(&args, &client, &base, &keys).await?;
@@ -91,7 +103,54 @@ async fn main() -> anyhow::Result<()> {
     if args.saga {
         saga_summary(&*store, args.duration as f64).await?;
     }
+    let checked = check_stock(&args, &client, &base, &keys, &load).await;
     fresh.drop().await?;
+    checked
+}
+
+/// Every product against what the clients were told: the units of the
+/// orders answered 201 are reserved (sold, once the sagas ended), no more
+/// and no fewer, and never more than were on hand.
+async fn check_stock(
+    args: &Args,
+    client: &reqwest::Client,
+    base: &str,
+    keys: &JwtKeys,
+    load: &Load,
+) -> anyhow::Result<()> {
+    let admin = keys.mint(Uuid::nil(), Role::Admin, Duration::from_secs(60))?;
+    for (i, &held) in load.held.iter().enumerate() {
+        let product: serde_json::Value = client
+            .get(format!("{base}/v1/products/SKU-{i}"))
+            .bearer_auth(&admin)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let field = |name: &str| product[name].as_i64().unwrap_or(-1);
+        let (on_hand, reserved) = (field("on_hand"), field("reserved"));
+        let held = i64::try_from(held)?;
+        // With the saga every order was paid (tok_ok), and a capture takes
+        // its units off the shelf.
+        let expected = if args.saga {
+            (args.stock - held, 0)
+        } else {
+            (args.stock, held)
+        };
+        anyhow::ensure!(
+            (on_hand, reserved) == expected && held <= args.stock,
+            "stock check failed for SKU-{i}: on hand {on_hand}, reserved {reserved}; \
+             the clients were sold {held} of {} units",
+            args.stock
+        );
+    }
+    let units: u64 = load.held.iter().sum();
+    println!(
+        "stock check: OK ({units} units sold over {} products, each as told to its buyer, none oversold; {} refused out of stock)",
+        load.held.len(),
+        load.refused
+    );
     Ok(())
 }
 
@@ -141,6 +200,10 @@ struct Load {
     errors: u64,
     /// Orders placed, warm-up included.
     placed: u64,
+    /// Orders answered 409 out-of-stock, warm-up included.
+    refused: u64,
+    /// Units of the placed orders per product (`SKU-i` at `i`).
+    held: Vec<u64>,
 }
 
 /// `--concurrency` clients placing orders for 2 s of warm-up and
@@ -162,19 +225,27 @@ async fn load(
             place_orders(&client, &base, &token, worker, skus, warmup, deadline).await
         }));
     }
-    let mut load = Load::default();
+    let mut load = Load {
+        held: vec![0; args.skus],
+        ..Load::default()
+    };
     for t in tasks {
-        let (l, e, p) = t.await?;
-        load.latencies.extend(l);
-        load.errors += e;
-        load.placed += p;
+        let one = t.await?;
+        load.latencies.extend(one.latencies);
+        load.errors += one.errors;
+        load.placed += one.placed;
+        load.refused += one.refused;
+        for (all, mine) in load.held.iter_mut().zip(one.held) {
+            *all += mine;
+        }
     }
     load.latencies.sort();
     Ok(load)
 }
 
 /// One client: places orders of 1 to 3 lines until `deadline`; returns
-/// the latencies and errors after `warmup`, and how many it placed.
+/// the latencies and errors after `warmup`, and what it placed. A 409
+/// out-of-stock is a refusal, not an error (and not a latency sample).
 async fn place_orders(
     client: &reqwest::Client,
     base: &str,
@@ -183,10 +254,11 @@ async fn place_orders(
     skus: usize,
     warmup: Instant,
     deadline: Instant,
-) -> (Vec<Duration>, u64, u64) {
-    let mut latencies = Vec::new();
-    let mut errors = 0u64;
-    let mut placed = 0u64;
+) -> Load {
+    let mut mine = Load {
+        held: vec![0; skus],
+        ..Load::default()
+    };
     let mut n = worker;
     loop {
         let start = Instant::now();
@@ -197,8 +269,11 @@ async fn place_orders(
         // 1 to 3 lines of distinct SKUs (fewer when there are fewer SKUs).
         let lines = 1 + n % skus.min(3);
         let step = if skus >= 40 { 13 } else { 1 };
-        let items: Vec<_> = (0..lines)
-            .map(|l| json!({"sku": format!("SKU-{}", (n + l * step) % skus), "quantity": 1 + l}))
+        let lines: Vec<(usize, usize)> =
+            (0..lines).map(|l| ((n + l * step) % skus, 1 + l)).collect();
+        let items: Vec<_> = lines
+            .iter()
+            .map(|(sku, quantity)| json!({"sku": format!("SKU-{sku}"), "quantity": quantity}))
             .collect();
         let result = client
             .post(format!("{base}/v1/orders"))
@@ -207,17 +282,33 @@ async fn place_orders(
             .json(&json!({"items": items, "currency": "EUR", "payment": {"token": "tok_ok"}}))
             .send()
             .await;
-        let ok = matches!(&result, Ok(r) if r.status() == reqwest::StatusCode::CREATED);
-        placed += ok as u64;
+        let status = result.as_ref().map(reqwest::Response::status).ok();
+        let ok = status == Some(reqwest::StatusCode::CREATED);
+        let refused = status == Some(reqwest::StatusCode::CONFLICT) && {
+            let body = result.map(|r| r.text());
+            match body {
+                Ok(text) => text
+                    .await
+                    .is_ok_and(|t| t.contains("/problems/out-of-stock")),
+                Err(_) => false,
+            }
+        };
+        if ok {
+            mine.placed += 1;
+            for &(sku, quantity) in &lines {
+                mine.held[sku] += quantity as u64;
+            }
+        }
+        mine.refused += refused as u64;
         if start >= warmup {
             if ok {
-                latencies.push(start.elapsed());
-            } else {
-                errors += 1;
+                mine.latencies.push(start.elapsed());
+            } else if !refused {
+                mine.errors += 1;
             }
         }
     }
-    (latencies, errors, placed)
+    mine
 }
 
 /// The run's line: orders/s and latency percentiles.

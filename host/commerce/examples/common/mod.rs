@@ -17,12 +17,13 @@ use uuid::Uuid;
 /// The HS256 secret the examples' in-process services are started with.
 pub const SECRET: &str = "benchmark-secret-benchmark-secret-0123456789";
 
-/// Creates `SKU-0` .. `SKU-<skus - 1>`, a million units each.
+/// Creates `SKU-0` .. `SKU-<skus - 1>`, `stock` units each.
 pub async fn seed(
     client: &reqwest::Client,
     base: &str,
     keys: &JwtKeys,
     skus: usize,
+    stock: i64,
 ) -> anyhow::Result<()> {
     let admin = keys.mint(Uuid::nil(), Role::Admin, Duration::from_secs(3600))?;
     for i in 0..skus {
@@ -30,7 +31,7 @@ pub async fn seed(
             "name": format!("Product {i}"),
             "unit_price": "9.99",
             "currency": "EUR",
-            "stock": 1_000_000,
+            "stock": stock,
         });
         let resp = client
             .put(format!("{base}/v1/products/SKU-{i}"))
