@@ -46,6 +46,7 @@ all_cart_stores!(
     carts_are_priced_by_plugins_and_flag_short_stock,
     checkout_places_one_order_and_empties_the_cart,
     concurrent_checkouts_with_different_keys_place_one_order,
+    concurrent_writes_each_answer_the_cart_as_written,
     a_changed_cart_checks_out_into_a_new_order,
     customers_see_only_their_own_cart,
     the_ttl_is_set_and_slides,
@@ -446,6 +447,49 @@ async fn concurrent_checkouts_with_different_keys_place_one_order(carts: Carts) 
     assert_eq!(app.cart(&token).await["items"], json!([]));
 }
 
+/// One customer's writes racing (two tabs, a script): each answer shows
+/// the cart its own write left, every line in it priced from the catalog,
+/// including lines another write added while this one was under way.
+async fn concurrent_writes_each_answer_the_cart_as_written(carts: Carts) {
+    let app = spawn(carts, &[]).await;
+    let names: Vec<String> = (0..12).map(|i| format!("SKU-{i}")).collect();
+    for name in &names {
+        app.put_product(name, "3.00", "EUR", 100).await;
+    }
+    let (_, token) = app.customer();
+    let answers = futures_util::future::join_all(
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| app.put_item(&token, name, i as i64 + 1)),
+    )
+    .await;
+    let mut sizes = Vec::new();
+    for ((status, body), (i, name)) in answers.iter().zip(names.iter().enumerate()) {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        assert!(
+            body["unavailable"].as_array().is_none_or(|u| u.is_empty()),
+            "every line is priced: {body}"
+        );
+        let lines = skus(body);
+        assert!(
+            lines.contains(&(name.clone(), i as u64 + 1)),
+            "{name}: {body}"
+        );
+        for item in body["items"].as_array().unwrap() {
+            assert_eq!(item["unit_price"], "3.00", "{body}");
+            assert_eq!(item["available"], 100, "{body}");
+        }
+        // Quantities sum to what the lines say: the total is of this cart.
+        let units: u64 = lines.iter().map(|(_, q)| q).sum();
+        assert_eq!(body["total"], format!("{}.00", units * 3), "{body}");
+        sizes.push(lines.len());
+    }
+    // The last write to land saw every line.
+    assert_eq!(sizes.iter().max(), Some(&names.len()), "{sizes:?}");
+    assert_eq!(skus(&app.cart(&token).await).len(), names.len());
+}
+
 async fn a_changed_cart_checks_out_into_a_new_order(carts: Carts) {
     // Each cart state is its own order: after a checkout, new lines make
     // a new revision, which checks out into a new order.
@@ -501,7 +545,7 @@ async fn customers_see_only_their_own_cart(carts: Carts) {
 /// the cart only if it is still at the revision it ordered, so lines added
 /// while the order was being placed survive.
 async fn deleting_at_a_revision_spares_a_changed_cart(carts: Carts) {
-    use commerce_app::ports::{CartStore, CartWrite, SetLine};
+    use commerce_app::ports::{CartStore, CartWrite, SetLine, StoredCart};
     use commerce_domain::{Currency, Quantity, Sku};
     let backend = if carts == Carts::Postgres {
         Backend::Postgres
@@ -533,12 +577,20 @@ async fn deleting_at_a_revision_spares_a_changed_cart(carts: Carts) {
     };
     let one = Quantity::parse(1).unwrap();
     let first = write();
+    // The write answers with the cart as it left it.
     assert_eq!(
         store
             .set_cart_line(customer, (&mug, one, eur), 100, first)
             .await
             .unwrap(),
-        SetLine::Set { created: true }
+        SetLine::Set {
+            created: true,
+            cart: StoredCart {
+                lines: vec![(mug.clone(), one)],
+                currency: eur,
+                revision: first.revision,
+            }
+        }
     );
     let loaded = store
         .load_cart(customer, Duration::from_secs(3600))
@@ -547,10 +599,17 @@ async fn deleting_at_a_revision_spares_a_changed_cart(carts: Carts) {
         .unwrap();
     assert_eq!(loaded.revision, first.revision);
     // A line arrives while the checkout of `first` is under way.
-    store
-        .set_cart_line(customer, (&tee, one, eur), 100, write())
+    let second = write();
+    let SetLine::Set { created, cart } = store
+        .set_cart_line(customer, (&tee, one, eur), 100, second)
         .await
-        .unwrap();
+        .unwrap()
+    else {
+        panic!("the second line is refused")
+    };
+    assert!(!created);
+    assert_eq!(cart.lines, [(mug.clone(), one), (tee.clone(), one)]);
+    assert_eq!(cart.revision, second.revision);
     assert!(
         !store
             .delete_cart(customer, Some(first.revision))

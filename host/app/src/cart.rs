@@ -24,7 +24,7 @@ use super::extensions::{Quote, Violation};
 use super::orders::{
     IdempotencyKey, PlaceOrderRequest, Placed, RequestedLine, check_idempotency_key,
 };
-use super::ports::{CartWrite, SetLine, StoredCart};
+use super::ports::{CartWrite, Product, SetLine, StoredCart};
 use super::{App, AppError, Caller, Carts};
 use commerce_domain::order::MAX_LINES;
 use commerce_domain::pricing::apply_adjustments;
@@ -121,20 +121,17 @@ impl Carts<'_> {
     /// The caller's cart, priced now. Reading it renews its time to live.
     pub async fn get_cart(&self, caller: Caller) -> Result<CartView, AppError> {
         let cart = self.carts.load_cart(caller.subject, self.cart_ttl).await?;
-        // A cart can come to more than an order may carry (its lines'
-        // prices rose, or it was filled to the brim): reading it is then a
-        // conflict with its content, not bad input.
-        self.price_cart(caller, cart).await.map_err(|e| match e {
-            AppError::Money(commerce_domain::MoneyError::OutOfRange(amount)) => {
-                AppError::Conflict(format!(
-                    "the cart comes to {amount}, more than an order may carry; lower a quantity or remove a line"
-                ))
-            }
-            other => other,
-        })
+        self.price_cart(caller, cart).await
     }
 
     /// Sets how many of `sku` the cart holds; 0 removes the line.
+    ///
+    /// Three reads and writes, not four: the product, the line written
+    /// (the write answers with the cart as it left it, so it is not read
+    /// back), the products of the cart's other lines. Reading the cart
+    /// ahead, beside the product, to overlap the last step with the write
+    /// was measured too: fewer steps to wait for, but more work per PUT,
+    /// and a worse p99 with four clients on two cores (BENCHMARKS.md).
     pub async fn set_cart_item(
         &self,
         caller: Caller,
@@ -164,11 +161,20 @@ impl Carts<'_> {
             )
             .await?;
         match outcome {
-            SetLine::Set { created } => {
+            SetLine::Set { created, cart } => {
                 if created {
                     metrics::counter!(CARTS_CREATED).increment(1);
                 }
-                self.get_cart(caller).await
+                let others: Vec<Sku> = cart
+                    .lines
+                    .iter()
+                    .map(|(s, _)| s)
+                    .filter(|s| **s != sku)
+                    .cloned()
+                    .collect();
+                let mut products = self.inventory().load_products(&others).await?;
+                products.insert(sku, product);
+                self.price_stored(caller, cart, &products).await
             }
             SetLine::TooManyLines => Err(AppError::Invalid(format!(
                 "a cart holds at most {MAX_CART_LINES} lines"
@@ -282,7 +288,6 @@ impl Carts<'_> {
     }
 
     /// Prices a stored cart from the catalog and runs the plugins on it.
-    /// Violations are reported, not enforced: that happens at checkout.
     async fn price_cart(
         &self,
         caller: Caller,
@@ -292,13 +297,39 @@ impl Carts<'_> {
             return Ok(CartView::empty(caller.subject));
         };
         let skus: Vec<Sku> = cart.lines.iter().map(|(sku, _)| sku.clone()).collect();
-        let products: HashMap<Sku, _> = self
-            .store
-            .get_products(&skus)
-            .await?
-            .into_iter()
-            .map(|p| (p.sku.clone(), p))
-            .collect();
+        let products = self.inventory().load_products(&skus).await?;
+        self.price_stored(caller, cart, &products).await
+    }
+
+    /// Prices a cart with `products` (the catalog's, read now) and runs the
+    /// plugins on it. Violations are reported, not enforced: that happens
+    /// at checkout. A cart can come to more than an order may carry (its
+    /// lines' prices rose, or it was filled to the brim): showing it is
+    /// then a conflict with its content, not bad input.
+    async fn price_stored(
+        &self,
+        caller: Caller,
+        cart: StoredCart,
+        products: &HashMap<Sku, Product>,
+    ) -> Result<CartView, AppError> {
+        self.price_with(caller, cart, products)
+            .await
+            .map_err(|e| match e {
+                AppError::Money(commerce_domain::MoneyError::OutOfRange(amount)) => {
+                    AppError::Conflict(format!(
+                        "the cart comes to {amount}, more than an order may carry; lower a quantity or remove a line"
+                    ))
+                }
+                other => other,
+            })
+    }
+
+    async fn price_with(
+        &self,
+        caller: Caller,
+        cart: StoredCart,
+        products: &HashMap<Sku, Product>,
+    ) -> Result<CartView, AppError> {
         let currency = cart.currency;
         let mut items = Vec::new();
         let mut unavailable = Vec::new();

@@ -146,11 +146,14 @@ pub(crate) fn stock_of(products: &HashMap<Sku, Product>) -> BTreeMap<Sku, Stock>
 }
 
 impl Inventory<'_> {
-    /// Loads the products among `skus`, by SKU.
+    /// Loads the products among `skus`, by SKU (no read for none).
     pub(crate) async fn load_products(
         &self,
         skus: &[Sku],
     ) -> Result<HashMap<Sku, Product>, AppError> {
+        if skus.is_empty() {
+            return Ok(HashMap::new());
+        }
         Ok(self
             .store
             .get_products(skus)

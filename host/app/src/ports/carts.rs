@@ -31,8 +31,9 @@ pub struct CartWrite {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SetLine {
     /// Set; `created`: the line is the first of a new cart (the customer
-    /// had none, or only an expired one).
-    Set { created: bool },
+    /// had none, or only an expired one). `cart`: the cart as this write
+    /// left it, read in the same atomic step (no second read to show it).
+    Set { created: bool, cart: StoredCart },
     /// The line is new and the cart already holds `max_lines` lines.
     TooManyLines,
     /// Other lines of the cart are sold in this currency.
@@ -56,7 +57,8 @@ pub trait CartStore: Send + Sync {
         ttl: std::time::Duration,
     ) -> Result<Option<StoredCart>, StoreError>;
     /// Sets the quantity of a line sold in `currency`, unless the line is
-    /// new and the cart is full, or other lines are in another currency.
+    /// new and the cart is full, or other lines are in another currency;
+    /// answers with the cart as written.
     async fn set_cart_line(
         &self,
         customer_id: Uuid,

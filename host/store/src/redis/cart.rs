@@ -41,7 +41,9 @@ const CURRENCY: &str = "cur";
 /// Hash fields that are not lines.
 const BOOKKEEPING_FIELDS: usize = 2;
 
-/// KEYS[1] cart; ARGV: line field, quantity, currency, max lines, revision, ttl ms.
+/// KEYS[1] cart; ARGV: line field, quantity, currency, max lines, revision,
+/// ttl ms. Answers `{outcome, detail, fields}`: on `ok`, the cart's fields
+/// as written (HGETALL's pairs), so showing the cart takes no second trip.
 static SET_LINE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -51,12 +53,13 @@ local lines = 0
 if cur then lines = redis.call('HLEN', KEYS[1]) - 2 end
 local others = lines
 if present then others = lines - 1 end
-if others > 0 and cur ~= ARGV[3] then return {'currency', cur} end
-if (not present) and lines >= tonumber(ARGV[4]) then return {'full', ''} end
+if others > 0 and cur ~= ARGV[3] then return {'currency', cur, {}} end
+if (not present) and lines >= tonumber(ARGV[4]) then return {'full', '', {}} end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], 'cur', ARGV[3], 'rev', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[6])
-if cur then return {'ok', ''} end
-return {'ok', 'new'}
+local created = 'new'
+if cur then created = '' end
+return {'ok', created, redis.call('HGETALL', KEYS[1])}
 ",
     )
 });
@@ -264,7 +267,7 @@ impl CartStore for RedisCarts {
     ) -> Result<SetLine, StoreError> {
         let key = self.key(customer_id);
         let field = format!("{LINE_PREFIX}{sku}");
-        let (outcome, detail): (String, String) = self
+        let (outcome, detail, fields): (String, String, HashMap<String, String>) = self
             .redis
             .run(|mut conn| async move {
                 SET_LINE
@@ -282,8 +285,10 @@ impl CartStore for RedisCarts {
         match outcome.as_str() {
             "ok" => {
                 let created = detail == "new";
+                let cart =
+                    decode(fields)?.ok_or_else(|| corrupt("cart after a write", "no lines"))?;
                 self.index(customer_id, created).await;
-                Ok(SetLine::Set { created })
+                Ok(SetLine::Set { created, cart })
             }
             "full" => Ok(SetLine::TooManyLines),
             "currency" => Ok(SetLine::OtherCurrency(parse_currency(&detail)?)),

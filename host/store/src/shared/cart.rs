@@ -102,6 +102,22 @@ async fn touch<DB: Backend + CartSql>(
     execute(statement, DB::on(conn)).await.map(|_| ())
 }
 
+/// The customer's lines, sorted by SKU.
+async fn lines_of<DB: Backend + CartSql>(
+    conn: &mut DB::Connection,
+    customer_id: Uuid,
+) -> Result<Vec<(Sku, Quantity)>, StoreError> {
+    let statement = sqlx::query(DB::LINES).arg(customer_id);
+    let rows: Vec<(String, i64)> = fetch_rows(statement, DB::on(conn)).await?;
+    rows.into_iter()
+        .map(|(sku, quantity)| {
+            let quantity = Quantity::parse(quantity)
+                .map_err(|_| corrupt("cart quantity", &quantity.to_string()))?;
+            Ok((parse_sku(&sku)?, quantity))
+        })
+        .collect()
+}
+
 /// The customer's cart, its expiry slid by `ttl`; none if it is empty or
 /// has expired.
 pub(crate) async fn load<DB: Backend + CartSql>(
@@ -122,17 +138,8 @@ pub(crate) async fn load<DB: Backend + CartSql>(
     else {
         return Ok(None);
     };
-    let statement = sqlx::query(DB::LINES).arg(customer_id);
-    let rows: Vec<(String, i64)> = fetch_rows(statement, DB::on(&mut tx)).await?;
+    let lines = lines_of::<DB>(&mut tx, customer_id).await?;
     tx.commit().await.map_err(crate::classify)?;
-    let lines = rows
-        .into_iter()
-        .map(|(sku, quantity)| {
-            let quantity = Quantity::parse(quantity)
-                .map_err(|_| corrupt("cart quantity", &quantity.to_string()))?;
-            Ok((parse_sku(&sku)?, quantity))
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
     if lines.is_empty() {
         return Ok(None);
     }
@@ -182,9 +189,17 @@ pub(crate) async fn set_line<DB: Backend + CartSql>(
         .arg(i64::from(quantity.get()));
     execute(statement, DB::on(&mut tx)).await?;
     touch::<DB>(&mut tx, customer_id, Some(currency), write).await?;
+    let lines = lines_of::<DB>(&mut tx, customer_id).await?;
     tx.commit().await.map_err(crate::classify)?;
     count_abandoned(purged);
-    Ok(SetLine::Set { created })
+    Ok(SetLine::Set {
+        created,
+        cart: StoredCart {
+            lines,
+            currency,
+            revision: write.revision,
+        },
+    })
 }
 
 /// Removes one line (the cart with its last line); false if there was none.
