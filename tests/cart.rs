@@ -545,7 +545,7 @@ async fn customers_see_only_their_own_cart(carts: Carts) {
 /// the cart only if it is still at the revision it ordered, so lines added
 /// while the order was being placed survive.
 async fn deleting_at_a_revision_spares_a_changed_cart(carts: Carts) {
-    use commerce_app::ports::{CartStore, CartWrite, SetLine, StoredCart};
+    use commerce_app::ports::{CartStore, CartWrite, RemoveLine, SetLine, StoredCart};
     use commerce_domain::{Currency, Quantity, Sku};
     let backend = if carts == Carts::Postgres {
         Backend::Postgres
@@ -659,6 +659,37 @@ async fn deleting_at_a_revision_spares_a_changed_cart(carts: Carts) {
             .await
             .unwrap(),
         SetLine::OtherCurrency(eur)
+    );
+    // A removal answers with what it left: the other line, then nothing.
+    let third = write();
+    assert_eq!(
+        store.remove_cart_line(customer, &tee, third).await.unwrap(),
+        RemoveLine::Removed(Some(StoredCart {
+            lines: vec![(mug.clone(), one)],
+            currency: eur,
+            revision: third.revision,
+        }))
+    );
+    assert_eq!(
+        store
+            .remove_cart_line(customer, &tee, write())
+            .await
+            .unwrap(),
+        RemoveLine::Absent
+    );
+    assert_eq!(
+        store
+            .remove_cart_line(customer, &mug, write())
+            .await
+            .unwrap(),
+        RemoveLine::Removed(None)
+    );
+    assert!(
+        store
+            .load_cart(customer, Duration::from_secs(3600))
+            .await
+            .unwrap()
+            .is_none()
     );
 }
 

@@ -24,7 +24,7 @@ use super::extensions::{Quote, Violation};
 use super::orders::{
     IdempotencyKey, PlaceOrderRequest, Placed, RequestedLine, check_idempotency_key,
 };
-use super::ports::{CartWrite, Product, SetLine, StoredCart};
+use super::ports::{CartWrite, Product, RemoveLine, SetLine, StoredCart};
 use super::{App, AppError, Caller, Carts};
 use commerce_domain::order::MAX_LINES;
 use commerce_domain::pricing::apply_adjustments;
@@ -188,11 +188,17 @@ impl Carts<'_> {
     }
 
     /// Removes a line (nothing happens if the cart has none for `sku`).
+    /// The removal answers with the cart as it left it: not read back.
     pub async fn remove_cart_item(&self, caller: Caller, sku: Sku) -> Result<CartView, AppError> {
-        self.carts
+        match self
+            .carts
             .remove_cart_line(caller.subject, &sku, self.cart_write())
-            .await?;
-        self.get_cart(caller).await
+            .await?
+        {
+            RemoveLine::Removed(left) => self.price_cart(caller, left).await,
+            // Unchanged: shown as a read would (which slides its TTL).
+            RemoveLine::Absent => self.get_cart(caller).await,
+        }
     }
 
     /// Empties the caller's cart.

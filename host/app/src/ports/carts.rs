@@ -40,6 +40,16 @@ pub enum SetLine {
     OtherCurrency(Currency),
 }
 
+/// The outcome of removing a line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoveLine {
+    /// The cart has no such line (or there is no cart): nothing changed.
+    Absent,
+    /// Removed; the cart as this write left it, read in the same atomic
+    /// step, or `None` if that was its last line and the cart is gone.
+    Removed(Option<StoredCart>),
+}
+
 /// Carts, one per customer: in Redis in production, else in the embedded
 /// store. Every write is atomic per customer (the line limit and the
 /// one-currency rule hold under concurrent writes) and gives the cart a
@@ -66,14 +76,13 @@ pub trait CartStore: Send + Sync {
         max_lines: usize,
         write: CartWrite,
     ) -> Result<SetLine, StoreError>;
-    /// Removes a line; a cart left without lines is deleted. False if there
-    /// was no such line (nothing changes then).
+    /// Removes a line; a cart left without lines is deleted.
     async fn remove_cart_line(
         &self,
         customer_id: Uuid,
         sku: &Sku,
         write: CartWrite,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<RemoveLine, StoreError>;
     /// Deletes the cart; with `revision`, only if the cart is still at it
     /// (so lines added after a checkout began survive it). True if deleted.
     async fn delete_cart(

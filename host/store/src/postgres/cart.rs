@@ -25,9 +25,8 @@ impl CartSql for Postgres {
     const SET_LINE: &'static str = "INSERT INTO cart_lines (customer_id, sku, quantity) \
          VALUES ($1, $2, $3) \
          ON CONFLICT (customer_id, sku) DO UPDATE SET quantity = excluded.quantity";
-    const LOCK: &'static str = "SELECT 1::int8 FROM carts WHERE customer_id = $1 FOR UPDATE";
+    const LOCK: &'static str = "SELECT currency FROM carts WHERE customer_id = $1 FOR UPDATE";
     const DELETE_LINE: &'static str = "DELETE FROM cart_lines WHERE customer_id = $1 AND sku = $2";
-    const COUNT_LINES: &'static str = "SELECT count(*) FROM cart_lines WHERE customer_id = $1";
     const DELETE: &'static str =
         "DELETE FROM carts WHERE customer_id = $1 AND ($2::uuid IS NULL OR revision = $2)";
     const TOUCH: &'static str = "UPDATE carts SET revision = $1, \

@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use super::Redis;
 use crate::{corrupt, parse_currency, parse_sku};
-use commerce_app::ports::{CartStore, CartWrite, SetLine, StoreError, StoredCart};
+use commerce_app::ports::{CartStore, CartWrite, RemoveLine, SetLine, StoreError, StoredCart};
 use commerce_domain::{Currency, Quantity, Sku};
 
 const LINE_PREFIX: &str = "i:";
@@ -64,19 +64,20 @@ return {'ok', created, redis.call('HGETALL', KEYS[1])}
     )
 });
 
-/// KEYS[1] cart; ARGV: line field, revision, ttl ms. 0 if there was no
-/// such line, 1 if removed, 2 if removed and the cart with it.
+/// KEYS[1] cart; ARGV: line field, revision, ttl ms. Answers `{outcome,
+/// fields}`: 0 if there was no such line, 1 if removed (with the cart's
+/// fields as written), 2 if removed and the cart with it.
 static REMOVE_LINE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return {0, {}} end
 if redis.call('HLEN', KEYS[1]) <= 2 then
   redis.call('DEL', KEYS[1])
-  return 2
+  return {2, {}}
 end
 redis.call('HSET', KEYS[1], 'rev', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return 1
+return {1, redis.call('HGETALL', KEYS[1])}
 ",
     )
 });
@@ -301,10 +302,10 @@ impl CartStore for RedisCarts {
         customer_id: Uuid,
         sku: &Sku,
         write: CartWrite,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<RemoveLine, StoreError> {
         let key = self.key(customer_id);
         let field = format!("{LINE_PREFIX}{sku}");
-        let removed: i64 = self
+        let (removed, fields): (i64, HashMap<String, String>) = self
             .redis
             .run(|mut conn| async move {
                 REMOVE_LINE
@@ -317,14 +318,16 @@ impl CartStore for RedisCarts {
             })
             .await?;
         match removed {
-            0 => Ok(false),
+            0 => Ok(RemoveLine::Absent),
             2 => {
                 self.unindex(customer_id).await;
-                Ok(true)
+                Ok(RemoveLine::Removed(None))
             }
             _ => {
+                let cart =
+                    decode(fields)?.ok_or_else(|| corrupt("cart after a write", "no lines"))?;
                 self.index(customer_id, false).await;
-                Ok(true)
+                Ok(RemoveLine::Removed(Some(cart)))
             }
         }
     }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::columns::Millis;
 use super::{Arg, Backend, execute, fetch_one, fetch_optional_row, fetch_rows};
 use crate::{corrupt, parse_currency, parse_sku};
-use commerce_app::ports::{CartWrite, SetLine, StoreError, StoredCart};
+use commerce_app::ports::{CartWrite, RemoveLine, SetLine, StoreError, StoredCart};
 use commerce_domain::{Currency, Quantity, Sku};
 
 /// Expired carts purged per write, besides the writer's own: enough to
@@ -41,11 +41,9 @@ pub(crate) trait CartSql {
     const LOCK_COUNT: &'static str;
     /// Set customer $1's line for $2 to quantity $3.
     const SET_LINE: &'static str;
-    /// Lock customer $1's cart, a row if it exists.
+    /// Lock customer $1's cart: its `currency`, a row if it exists.
     const LOCK: &'static str;
     const DELETE_LINE: &'static str;
-    /// How many lines customer $1 has.
-    const COUNT_LINES: &'static str;
     /// Delete customer $1's cart if its revision is $2 (any if null).
     const DELETE: &'static str;
     /// New revision $1, currency $2 if not null, expiry $3 ($4 at), for
@@ -202,40 +200,43 @@ pub(crate) async fn set_line<DB: Backend + CartSql>(
     })
 }
 
-/// Removes one line (the cart with its last line); false if there was none.
+/// Removes one line (the cart with its last line).
 pub(crate) async fn remove_line<DB: Backend + CartSql>(
     pool: &Pool<DB>,
     customer_id: Uuid,
     sku: &Sku,
     write: CartWrite,
-) -> Result<bool, StoreError> {
+) -> Result<RemoveLine, StoreError> {
     let (now, _) = expiry(write.ttl);
     let mut tx = pool.begin().await.map_err(crate::classify)?;
     let purged = purge_expired::<DB>(&mut tx, customer_id, now).await?;
     let statement = sqlx::query(DB::LOCK).arg(customer_id);
-    if fetch_optional_row::<DB, (i64,)>(statement, DB::on(&mut tx))
-        .await?
-        .is_none()
-    {
-        return Ok(false);
-    }
+    let Some((currency,)) = fetch_optional_row::<DB, (String,)>(statement, DB::on(&mut tx)).await?
+    else {
+        return Ok(RemoveLine::Absent);
+    };
     let statement = sqlx::query(DB::DELETE_LINE)
         .arg(customer_id)
         .arg(sku.as_str().to_owned());
     if execute(statement, DB::on(&mut tx)).await? == 0 {
-        return Ok(false);
+        return Ok(RemoveLine::Absent);
     }
-    let statement = sqlx::query(DB::COUNT_LINES).arg(customer_id);
-    let (left,): (i64,) = fetch_one(statement, DB::on(&mut tx)).await?;
-    if left == 0 {
+    let lines = lines_of::<DB>(&mut tx, customer_id).await?;
+    let left = if lines.is_empty() {
         let statement = sqlx::query(DB::DELETE).arg(customer_id).arg(None::<Uuid>);
         execute(statement, DB::on(&mut tx)).await?;
+        None
     } else {
         touch::<DB>(&mut tx, customer_id, None, write).await?;
-    }
+        Some(StoredCart {
+            lines,
+            currency: parse_currency(&currency)?,
+            revision: write.revision,
+        })
+    };
     tx.commit().await.map_err(crate::classify)?;
     count_abandoned(purged);
-    Ok(true)
+    Ok(RemoveLine::Removed(left))
 }
 
 /// Deletes the cart, only at `revision` if one is given.

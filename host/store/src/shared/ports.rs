@@ -495,7 +495,7 @@ macro_rules! sql_store_ports {
                     customer_id: Uuid,
                     sku: &Sku,
                     write: CartWrite,
-                ) -> Result<bool, StoreError> {
+                ) -> Result<RemoveLine, StoreError> {
                     cart::remove_line(self.writes(), customer_id, sku, write).await
                 }
 

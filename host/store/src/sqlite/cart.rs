@@ -26,9 +26,8 @@ impl CartSql for Sqlite {
     const SET_LINE: &'static str = "INSERT INTO cart_lines (customer_id, sku, quantity) \
          VALUES (?1, ?2, ?3) \
          ON CONFLICT (customer_id, sku) DO UPDATE SET quantity = excluded.quantity";
-    const LOCK: &'static str = "SELECT 1 FROM carts WHERE customer_id = ?1";
+    const LOCK: &'static str = "SELECT currency FROM carts WHERE customer_id = ?1";
     const DELETE_LINE: &'static str = "DELETE FROM cart_lines WHERE customer_id = ?1 AND sku = ?2";
-    const COUNT_LINES: &'static str = "SELECT count(*) FROM cart_lines WHERE customer_id = ?1";
     const DELETE: &'static str =
         "DELETE FROM carts WHERE customer_id = ?1 AND (?2 IS NULL OR revision = ?2)";
     const TOUCH: &'static str = "UPDATE carts SET revision = ?1, \
