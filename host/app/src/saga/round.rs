@@ -283,6 +283,12 @@ impl Sagas<'_> {
                 history,
             };
             match self.store.save_saga(write, None).await {
+                // A shutdown that released the leases while this write
+                // was under way: the lease it took goes back too.
+                Ok(()) if self.is_draining() => {
+                    self.release_saga_leases().await;
+                    return Ok(None);
+                }
                 Ok(()) => return Ok(self.holds_lease(&merged).then_some(merged)),
                 Err(StoreError::SagaConflict { .. }) => continue,
                 Err(e) => return Err(e.into()),

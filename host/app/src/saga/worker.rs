@@ -53,6 +53,14 @@ pub async fn claim_round(app: &App) -> Result<usize, crate::AppError> {
             free,
         )
         .await?;
+    // A shutdown that began while the claim was under way released this
+    // process's leases before the claim took these (SIGTERM in a busy
+    // second): give them back too, or they would wait out their lease with
+    // nobody driving them, since a draining process starts no saga.
+    if app.sagas().is_draining() {
+        app.sagas().release_saga_leases().await;
+        return Ok(0);
+    }
     let n = sagas.len();
     for saga in sagas {
         tracing::info!(saga_id = %saga.saga_id, order_id = %saga.correlation_id, step = saga.current_step(), attempts = saga.attempts, "resuming saga");
