@@ -309,28 +309,8 @@ impl Carts<'_> {
 
     /// Prices a cart with `products` (the catalog's, read now) and runs the
     /// plugins on it. Violations are reported, not enforced: that happens
-    /// at checkout. A cart can come to more than an order may carry (its
-    /// lines' prices rose, or it was filled to the brim): showing it is
-    /// then a conflict with its content, not bad input.
+    /// at checkout.
     async fn price_stored(
-        &self,
-        caller: Caller,
-        cart: StoredCart,
-        products: &HashMap<Sku, Product>,
-    ) -> Result<CartView, AppError> {
-        self.price_with(caller, cart, products)
-            .await
-            .map_err(|e| match e {
-                AppError::Money(commerce_domain::MoneyError::OutOfRange(amount)) => {
-                    AppError::Conflict(format!(
-                        "the cart comes to {amount}, more than an order may carry; lower a quantity or remove a line"
-                    ))
-                }
-                other => other,
-            })
-    }
-
-    async fn price_with(
         &self,
         caller: Caller,
         cart: StoredCart,
@@ -367,7 +347,17 @@ impl Carts<'_> {
                 reason,
             });
         }
-        let subtotal = currency.total(lines.iter().map(|l| (l.unit_price, l.quantity.get())))?;
+        // A cart can come to more than an order may carry (its lines'
+        // prices rose, or it was filled to the brim): showing it is then a
+        // conflict with its content, not bad input.
+        let subtotal = currency
+            .total(lines.iter().map(|l| (l.unit_price, l.quantity.get())))
+            .map_err(|e| match e {
+                commerce_domain::MoneyError::OutOfRange(amount) => AppError::Conflict(format!(
+                    "the cart comes to {amount}, more than an order may carry; lower a quantity or remove a line"
+                )),
+                other => AppError::Money(other),
+            })?;
         let evaluation = if lines.is_empty() {
             Default::default()
         } else {

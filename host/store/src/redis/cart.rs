@@ -229,6 +229,12 @@ fn decode(fields: HashMap<String, String>) -> Result<Option<StoredCart>, StoreEr
     }))
 }
 
+/// The cart a write's script answered with: it has the line just written
+/// (or the ones a removal left), so it cannot be empty.
+fn decode_written(fields: HashMap<String, String>) -> Result<StoredCart, StoreError> {
+    decode(fields)?.ok_or_else(|| corrupt("cart after a write", "no lines"))
+}
+
 #[async_trait]
 impl CartStore for RedisCarts {
     fn cart_backend(&self) -> &'static str {
@@ -286,8 +292,7 @@ impl CartStore for RedisCarts {
         match outcome.as_str() {
             "ok" => {
                 let created = detail == "new";
-                let cart =
-                    decode(fields)?.ok_or_else(|| corrupt("cart after a write", "no lines"))?;
+                let cart = decode_written(fields)?;
                 self.index(customer_id, created).await;
                 Ok(SetLine::Set { created, cart })
             }
@@ -324,8 +329,7 @@ impl CartStore for RedisCarts {
                 Ok(RemoveLine::Removed(None))
             }
             _ => {
-                let cart =
-                    decode(fields)?.ok_or_else(|| corrupt("cart after a write", "no lines"))?;
+                let cart = decode_written(fields)?;
                 self.index(customer_id, false).await;
                 Ok(RemoveLine::Removed(Some(cart)))
             }
