@@ -142,6 +142,18 @@ impl Browser {
 
     /// A WebDriver command; its `value`. Panics on a WebDriver error.
     async fn command(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.try_command(method, path, body)
+            .await
+            .unwrap_or_else(|error| panic!("WebDriver {path}: {error}"))
+    }
+
+    /// A WebDriver command; its `value`, or the WebDriver error's.
+    async fn try_command(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let mut request = self
             .http
             .request(method.clone(), format!("{}{path}", self.session));
@@ -158,9 +170,9 @@ impl Browser {
             .await
             .unwrap_or_else(|e| panic!("WebDriver {path} answer: {e}"));
         if answer["value"]["error"].is_string() {
-            panic!("WebDriver {path}: {}", answer["value"]);
+            return Err(answer["value"].clone());
         }
-        answer["value"].clone()
+        Ok(answer["value"].clone())
     }
 
     /// Opens `url` and waits for its load.
@@ -244,11 +256,19 @@ impl Browser {
     }
 
     /// Clicks `css` as a user would (it must be visible and enabled).
+    /// The console re-renders as its data refreshes, so an element found
+    /// just before a render may be gone by the click: it is found again.
     pub async fn click(&self, css: &str) {
-        let element = self.find(css).await;
-        let id = element.as_str().expect("element id");
-        self.command(reqwest::Method::POST, &format!("/element/{id}/click"), None)
-            .await;
+        for attempt in 0.. {
+            let element = self.find(css).await;
+            let id = element.as_str().expect("element id");
+            let path = format!("/element/{id}/click");
+            match self.try_command(reqwest::Method::POST, &path, None).await {
+                Ok(_) => return,
+                Err(e) if e["error"] == "stale element reference" && attempt < 5 => {}
+                Err(e) => panic!("WebDriver click on {css}: {e}"),
+            }
+        }
     }
 
     /// Clears `css` and types `text` into it, key by key.
